@@ -1,0 +1,44 @@
+//! The `clubcast` command line: one binary, one subcommand per role or tool.
+//!
+//! Each subcommand lives in its own file and returns an `ExitCode`; errors
+//! are printed as one line a user can act on.
+
+mod keygen;
+mod selfcheck;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Peer-to-peer live streaming over the club protocol.
+#[derive(Debug, Parser)]
+#[command(name = "clubcast", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a source key and print its stream id.
+    Keygen(keygen::Args),
+    /// Sign a synthetic feed with a source key, send it through the wire
+    /// format and the verifier, tamper with it, and report.
+    Selfcheck(selfcheck::Args),
+}
+
+/// Parses the arguments and runs the chosen subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Selfcheck(args) => selfcheck::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("clubcast: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

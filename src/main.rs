@@ -1,0 +1,7 @@
+//! The `clubcast` command: see `clubcast --help`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    clubcast::cli::main()
+}

@@ -1,0 +1,546 @@
+//! Control messages: everything but BLOCK.
+//!
+//! Tracker messages ([0015]-[0016], [0030]-[0031]), club discovery and load
+//! probes ([0032]-[0035]), connection setup and teardown ([0051]-[0059]),
+//! keep-alives ([0053]), HAVE ([0046]) and the Elias-coded BITFIELD ([0056]).
+//! Each struct reads and writes its body only; the common header is handled
+//! by [`super::Message`].
+
+use super::bitfield;
+use super::{AddrList, ClubList, Reader, StreamTag, WireError, Writer, STREAM_TAG_LEN};
+
+fn read_tag(r: &mut Reader<'_>) -> Result<StreamTag, WireError> {
+    Ok(StreamTag(*r.array::<STREAM_TAG_LEN>("stream tag")?))
+}
+
+/// Peer -> tracker: join the swarm of `stream` ([0030]). The tracker answers
+/// with a [`PeerList`]; the peer's address is the datagram's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Join {
+    /// The stream to join.
+    pub stream: StreamTag,
+    /// Random id the peer keeps for its lifetime (tells restarts apart).
+    pub peer_id: u64,
+    /// Most peers the joining peer wants listed.
+    pub max_peers: u16,
+}
+
+impl Join {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Join {
+            stream: read_tag(r)?,
+            peer_id: r.u64("peer id")?,
+            max_peers: r.u16("max peers")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.bytes(&self.stream.0)?;
+        w.u64(self.peer_id)?;
+        w.u16(self.max_peers)
+    }
+}
+
+/// Tracker -> peer: a full or partial peer list, the club count and the
+/// recommended clubs ([0016], [0030]-[0031]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerList<'a> {
+    /// The stream.
+    pub stream: StreamTag,
+    /// Number of clubs in the swarm.
+    pub club_count: u16,
+    /// Clubs the tracker recommends joining.
+    pub recommended: ClubList<'a>,
+    /// How often the tracker expects a heartbeat, in milliseconds.
+    pub heartbeat_ms: u32,
+    /// Peers in the swarm.
+    pub peers: AddrList<'a>,
+}
+
+impl<'a> PeerList<'a> {
+    pub(crate) fn read(r: &mut Reader<'a>) -> Result<Self, WireError> {
+        let stream = read_tag(r)?;
+        let club_count = r.u16("club count")?;
+        if club_count == 0 {
+            return Err(WireError::Invalid {
+                field: "club count",
+                reason: "a swarm has at least one club",
+            });
+        }
+        Ok(PeerList {
+            stream,
+            club_count,
+            recommended: ClubList::read(r, "recommended clubs")?,
+            heartbeat_ms: r.u32("heartbeat interval")?,
+            peers: AddrList::read(r, "peers")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.bytes(&self.stream.0)?;
+        w.u16(self.club_count)?;
+        self.recommended.write(w, "recommended clubs")?;
+        w.u32(self.heartbeat_ms)?;
+        self.peers.write(w, "peers")
+    }
+}
+
+/// Peer -> tracker: still part of the swarm ([0015]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat<'a> {
+    /// The stream.
+    pub stream: StreamTag,
+    /// The id sent in [`Join`].
+    pub peer_id: u64,
+    /// The clubs the peer sits in.
+    pub clubs: ClubList<'a>,
+}
+
+impl<'a> Heartbeat<'a> {
+    pub(crate) fn read(r: &mut Reader<'a>) -> Result<Self, WireError> {
+        Ok(Heartbeat {
+            stream: read_tag(r)?,
+            peer_id: r.u64("peer id")?,
+            clubs: ClubList::read(r, "clubs")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.bytes(&self.stream.0)?;
+        w.u64(self.peer_id)?;
+        self.clubs.write(w, "clubs")
+    }
+}
+
+/// Ask a peer which members of `club` it knows ([0032], [0037]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClubPeersRequest {
+    /// Echoed in the answer.
+    pub request_id: u32,
+    /// The club asked about.
+    pub club: u16,
+    /// Most addresses wanted.
+    pub max_peers: u16,
+}
+
+impl ClubPeersRequest {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(ClubPeersRequest {
+            request_id: r.u32("request id")?,
+            club: r.u16("club")?,
+            max_peers: r.u16("max peers")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u32(self.request_id)?;
+        w.u16(self.club)?;
+        w.u16(self.max_peers)
+    }
+}
+
+/// Members of a club, answering [`ClubPeersRequest`] ([0032]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClubPeers<'a> {
+    /// From the request.
+    pub request_id: u32,
+    /// The club.
+    pub club: u16,
+    /// Its members known to the sender.
+    pub peers: AddrList<'a>,
+}
+
+impl<'a> ClubPeers<'a> {
+    pub(crate) fn read(r: &mut Reader<'a>) -> Result<Self, WireError> {
+        Ok(ClubPeers {
+            request_id: r.u32("request id")?,
+            club: r.u16("club")?,
+            peers: AddrList::read(r, "peers")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u32(self.request_id)?;
+        w.u16(self.club)?;
+        self.peers.write(w, "peers")
+    }
+}
+
+/// Probe a peer's load before connecting ([0033]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ping {
+    /// Echoed in the [`Pong`].
+    pub nonce: u32,
+    /// The club the prober wants to connect in; the pong reports in-club
+    /// counts for it.
+    pub club: u16,
+}
+
+impl Ping {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Ping {
+            nonce: r.u32("nonce")?,
+            club: r.u16("club")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u32(self.nonce)?;
+        w.u16(self.club)
+    }
+}
+
+/// Upload and download connection counts, inside and outside a club
+/// ([0033]-[0035]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Load {
+    /// Upload connections inside the club.
+    pub uploads_in_club: u16,
+    /// Upload connections to other clubs.
+    pub uploads_out_of_club: u16,
+    /// Download connections inside the club.
+    pub downloads_in_club: u16,
+    /// Download connections from other clubs.
+    pub downloads_out_of_club: u16,
+}
+
+/// Answer to [`Ping`] ([0033]-[0035]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pong<'a> {
+    /// From the ping.
+    pub nonce: u32,
+    /// From the ping.
+    pub club: u16,
+    /// The responder's connection counts relative to `club`.
+    pub load: Load,
+    /// The clubs the responder sits in.
+    pub clubs: ClubList<'a>,
+}
+
+impl<'a> Pong<'a> {
+    pub(crate) fn read(r: &mut Reader<'a>) -> Result<Self, WireError> {
+        Ok(Pong {
+            nonce: r.u32("nonce")?,
+            club: r.u16("club")?,
+            load: Load {
+                uploads_in_club: r.u16("uploads in club")?,
+                uploads_out_of_club: r.u16("uploads out of club")?,
+                downloads_in_club: r.u16("downloads in club")?,
+                downloads_out_of_club: r.u16("downloads out of club")?,
+            },
+            clubs: ClubList::read(r, "clubs")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u32(self.nonce)?;
+        w.u16(self.club)?;
+        w.u16(self.load.uploads_in_club)?;
+        w.u16(self.load.uploads_out_of_club)?;
+        w.u16(self.load.downloads_in_club)?;
+        w.u16(self.load.downloads_out_of_club)?;
+        self.clubs.write(w, "clubs")
+    }
+}
+
+/// Which way blocks flow on a connection, seen from the peer that sends the
+/// message carrying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Direction {
+    /// The sender of the message receives blocks (it downloads).
+    Download = 0,
+    /// The sender of the message transmits blocks (it uploads).
+    Upload = 1,
+}
+
+impl Direction {
+    fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        match r.u8("direction")? {
+            0 => Ok(Direction::Download),
+            1 => Ok(Direction::Upload),
+            other => Err(WireError::UnknownValue {
+                field: "direction",
+                value: other.into(),
+            }),
+        }
+    }
+}
+
+/// Ask for a connection in `direction` carrying the blocks of `club`
+/// ([0036], [0059]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connect<'a> {
+    /// Echoed in the answer.
+    pub request_id: u32,
+    /// Direction from the initiator's side.
+    pub direction: Direction,
+    /// Club whose blocks the connection carries.
+    pub club: u16,
+    /// The initiator's clubs, so the other side can tell in-club from
+    /// out-of-club requests ([0059]).
+    pub clubs: ClubList<'a>,
+}
+
+impl<'a> Connect<'a> {
+    pub(crate) fn read(r: &mut Reader<'a>) -> Result<Self, WireError> {
+        Ok(Connect {
+            request_id: r.u32("request id")?,
+            direction: Direction::read(r)?,
+            club: r.u16("club")?,
+            clubs: ClubList::read(r, "clubs")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u32(self.request_id)?;
+        w.u8(self.direction as u8)?;
+        w.u16(self.club)?;
+        self.clubs.write(w, "clubs")
+    }
+}
+
+/// Connection granted ([0059]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accept {
+    /// From the request.
+    pub request_id: u32,
+    /// Direction from the initiator's side, as requested.
+    pub direction: Direction,
+    /// Club of the connection.
+    pub club: u16,
+}
+
+impl Accept {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Accept {
+            request_id: r.u32("request id")?,
+            direction: Direction::read(r)?,
+            club: r.u16("club")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u32(self.request_id)?;
+        w.u8(self.direction as u8)?;
+        w.u16(self.club)
+    }
+}
+
+/// Why a connection request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RefuseReason {
+    /// The responder has no room for the connection.
+    Full = 1,
+    /// The requester is on the responder's ban list ([0039]).
+    Banned = 2,
+    /// The responder is not in that club.
+    NotInClub = 3,
+    /// The responder is leaving the swarm.
+    ShuttingDown = 4,
+}
+
+/// Connection refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refuse {
+    /// From the request.
+    pub request_id: u32,
+    /// Why.
+    pub reason: RefuseReason,
+}
+
+impl Refuse {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let request_id = r.u32("request id")?;
+        let reason = match r.u8("refuse reason")? {
+            1 => RefuseReason::Full,
+            2 => RefuseReason::Banned,
+            3 => RefuseReason::NotInClub,
+            4 => RefuseReason::ShuttingDown,
+            other => {
+                return Err(WireError::UnknownValue {
+                    field: "refuse reason",
+                    value: other.into(),
+                })
+            }
+        };
+        Ok(Refuse { request_id, reason })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u32(self.request_id)?;
+        w.u8(self.reason as u8)
+    }
+}
+
+/// Why a connection was dropped ([0051]-[0053], [0059]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// One-way delay above the block's threshold ([0051]).
+    Delay = 1,
+    /// A gap in sequence numbers ([0052]).
+    SequenceGap = 2,
+    /// No block for too long ([0053]).
+    Silence = 3,
+    /// No keep-alive for too long ([0053]).
+    KeepAliveTimeout = 4,
+    /// Trimmed after an accepted request overshot the target ([0059]).
+    Trimmed = 5,
+    /// The sender is leaving the swarm.
+    Leaving = 6,
+    /// The other side sent blocks that failed authentication.
+    Forged = 7,
+}
+
+/// A connection is dropped; the receiver forgets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drop {
+    /// Direction from the sender's side.
+    pub direction: Direction,
+    /// Club of the connection.
+    pub club: u16,
+    /// Why.
+    pub reason: DropReason,
+}
+
+impl Drop {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let direction = Direction::read(r)?;
+        let club = r.u16("club")?;
+        let reason = match r.u8("drop reason")? {
+            1 => DropReason::Delay,
+            2 => DropReason::SequenceGap,
+            3 => DropReason::Silence,
+            4 => DropReason::KeepAliveTimeout,
+            5 => DropReason::Trimmed,
+            6 => DropReason::Leaving,
+            7 => DropReason::Forged,
+            other => {
+                return Err(WireError::UnknownValue {
+                    field: "drop reason",
+                    value: other.into(),
+                })
+            }
+        };
+        Ok(Drop {
+            direction,
+            club,
+            reason,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u8(self.direction as u8)?;
+        w.u16(self.club)?;
+        w.u8(self.reason as u8)
+    }
+}
+
+/// Downloader -> uploader: keep the connection of `club` alive ([0053]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Club of the connection.
+    pub club: u16,
+}
+
+impl KeepAlive {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(KeepAlive {
+            club: r.u16("club")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u16(self.club)
+    }
+}
+
+/// "I already hold block `seq`": sent to in-club peers that upload to the
+/// sender, so they skip it ([0046]-[0047]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Have {
+    /// Club of the block.
+    pub club: u16,
+    /// Its sequence number.
+    pub seq: u64,
+}
+
+impl Have {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(Have {
+            club: r.u16("club")?,
+            seq: r.u64("sequence")?,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u16(self.club)?;
+        w.u64(self.seq)
+    }
+}
+
+/// Which blocks of a club the sender holds, from `start_seq` on, as a
+/// run-length bit field coded with Elias gamma ([0056]). Bit i stands for the
+/// i-th block of the club from `start_seq`, i.e. sequence
+/// `start_seq + i * club_count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bitfield<'a> {
+    /// Club of the blocks.
+    pub club: u16,
+    /// Sequence number of bit 0.
+    pub start_seq: u64,
+    /// Number of bits.
+    pub bits: u16,
+    /// Value of bit 0 (the first run's value).
+    pub first: bool,
+    /// Gamma-coded run lengths, validated to cover exactly `bits` bits.
+    pub runs: &'a [u8],
+}
+
+impl<'a> Bitfield<'a> {
+    pub(crate) fn read(r: &mut Reader<'a>) -> Result<Self, WireError> {
+        let club = r.u16("club")?;
+        let start_seq = r.u64("start sequence")?;
+        let bits = r.u16("bit count")?;
+        let first = match r.u8("first bit")? {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(WireError::UnknownValue {
+                    field: "first bit",
+                    value: other.into(),
+                })
+            }
+        };
+        let runs_len = usize::from(r.u16("runs length")?);
+        let runs = r.bytes(runs_len, "runs")?;
+        bitfield::validate(runs, usize::from(bits))?;
+        Ok(Bitfield {
+            club,
+            start_seq,
+            bits,
+            first,
+            runs,
+        })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        let runs_len = u16::try_from(self.runs.len()).map_err(|_| WireError::Invalid {
+            field: "runs",
+            reason: "coded runs longer than 65535 bytes",
+        })?;
+        w.u16(self.club)?;
+        w.u64(self.start_seq)?;
+        w.u16(self.bits)?;
+        w.u8(u8::from(self.first))?;
+        w.u16(runs_len)?;
+        w.bytes(self.runs)
+    }
+
+    /// Decodes the bit field into `out` (bit i at `out[i / 8] >> (7 - i % 8)`).
+    pub fn decode_into(&self, out: &mut [u8]) -> Result<(), WireError> {
+        bitfield::decode(self.first, self.runs, usize::from(self.bits), out)
+    }
+}
