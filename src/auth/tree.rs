@@ -43,6 +43,12 @@ pub fn left_len(len: u16) -> u16 {
     1 << (15 - (len - 1).leading_zeros())
 }
 
+/// The longest leaf-to-root path in a tree of `count` leaves:
+/// ceil(log2(count)). Sizes payloads so any block fits a datagram.
+pub fn max_depth(count: u16) -> usize {
+    u32::from(count.max(1)).next_power_of_two().trailing_zeros() as usize
+}
+
 /// One level of a leaf's path to the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {

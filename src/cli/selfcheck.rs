@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::auth::signer::HopFields;
+use crate::auth::tree::max_depth;
 use crate::auth::verifier::DEFAULT_WINDOW;
 use crate::auth::{
     BatchSigner, BatchVerifier, ProofLedger, SourceKey, StreamId, DEFAULT_BATCH_BLOCKS,
@@ -51,8 +52,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let key = SourceKey::load(&args.key).map_err(|e| e.to_string())?;
     let stream = key.stream_id();
     let signer = BatchSigner::new(key);
-    let depth = usize::from(args.batch).next_power_of_two().trailing_zeros() as usize;
-    let payload_len = Block::max_payload(depth);
+    let payload_len = Block::max_payload(max_depth(args.batch));
     let mut verifier = BatchVerifier::new(stream, DEFAULT_WINDOW);
     let mut ledger = ProofLedger::new();
     let mut datagram = [0u8; MAX_DATAGRAM];

@@ -48,7 +48,7 @@ impl BitWriter<'_> {
                 capacity: self.out.len(),
             });
         };
-        if self.bit % 8 == 0 {
+        if self.bit.is_multiple_of(8) {
             *slot = 0;
         }
         if one {
@@ -160,7 +160,7 @@ fn walk(
             reason: "bytes left after the last run",
         });
     }
-    while r.bit % 8 != 0 {
+    while !r.bit.is_multiple_of(8) {
         if r.next()? {
             return Err(WireError::Invalid {
                 field: "bitfield runs",
