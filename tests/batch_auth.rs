@@ -445,3 +445,20 @@ fn payload_up_to_the_limit_fits_any_batch_size_with_full_proof() {
         }
     }
 }
+
+#[test]
+fn signer_refuses_payload_that_cannot_travel_with_a_full_proof() {
+    let signer = BatchSigner::new(key(1));
+    let limit = Block::max_payload(max_depth(16));
+    let ok = vec![1u8; limit];
+    let long = vec![1u8; limit + 1];
+    let mut refs: Vec<&[u8]> = vec![&ok; 16];
+    assert!(signer.sign(0, 0, 0, &refs).is_ok());
+    refs[9] = &long;
+    assert!(matches!(
+        signer.sign(0, 0, 0, &refs),
+        Err(clubcast::auth::signer::SignError::PayloadTooLong { index: 9, .. })
+    ));
+    assert!(signer.sign(0, 0, 0, &[]).is_err());
+    assert!(signer.sign(0, 0, 0, &vec![ok.as_slice(); 65]).is_err());
+}

@@ -393,3 +393,26 @@ fn largest_block_fits_the_datagram_budget() {
     let mut buf = [0u8; 2048];
     assert_eq!(block.encode(&mut buf), Ok(MAX_DATAGRAM));
 }
+
+#[test]
+fn empty_bitfield_with_first_bit_set_is_rejected() {
+    let msg = Message::Bitfield(Bitfield {
+        club: 1,
+        start_seq: 0,
+        bits: 0,
+        first: false,
+        runs: &[],
+    });
+    let mut buf = [0u8; 64];
+    let len = msg.encode(&mut buf).expect("fits");
+    assert!(Message::parse(&buf[..len]).is_ok());
+    // Byte 3+2+8+2 = 15 is the first-bit flag.
+    buf[15] = 1;
+    assert!(matches!(
+        Message::parse(&buf[..len]),
+        Err(WireError::Invalid {
+            field: "first bit",
+            ..
+        })
+    ));
+}

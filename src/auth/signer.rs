@@ -8,9 +8,9 @@
 use super::chunk::chunk_image;
 use super::keys::SourceKey;
 use super::statement::BatchStatement;
-use super::tree::{BatchTree, Cv, Path, CHUNK_LEN};
+use super::tree::{max_depth, BatchTree, Cv, Path, CHUNK_LEN};
 use super::{ProofPlan, MAX_BATCH_BLOCKS};
-use crate::wire::{BatchSignature, Block, StreamTag, MAX_PAYLOAD};
+use crate::wire::{BatchSignature, Block, StreamTag};
 use thiserror::Error;
 
 /// Why a batch could not be signed.
@@ -19,13 +19,16 @@ pub enum SignError {
     /// A batch holds 1 to [`MAX_BATCH_BLOCKS`] blocks.
     #[error("a batch holds 1 to {MAX_BATCH_BLOCKS} blocks, got {0}")]
     BadCount(usize),
-    /// A payload is longer than a block can carry.
-    #[error("payload {index} is {len} bytes, a block carries at most {MAX_PAYLOAD}")]
+    /// A payload is longer than a block of this batch can carry next to
+    /// a signature and a full proof.
+    #[error("payload {index} is {len} bytes, a block of this batch carries at most {max}")]
     PayloadTooLong {
         /// Which payload.
         index: usize,
         /// Its length.
         len: usize,
+        /// The limit for this batch size (`Block::max_payload`).
+        max: usize,
     },
 }
 
@@ -82,12 +85,18 @@ impl BatchSigner {
         if payloads.is_empty() || payloads.len() > MAX_BATCH_BLOCKS {
             return Err(SignError::BadCount(payloads.len()));
         }
+        let max = Block::max_payload(max_depth(payloads.len() as u16));
         let mut leaves = vec![[0u8; CHUNK_LEN]; payloads.len()];
         for (index, (payload, leaf)) in payloads.iter().zip(&mut leaves).enumerate() {
-            chunk_image(payload, leaf).ok_or(SignError::PayloadTooLong {
+            let too_long = SignError::PayloadTooLong {
                 index,
                 len: payload.len(),
-            })?;
+                max,
+            };
+            if payload.len() > max {
+                return Err(too_long);
+            }
+            chunk_image(payload, leaf).ok_or(too_long)?;
         }
         let tree = BatchTree::build(&leaves);
         let count = tree.count();

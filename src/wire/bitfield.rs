@@ -95,7 +95,7 @@ impl BitReader<'_> {
             if zeros > MAX_GAMMA_ZEROS {
                 return Err(WireError::Invalid {
                     field: "bitfield runs",
-                    reason: "gamma code longer than 32 bits",
+                    reason: "gamma prefix of more than 31 zeros (run over 32 bits)",
                 });
             }
         }

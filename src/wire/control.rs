@@ -514,6 +514,12 @@ impl<'a> Bitfield<'a> {
                 })
             }
         };
+        if bits == 0 && first {
+            return Err(WireError::Invalid {
+                field: "first bit",
+                reason: "set in an empty bit field",
+            });
+        }
         let runs_len = usize::from(r.u16("runs length")?);
         let runs = r.bytes(runs_len, "runs")?;
         bitfield::validate(runs, usize::from(bits))?;
