@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages clubcast needs to build and test, once.
+# Runs `apt-get update` only when something is missing, so repeated calls
+# cost nothing. Needs root (or sudo) on Debian/Ubuntu.
+set -euo pipefail
+
+# gcc: the C parts of the blake3 crate; pkg-config: -sys crates;
+# iproute2: the netns/veth test topologies.
+PACKAGES=(gcc pkg-config iproute2)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    echo "installing: ${missing[*]}"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+    [[ -f "$HOME/.cargo/env" ]] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || {
+    echo "cargo not found: install a Rust toolchain (rustup) first" >&2
+    exit 1
+}
