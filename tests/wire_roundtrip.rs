@@ -416,3 +416,23 @@ fn empty_bitfield_with_first_bit_set_is_rejected() {
         })
     ));
 }
+
+#[test]
+fn unassigned_enum_bytes_name_their_field() {
+    // DROP: direction 0, club 1, reason 99.
+    assert_eq!(
+        Message::parse(&[0xCC, 1, 0x23, 0, 0, 1, 99]),
+        Err(WireError::UnknownValue {
+            field: "drop reason",
+            value: 99
+        })
+    );
+    // ACCEPT: request id, direction 2.
+    assert_eq!(
+        Message::parse(&[0xCC, 1, 0x21, 0, 0, 0, 1, 2, 0, 1]),
+        Err(WireError::UnknownValue {
+            field: "direction",
+            value: 2
+        })
+    );
+}

@@ -7,6 +7,7 @@
 //! by [`super::Message`].
 
 use super::bitfield;
+use super::byte_enum::byte_enum;
 use super::{AddrList, ClubList, Reader, StreamTag, WireError, Writer, STREAM_TAG_LEN};
 
 fn read_tag(r: &mut Reader<'_>) -> Result<StreamTag, WireError> {
@@ -243,27 +244,21 @@ impl<'a> Pong<'a> {
     }
 }
 
-/// Which way blocks flow on a connection, seen from the peer that sends the
-/// message carrying it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Direction {
-    /// The sender of the message receives blocks (it downloads).
-    Download = 0,
-    /// The sender of the message transmits blocks (it uploads).
-    Upload = 1,
+byte_enum! {
+    "direction",
+    /// Which way blocks flow on a connection, seen from the peer that sends the
+    /// message carrying it.
+    pub enum Direction {
+        /// The sender of the message receives blocks (it downloads).
+        Download = 0,
+        /// The sender of the message transmits blocks (it uploads).
+        Upload = 1,
+    }
 }
 
 impl Direction {
     fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        match r.u8("direction")? {
-            0 => Ok(Direction::Download),
-            1 => Ok(Direction::Upload),
-            other => Err(WireError::UnknownValue {
-                field: "direction",
-                value: other.into(),
-            }),
-        }
+        Direction::from_u8(r.u8("direction")?)
     }
 }
 
@@ -327,18 +322,19 @@ impl Accept {
     }
 }
 
-/// Why a connection request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum RefuseReason {
-    /// The responder has no room for the connection.
-    Full = 1,
-    /// The requester is on the responder's ban list ([0039]).
-    Banned = 2,
-    /// The responder is not in that club.
-    NotInClub = 3,
-    /// The responder is leaving the swarm.
-    ShuttingDown = 4,
+byte_enum! {
+    "refuse reason",
+    /// Why a connection request was refused.
+    pub enum RefuseReason {
+        /// The responder has no room for the connection.
+        Full = 1,
+        /// The requester is on the responder's ban list ([0039]).
+        Banned = 2,
+        /// The responder is not in that club.
+        NotInClub = 3,
+        /// The responder is leaving the swarm.
+        ShuttingDown = 4,
+    }
 }
 
 /// Connection refused.
@@ -353,18 +349,7 @@ pub struct Refuse {
 impl Refuse {
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let request_id = r.u32("request id")?;
-        let reason = match r.u8("refuse reason")? {
-            1 => RefuseReason::Full,
-            2 => RefuseReason::Banned,
-            3 => RefuseReason::NotInClub,
-            4 => RefuseReason::ShuttingDown,
-            other => {
-                return Err(WireError::UnknownValue {
-                    field: "refuse reason",
-                    value: other.into(),
-                })
-            }
-        };
+        let reason = RefuseReason::from_u8(r.u8("refuse reason")?)?;
         Ok(Refuse { request_id, reason })
     }
 
@@ -374,24 +359,25 @@ impl Refuse {
     }
 }
 
-/// Why a connection was dropped ([0051]-[0053], [0059]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum DropReason {
-    /// One-way delay above the block's threshold ([0051]).
-    Delay = 1,
-    /// A gap in sequence numbers ([0052]).
-    SequenceGap = 2,
-    /// No block for too long ([0053]).
-    Silence = 3,
-    /// No keep-alive for too long ([0053]).
-    KeepAliveTimeout = 4,
-    /// Trimmed after an accepted request overshot the target ([0059]).
-    Trimmed = 5,
-    /// The sender is leaving the swarm.
-    Leaving = 6,
-    /// The other side sent blocks that failed authentication.
-    Forged = 7,
+byte_enum! {
+    "drop reason",
+    /// Why a connection was dropped ([0051]-[0053], [0059]).
+    pub enum DropReason {
+        /// One-way delay above the block's threshold ([0051]).
+        Delay = 1,
+        /// A gap in sequence numbers ([0052]).
+        SequenceGap = 2,
+        /// No block for too long ([0053]).
+        Silence = 3,
+        /// No keep-alive for too long ([0053]).
+        KeepAliveTimeout = 4,
+        /// Trimmed after an accepted request overshot the target ([0059]).
+        Trimmed = 5,
+        /// The sender is leaving the swarm.
+        Leaving = 6,
+        /// The other side sent blocks that failed authentication.
+        Forged = 7,
+    }
 }
 
 /// A connection is dropped; the receiver forgets it.
@@ -409,21 +395,7 @@ impl Drop {
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let direction = Direction::read(r)?;
         let club = r.u16("club")?;
-        let reason = match r.u8("drop reason")? {
-            1 => DropReason::Delay,
-            2 => DropReason::SequenceGap,
-            3 => DropReason::Silence,
-            4 => DropReason::KeepAliveTimeout,
-            5 => DropReason::Trimmed,
-            6 => DropReason::Leaving,
-            7 => DropReason::Forged,
-            other => {
-                return Err(WireError::UnknownValue {
-                    field: "drop reason",
-                    value: other.into(),
-                })
-            }
-        };
+        let reason = DropReason::from_u8(r.u8("drop reason")?)?;
         Ok(Drop {
             direction,
             club,

@@ -10,6 +10,7 @@
 
 pub mod bitfield;
 mod block;
+mod byte_enum;
 mod control;
 mod cursor;
 mod list;
@@ -131,64 +132,40 @@ pub enum WireError {
     },
 }
 
-/// Message type codes (third header byte).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum MessageType {
-    /// Peer -> tracker: join the swarm.
-    Join = 0x01,
-    /// Tracker -> peer: peers, club count, recommended clubs.
-    PeerList = 0x02,
-    /// Peer -> tracker: still here.
-    Heartbeat = 0x03,
-    /// Ask a peer for members of a club.
-    ClubPeersRequest = 0x10,
-    /// Members of a club.
-    ClubPeers = 0x11,
-    /// Probe a peer's load.
-    Ping = 0x12,
-    /// A peer's load.
-    Pong = 0x13,
-    /// Ask for a connection.
-    Connect = 0x20,
-    /// Connection granted.
-    Accept = 0x21,
-    /// Connection refused.
-    Refuse = 0x22,
-    /// Connection dropped.
-    Drop = 0x23,
-    /// Downloader -> uploader: keep this connection.
-    KeepAlive = 0x24,
-    /// I already hold this block.
-    Have = 0x30,
-    /// The blocks of a club I already hold.
-    Bitfield = 0x31,
-    /// A data block (the hot path).
-    Block = 0x40,
-}
-
-impl MessageType {
-    /// Maps a type byte to its message type.
-    pub fn from_u8(v: u8) -> Result<Self, WireError> {
-        use MessageType::*;
-        Ok(match v {
-            0x01 => Join,
-            0x02 => PeerList,
-            0x03 => Heartbeat,
-            0x10 => ClubPeersRequest,
-            0x11 => ClubPeers,
-            0x12 => Ping,
-            0x13 => Pong,
-            0x20 => Connect,
-            0x21 => Accept,
-            0x22 => Refuse,
-            0x23 => Drop,
-            0x24 => KeepAlive,
-            0x30 => Have,
-            0x31 => Bitfield,
-            0x40 => Block,
-            other => return Err(WireError::UnknownType(other)),
-        })
+byte_enum::byte_enum! {
+    "message type",
+    /// Message type codes (third header byte).
+    pub enum MessageType {
+        /// Peer -> tracker: join the swarm.
+        Join = 0x01,
+        /// Tracker -> peer: peers, club count, recommended clubs.
+        PeerList = 0x02,
+        /// Peer -> tracker: still here.
+        Heartbeat = 0x03,
+        /// Ask a peer for members of a club.
+        ClubPeersRequest = 0x10,
+        /// Members of a club.
+        ClubPeers = 0x11,
+        /// Probe a peer's load.
+        Ping = 0x12,
+        /// A peer's load.
+        Pong = 0x13,
+        /// Ask for a connection.
+        Connect = 0x20,
+        /// Connection granted.
+        Accept = 0x21,
+        /// Connection refused.
+        Refuse = 0x22,
+        /// Connection dropped.
+        Drop = 0x23,
+        /// Downloader -> uploader: keep this connection.
+        KeepAlive = 0x24,
+        /// I already hold this block.
+        Have = 0x30,
+        /// The blocks of a club I already hold.
+        Bitfield = 0x31,
+        /// A data block (the hot path).
+        Block = 0x40,
     }
 }
 
@@ -210,7 +187,8 @@ pub fn parse_header(datagram: &[u8]) -> Result<(MessageType, Reader<'_>), WireEr
     if version != VERSION {
         return Err(WireError::UnsupportedVersion(version));
     }
-    let ty = MessageType::from_u8(r.u8("type")?)?;
+    let byte = r.u8("type")?;
+    let ty = MessageType::from_u8(byte).map_err(|_| WireError::UnknownType(byte))?;
     Ok((ty, r))
 }
 
