@@ -3,10 +3,11 @@
 //!
 //! The crate is layered like the design brief (`../shared/DESIGN.md`):
 //! `wire` parses and encodes datagrams without copying; `auth` signs and
-//! verifies batches of blocks; `roles` will hold the sans-IO tracker, source
-//! and peer state machines; `io` the packet-IO backends (kernel UDP, AF_XDP,
+//! verifies batches of blocks; `roles` holds the sans-IO state machines (the
+//! tracker so far; source and peer to come); `io` the packet-IO backends (kernel UDP, AF_XDP,
 //! in-memory); `relay` the AF_XDP data plane; `cli` the `clubcast` command.
 
 pub mod auth;
 pub mod cli;
+pub mod roles;
 pub mod wire;

@@ -1,0 +1,284 @@
+//! The tracker ([0015]-[0016], [0030]-[0031]) as a sans-IO state machine.
+//!
+//! It keeps the swarm's peer list: address and port (the datagram's source),
+//! the peer's clubs, and an expiry pushed forward by every heartbeat.
+//! A JOIN adds the peer and is answered with a PEER_LIST: a random partial
+//! list of other peers that fits one datagram, the club count, and two
+//! recommended clubs from a shuffled list refilled when empty. Peers whose
+//! heartbeat stops are removed on the next sweep. The table is bounded; a
+//! join beyond the bound, a datagram for another stream, and anything that
+//! is not a tracker message are counted and dropped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use rand::seq::index;
+use rand::Rng;
+
+use super::{ClubRecommender, Outbox, Time, Transmit};
+use crate::wire::{AddrList, ClubList, Heartbeat, Join, Message, PeerList, StreamTag};
+
+/// Bytes a PEER_LIST has for addresses: the datagram budget less the
+/// header (3), stream tag (8), club count (2), two recommended clubs (1 + 4),
+/// heartbeat interval (4) and the address count (1).
+const PEER_LIST_ROOM: usize = crate::wire::MAX_DATAGRAM - 3 - 8 - 2 - 5 - 4 - 1;
+
+/// Tracker settings.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// The stream this tracker serves.
+    pub stream: StreamTag,
+    /// Clubs in the swarm (seed: 12, [0022]).
+    pub clubs: u16,
+    /// Clubs recommended to each joining peer (seed: 2, [0030]).
+    pub clubs_per_peer: usize,
+    /// Heartbeat interval announced to peers, in milliseconds.
+    pub heartbeat_ms: u32,
+    /// A peer silent for this long is removed ([0015]).
+    pub expiry_ms: u32,
+    /// Most peers listed in one answer.
+    pub max_listed: u16,
+    /// Most peers kept; joins beyond this are dropped and counted.
+    pub max_peers: usize,
+    /// Most datagrams queued for sending.
+    pub outbox: usize,
+}
+
+impl TrackerConfig {
+    /// The seed's defaults for `stream`: 12 clubs, 2 per peer, a heartbeat
+    /// every 5 s, removal after 15 s of silence.
+    pub fn new(stream: StreamTag) -> Self {
+        TrackerConfig {
+            stream,
+            clubs: 12,
+            clubs_per_peer: 2,
+            heartbeat_ms: 5_000,
+            expiry_ms: 15_000,
+            max_listed: 100,
+            max_peers: 100_000,
+            outbox: 4096,
+        }
+    }
+}
+
+/// Tracker counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    /// JOINs answered.
+    pub joins: u64,
+    /// Heartbeats accepted.
+    pub heartbeats: u64,
+    /// Peers removed for silence.
+    pub expired: u64,
+    /// Datagrams that did not parse.
+    pub malformed: u64,
+    /// Datagrams for another stream.
+    pub wrong_stream: u64,
+    /// Well-formed messages a tracker does not handle.
+    pub unexpected: u64,
+    /// Joins dropped because the table was full.
+    pub full: u64,
+}
+
+#[derive(Debug, Clone)]
+struct PeerRecord {
+    clubs: [u16; 2],
+    club_count: usize,
+    expires: Time,
+    /// Position in `Tracker::order`.
+    slot: usize,
+}
+
+/// The tracker state machine.
+pub struct Tracker<R> {
+    cfg: TrackerConfig,
+    rng: R,
+    peers: HashMap<SocketAddr, PeerRecord>,
+    order: Vec<SocketAddr>,
+    recommender: ClubRecommender,
+    outbox: Outbox,
+    next_sweep: Option<Time>,
+    stats: TrackerStats,
+}
+
+impl<R: Rng> Tracker<R> {
+    /// A tracker with no peers.
+    pub fn new(cfg: TrackerConfig, rng: R) -> Self {
+        Tracker {
+            recommender: ClubRecommender::new(cfg.clubs),
+            outbox: Outbox::new(cfg.outbox),
+            cfg,
+            rng,
+            peers: HashMap::new(),
+            order: Vec::new(),
+            next_sweep: None,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> TrackerStats {
+        self.stats
+    }
+
+    /// Peers in the list.
+    pub fn peer_count(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when `addr` is in the list.
+    pub fn has_peer(&self, addr: SocketAddr) -> bool {
+        self.peers.contains_key(&addr)
+    }
+
+    /// The clubs `addr` last reported, if it is listed.
+    pub fn clubs_of(&self, addr: SocketAddr) -> Option<&[u16]> {
+        self.peers.get(&addr).map(|p| &p.clubs[..p.club_count])
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop()
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.next_sweep
+    }
+
+    /// Feeds one received datagram.
+    pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
+        match Message::parse(datagram) {
+            Ok(Message::Join(join)) => self.on_join(now, from, &join),
+            Ok(Message::Heartbeat(hb)) => self.on_heartbeat(now, from, &hb),
+            Ok(_) => self.stats.unexpected += 1,
+            Err(_) => self.stats.malformed += 1,
+        }
+    }
+
+    /// Removes peers whose heartbeat stopped ([0015]).
+    pub fn handle_timeout(&mut self, now: Time) {
+        let mut i = 0;
+        while i < self.order.len() {
+            let addr = self.order[i];
+            if self.peers.get(&addr).is_some_and(|p| p.expires <= now) {
+                self.remove(addr);
+                self.stats.expired += 1;
+            } else {
+                i += 1;
+            }
+        }
+        self.next_sweep =
+            (!self.order.is_empty()).then(|| now.plus_ms(u64::from(self.cfg.heartbeat_ms)));
+    }
+
+    fn remove(&mut self, addr: SocketAddr) {
+        if let Some(rec) = self.peers.remove(&addr) {
+            self.order.swap_remove(rec.slot);
+            if let Some(moved) = self.order.get(rec.slot) {
+                if let Some(m) = self.peers.get_mut(moved) {
+                    m.slot = rec.slot;
+                }
+            }
+        }
+    }
+
+    /// Adds or refreshes `from`; false when the table is full.
+    fn upsert(&mut self, now: Time, from: SocketAddr, clubs: &[u16]) -> bool {
+        let expires = now.plus_ms(u64::from(self.cfg.expiry_ms));
+        let mut club_arr = [0u16; 2];
+        let club_count = clubs.len().min(2);
+        club_arr[..club_count].copy_from_slice(&clubs[..club_count]);
+        if let Some(rec) = self.peers.get_mut(&from) {
+            rec.expires = expires;
+            if club_count > 0 {
+                rec.clubs = club_arr;
+                rec.club_count = club_count;
+            }
+            return true;
+        }
+        if self.order.len() >= self.cfg.max_peers {
+            return false;
+        }
+        self.peers.insert(
+            from,
+            PeerRecord {
+                clubs: club_arr,
+                club_count,
+                expires,
+                slot: self.order.len(),
+            },
+        );
+        self.order.push(from);
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now.plus_ms(u64::from(self.cfg.heartbeat_ms)));
+        }
+        true
+    }
+
+    fn on_join(&mut self, now: Time, from: SocketAddr, join: &Join) {
+        if join.stream != self.cfg.stream {
+            self.stats.wrong_stream += 1;
+            return;
+        }
+        // Peers listed: a random sample of the others, as many as the joiner
+        // asked for, the configured cap and one datagram allow ([0016]).
+        let want = usize::from(join.max_peers.min(self.cfg.max_listed));
+        let others = self.order.len() - usize::from(self.peers.contains_key(&from));
+        let mut listed = Vec::with_capacity(want.min(others));
+        let mut room = PEER_LIST_ROOM;
+        let sample = index::sample(
+            &mut self.rng,
+            self.order.len(),
+            self.order.len().min(want + 1),
+        );
+        for i in sample {
+            let addr = self.order[i];
+            let size = if addr.is_ipv4() { 7 } else { 19 };
+            if addr == from || listed.len() >= want.min(255) || size > room {
+                continue;
+            }
+            room -= size;
+            listed.push(addr);
+        }
+        let mut recommended = [0u16; 8];
+        let n = self.recommender.next(
+            self.cfg.clubs_per_peer.min(2),
+            &mut self.rng,
+            &mut recommended,
+        );
+        if !self.upsert(now, from, &[]) {
+            self.stats.full += 1;
+            return;
+        }
+        self.stats.joins += 1;
+        let reply = Message::PeerList(PeerList {
+            stream: self.cfg.stream,
+            club_count: self.cfg.clubs,
+            recommended: ClubList::Items(&recommended[..n]),
+            heartbeat_ms: self.cfg.heartbeat_ms,
+            peers: AddrList::Items(&listed),
+        });
+        self.outbox.push(from, &reply);
+    }
+
+    fn on_heartbeat(&mut self, now: Time, from: SocketAddr, hb: &Heartbeat<'_>) {
+        if hb.stream != self.cfg.stream {
+            self.stats.wrong_stream += 1;
+            return;
+        }
+        let mut clubs = [0u16; 2];
+        let mut n = 0;
+        for c in hb.clubs.iter().filter(|c| *c < self.cfg.clubs).take(2) {
+            clubs[n] = c;
+            n += 1;
+        }
+        // A heartbeat from a peer the tracker does not know (say, after a
+        // tracker restart) puts it back on the list.
+        if self.upsert(now, from, &clubs[..n]) {
+            self.stats.heartbeats += 1;
+        } else {
+            self.stats.full += 1;
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The tracker, rule by rule ([0015]-[0016], [0030]-[0031]), driven
+//! deterministically: fixed RNG seed, injected time, no sockets.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use clubcast::roles::{ClubRecommender, Time, Tracker, TrackerConfig};
+use clubcast::wire::{ClubList, Heartbeat, Join, Message, StreamTag};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+const STREAM: StreamTag = StreamTag(*b"trackert");
+
+fn v4(n: u32) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), 4000)
+}
+
+fn v6(n: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n)), 4000)
+}
+
+fn tracker() -> Tracker<SmallRng> {
+    Tracker::new(TrackerConfig::new(STREAM), SmallRng::seed_from_u64(1))
+}
+
+fn encode(msg: &Message<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; 1232];
+    let len = msg.encode(&mut buf).expect("encodes");
+    buf.truncate(len);
+    buf
+}
+
+fn join(max_peers: u16) -> Vec<u8> {
+    encode(&Message::Join(Join {
+        stream: STREAM,
+        peer_id: 7,
+        max_peers,
+    }))
+}
+
+fn heartbeat(clubs: &[u16]) -> Vec<u8> {
+    encode(&Message::Heartbeat(Heartbeat {
+        stream: STREAM,
+        peer_id: 7,
+        clubs: ClubList::Items(clubs),
+    }))
+}
+
+/// Sends a JOIN from `from` and returns (peers listed, club count,
+/// recommended clubs) of the answer.
+fn do_join(
+    t: &mut Tracker<SmallRng>,
+    now: Time,
+    from: SocketAddr,
+    max: u16,
+) -> (Vec<SocketAddr>, u16, Vec<u16>) {
+    t.handle_datagram(now, from, &join(max));
+    let tx = t.poll_transmit().expect("an answer");
+    assert_eq!(tx.to, from);
+    assert!(t.poll_transmit().is_none());
+    match Message::parse(tx.payload()) {
+        Ok(Message::PeerList(list)) => {
+            assert_eq!(list.stream, STREAM);
+            (
+                list.peers.iter().collect(),
+                list.club_count,
+                list.recommended.iter().collect(),
+            )
+        }
+        other => panic!("expected PEER_LIST, got {other:?}"),
+    }
+}
+
+/// [0015]: a joining peer is added; its heartbeats keep it; silence longer
+/// than the expiry removes it.
+#[test]
+fn heartbeat_keeps_a_peer_and_silence_removes_it() {
+    let mut t = tracker();
+    do_join(&mut t, Time(0), v4(1), 50);
+    do_join(&mut t, Time(0), v4(2), 50);
+    assert_eq!(t.peer_count(), 2);
+    // Peer 1 beats every 5 s; peer 2 falls silent.
+    let mut now = Time(0);
+    for _ in 0..6 {
+        now = now.plus_ms(5_000);
+        t.handle_datagram(now, v4(1), &heartbeat(&[3, 9]));
+        t.handle_timeout(now);
+    }
+    assert!(t.has_peer(v4(1)));
+    assert!(!t.has_peer(v4(2)));
+    assert_eq!(t.stats().expired, 1);
+    assert_eq!(t.clubs_of(v4(1)), Some(&[3u16, 9][..]));
+    // A newcomer is no longer told about the silent peer.
+    let (listed, _, _) = do_join(&mut t, now, v4(3), 50);
+    assert_eq!(listed, vec![v4(1)]);
+}
+
+/// [0016]: the list excludes the joiner and is partial: bounded by what
+/// the joiner asked for, drawn at random from the whole swarm.
+#[test]
+fn list_is_a_random_partial_list_of_the_others() {
+    let mut t = tracker();
+    for n in 0..200 {
+        t.handle_datagram(Time(0), v4(n), &join(0));
+        t.poll_transmit();
+    }
+    let mut seen = HashSet::new();
+    for round in 0..20 {
+        let (listed, _, _) = do_join(&mut t, Time(1), v4(1000 + round), 30);
+        assert_eq!(listed.len(), 30);
+        assert!(!listed.contains(&v4(1000 + round)));
+        let unique: HashSet<_> = listed.iter().collect();
+        assert_eq!(unique.len(), 30, "no address listed twice");
+        seen.extend(listed);
+    }
+    // Twenty random draws of 30 from 200+ cover most of the swarm.
+    assert!(
+        seen.len() > 150,
+        "only {} distinct peers listed",
+        seen.len()
+    );
+}
+
+/// [0016]: a list never outgrows one datagram, even of IPv6 peers.
+#[test]
+fn list_fits_one_datagram() {
+    let mut t = tracker();
+    for n in 0..300 {
+        t.handle_datagram(Time(0), v6(n), &join(0));
+        t.poll_transmit();
+    }
+    let (listed, _, _) = do_join(&mut t, Time(1), v6(999), u16::MAX);
+    // (1232 - 25) / 19 = 63 IPv6 entries fit.
+    assert_eq!(listed.len(), 63);
+}
+
+/// [0030]: the answer carries the club count and two distinct recommended
+/// clubs below it.
+#[test]
+fn answer_carries_club_count_and_two_recommended_clubs() {
+    let mut t = tracker();
+    let (_, clubs, rec) = do_join(&mut t, Time(0), v4(1), 10);
+    assert_eq!(clubs, 12);
+    assert_eq!(rec.len(), 2);
+    assert_ne!(rec[0], rec[1]);
+    assert!(rec.iter().all(|c| *c < 12));
+}
+
+/// [0031]: recommendations walk a shuffled list of all clubs, two per
+/// join, and the list is rebuilt when empty: every six joins cover each of
+/// twelve clubs exactly once.
+#[test]
+fn recommendations_cover_every_club_once_per_pass() {
+    let mut t = tracker();
+    for pass in 0..5u32 {
+        let mut counts = [0u32; 12];
+        for j in 0..6 {
+            let (_, _, rec) = do_join(&mut t, Time(0), v4(pass * 10 + j), 0);
+            for c in rec {
+                counts[usize::from(c)] += 1;
+            }
+        }
+        assert_eq!(counts, [1; 12], "pass {pass}");
+    }
+}
+
+#[test]
+fn recommender_orders_differ_between_passes() {
+    let mut r = ClubRecommender::new(12);
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut pass = |r: &mut ClubRecommender| -> Vec<u16> {
+        let mut out = Vec::new();
+        for _ in 0..6 {
+            let mut two = [0u16; 2];
+            assert_eq!(r.next(2, &mut rng, &mut two), 2);
+            out.extend(two);
+        }
+        out
+    };
+    let a = pass(&mut r);
+    let b = pass(&mut r);
+    assert_ne!(a, b, "each pass is shuffled anew");
+}
+
+#[test]
+fn single_club_swarm_recommends_one_club() {
+    let mut r = ClubRecommender::new(1);
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut out = [9u16; 2];
+    assert_eq!(r.next(2, &mut rng, &mut out), 1);
+    assert_eq!(out[0], 0);
+}
+
+/// Bad input: garbage, another stream, non-tracker messages are counted
+/// and dropped without an answer; a heartbeat's out-of-range clubs are
+/// ignored.
+#[test]
+fn bad_input_is_counted_and_dropped() {
+    let mut t = tracker();
+    t.handle_datagram(Time(0), v4(1), b"\xcc\x01\x01garbage");
+    t.handle_datagram(Time(0), v4(1), &[]);
+    let other = encode(&Message::Join(Join {
+        stream: StreamTag(*b"otherstr"),
+        peer_id: 1,
+        max_peers: 5,
+    }));
+    t.handle_datagram(Time(0), v4(1), &other);
+    let ping = encode(&Message::Ping(clubcast::wire::Ping { nonce: 1, club: 0 }));
+    t.handle_datagram(Time(0), v4(1), &ping);
+    assert!(t.poll_transmit().is_none());
+    assert_eq!(t.peer_count(), 0);
+    let s = t.stats();
+    assert_eq!((s.malformed, s.wrong_stream, s.unexpected), (2, 1, 1));
+    t.handle_datagram(Time(0), v4(2), &heartbeat(&[500, 4]));
+    assert_eq!(t.clubs_of(v4(2)), Some(&[4u16][..]));
+}
+
+/// Bounded table: joins beyond `max_peers` are dropped and counted.
+#[test]
+fn table_is_bounded() {
+    let mut cfg = TrackerConfig::new(STREAM);
+    cfg.max_peers = 10;
+    let mut t = Tracker::new(cfg, SmallRng::seed_from_u64(2));
+    for n in 0..25 {
+        t.handle_datagram(Time(0), v4(n), &join(5));
+    }
+    assert_eq!(t.peer_count(), 10);
+    assert_eq!(t.stats().full, 15);
+    let mut answers = 0;
+    while t.poll_transmit().is_some() {
+        answers += 1;
+    }
+    assert_eq!(answers, 10);
+}
