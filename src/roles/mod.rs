@@ -14,6 +14,20 @@ pub use outbox::{Outbox, Transmit};
 pub use recommend::ClubRecommender;
 pub use tracker::{Tracker, TrackerConfig, TrackerStats};
 
+/// A sans-IO protocol participant, as drivers see it: the kernel-UDP
+/// driver, the AF_XDP relay and the in-memory network all run roles through
+/// this trait and nothing else.
+pub trait Node {
+    /// Feeds one datagram received from `from` at `now`.
+    fn handle_datagram(&mut self, now: Time, from: std::net::SocketAddr, datagram: &[u8]);
+    /// Called when the time from [`Node::poll_timeout`] has come.
+    fn handle_timeout(&mut self, now: Time);
+    /// The next datagram to send, if any.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// When [`Node::handle_timeout`] should next be called.
+    fn poll_timeout(&self) -> Option<Time>;
+}
+
 /// A point in time, in microseconds on the driver's monotonic clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Time(pub u64);

@@ -20,6 +20,18 @@ pub struct Transmit {
 }
 
 impl Transmit {
+    /// A datagram of raw bytes for `to`; `None` when longer than
+    /// [`MAX_DATAGRAM`].
+    pub fn new(to: SocketAddr, bytes: &[u8]) -> Option<Self> {
+        let mut t = Transmit {
+            to,
+            len: bytes.len(),
+            buf: [0; MAX_DATAGRAM],
+        };
+        t.buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(t)
+    }
+
     /// The datagram's bytes.
     pub fn payload(&self) -> &[u8] {
         &self.buf[..self.len]

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use rand::seq::index;
 use rand::Rng;
 
-use super::{ClubRecommender, Outbox, Time, Transmit};
+use super::{ClubRecommender, Node, Outbox, Time, Transmit};
 use crate::wire::{AddrList, ClubList, Heartbeat, Join, Message, PeerList, StreamTag};
 
 /// Bytes a PEER_LIST has for addresses: the datagram budget less the
@@ -280,5 +280,23 @@ impl<R: Rng> Tracker<R> {
         } else {
             self.stats.full += 1;
         }
+    }
+}
+
+impl<R: Rng> Node for Tracker<R> {
+    fn handle_datagram(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
+        Tracker::handle_datagram(self, now, from, datagram);
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        Tracker::handle_timeout(self, now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        Tracker::poll_transmit(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        Tracker::poll_timeout(self)
     }
 }
