@@ -30,6 +30,27 @@ const MAX_NODES: usize = 2 * MAX_BATCH_BLOCKS - 1;
 pub struct Verified {
     /// False when this leaf had already been delivered (a duplicate).
     pub fresh: bool,
+    /// The source's signed timestamp of the block's batch.
+    pub batch_timestamp_us: u64,
+}
+
+/// What a forwarder needs, besides the payload, to send a verified block
+/// on: the batch signature and the sibling chaining values of the block's
+/// whole path (leaf first), taken from the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardProof {
+    /// Sequence number of the batch's first block.
+    pub first_seq: u64,
+    /// Blocks in the batch.
+    pub count: u16,
+    /// The batch timestamp covered by the signature.
+    pub timestamp_us: u64,
+    /// The batch signature.
+    pub signature: [u8; 64],
+    /// Sibling chaining values, leaf first; `depth` of them are valid.
+    pub siblings: [Cv; MAX_PATH],
+    /// Levels in the block's path.
+    pub depth: usize,
 }
 
 /// Counters, for metrics and benches.
@@ -120,6 +141,36 @@ impl BatchVerifier {
     pub fn is_delivered(&self, batch: u64, index: u16) -> bool {
         matches!(self.slot(batch), Ok(Slot::Known(i))
             if self.slots[i].as_ref().is_some_and(|e| index < 64 && e.delivered >> index & 1 == 1))
+    }
+
+    /// The signature and full proof path of leaf `index` of `batch`, for
+    /// forwarding it. `None` when the batch left the window or a sibling on
+    /// the path was never verified here (a block checked only as part of a
+    /// complete batch).
+    pub fn forwarding_proof(&self, batch: u64, index: u16) -> Option<ForwardProof> {
+        let Ok(Slot::Known(i)) = self.slot(batch) else {
+            return None;
+        };
+        let entry = self.slots[i].as_ref()?;
+        if index >= entry.count {
+            return None;
+        }
+        let path = Path::new(entry.count, index);
+        let mut siblings = [[0u8; 32]; MAX_PATH];
+        for (k, step) in path.steps().iter().enumerate() {
+            if entry.known & bit(step.sibling) == 0 {
+                return None;
+            }
+            siblings[k] = entry.nodes[usize::from(step.sibling.0)];
+        }
+        Some(ForwardProof {
+            first_seq: entry.first_seq,
+            count: entry.count,
+            timestamp_us: entry.timestamp_us,
+            signature: entry.signature,
+            siblings,
+            depth: path.depth(),
+        })
     }
 
     fn slot(&self, batch: u64) -> Result<Slot, AuthError> {
@@ -295,7 +346,10 @@ impl BatchVerifier {
         let mask = 1u64 << index;
         let fresh = entry.delivered & mask == 0;
         entry.delivered |= mask;
-        Verified { fresh }
+        Verified {
+            fresh,
+            batch_timestamp_us: entry.timestamp_us,
+        }
     }
 
     /// Verifies a burst of blocks, writing one result per block into

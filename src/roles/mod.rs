@@ -6,12 +6,17 @@
 //! RNG. The same role then runs on kernel UDP, on AF_XDP, or in the
 //! deterministic in-memory network of the tests.
 
+pub mod bitrate;
 mod outbox;
+pub mod peer;
 mod recommend;
+pub mod source;
 pub mod tracker;
 
 pub use outbox::{Outbox, Transmit};
+pub use peer::{Mode, Peer, PeerConfig, PeerEvent, PeerStats};
 pub use recommend::ClubRecommender;
+pub use source::{Source, SourceConfig};
 pub use tracker::{Tracker, TrackerConfig, TrackerStats};
 
 /// A sans-IO protocol participant, as drivers see it: the kernel-UDP

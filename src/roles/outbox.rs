@@ -65,12 +65,13 @@ impl Outbox {
         }
     }
 
-    /// Encodes `msg` for `to`. Returns false (and counts a drop) when the
-    /// queue is full or the message does not encode.
-    pub fn push(&mut self, to: SocketAddr, msg: &Message<'_>) -> bool {
+    /// Encodes `msg` for `to`. Returns the datagram length, or `None`
+    /// (and counts a drop) when the queue is full or the message does not
+    /// encode.
+    pub fn push(&mut self, to: SocketAddr, msg: &Message<'_>) -> Option<usize> {
         if self.queue.len() >= self.capacity {
             self.dropped += 1;
-            return false;
+            return None;
         }
         let mut t = Transmit {
             to,
@@ -81,11 +82,11 @@ impl Outbox {
             Ok(len) => {
                 t.len = len;
                 self.queue.push_back(t);
-                true
+                Some(len)
             }
             Err(_) => {
                 self.dropped += 1;
-                false
+                None
             }
         }
     }

@@ -1,0 +1,434 @@
+//! The peer's answers to control messages: tracker list, club queries,
+//! pings, connection requests and their answers, drops, keep-alives, HAVE
+//! and BITFIELD ([0030]-[0039], [0046]-[0047], [0053], [0056], [0059]).
+
+use std::net::SocketAddr;
+
+use rand::Rng;
+
+use super::conns::{Download, Upload};
+use super::scheduler::Lane;
+use super::{Mode, Peer, PeerEvent, SendItem};
+use crate::roles::Time;
+use crate::wire::{
+    bitfield, Accept, AddrList, Bitfield, ClubList, ClubPeers, ClubPeersRequest, Connect,
+    Direction, DropReason, Have, Load, Message, PeerList, Ping, Pong, Refuse, RefuseReason,
+};
+
+/// Most addresses in a CLUB_PEERS answer.
+const CLUB_PEERS_MAX: usize = 32;
+
+impl Peer {
+    pub(super) fn on_control(&mut self, now: Time, from: SocketAddr, msg: &Message<'_>) {
+        match msg {
+            Message::PeerList(list) => self.on_peer_list(now, from, list),
+            Message::ClubPeersRequest(req) => self.on_club_peers_request(from, req),
+            Message::ClubPeers(ans) => self.on_club_peers(now, ans),
+            Message::Ping(ping) => self.on_ping(from, ping),
+            Message::Pong(pong) => self.on_pong(now, from, pong),
+            Message::Connect(req) => self.on_connect(now, from, req),
+            Message::Accept(acc) => self.on_accept(now, from, acc),
+            Message::Refuse(refuse) => self.on_refuse(now, from, refuse),
+            Message::Drop(drop) => {
+                // The sender's direction: its download is our upload.
+                match drop.direction {
+                    Direction::Download => self.conns.remove_upload(from, drop.club),
+                    Direction::Upload => self.conns.remove_download(from, drop.club),
+                };
+            }
+            Message::KeepAlive(ka) => {
+                if let Some(u) = self.conns.upload(from, ka.club) {
+                    u.keepalive = now;
+                }
+            }
+            Message::Have(have) => {
+                if let Some(u) = self.conns.upload(from, have.club) {
+                    u.have.insert(have.seq);
+                }
+            }
+            Message::Bitfield(bf) => self.on_bitfield(from, bf),
+            Message::Join(_) | Message::Heartbeat(_) | Message::Block(_) => {
+                self.stats.malformed += 1;
+            }
+        }
+    }
+
+    fn on_peer_list(&mut self, now: Time, from: SocketAddr, list: &PeerList<'_>) {
+        if Some(from) != self.cfg.tracker || list.stream != self.tag {
+            self.stats.malformed += 1;
+            return;
+        }
+        self.heartbeat_ms = u64::from(list.heartbeat_ms).clamp(500, 60_000);
+        for addr in list.peers.iter() {
+            self.contacts.entry(addr, now);
+        }
+        if self.joined {
+            return;
+        }
+        self.joined = true;
+        self.club_count = list.club_count;
+        if self.cfg.mode == Mode::Peer && self.clubs.is_empty() {
+            self.clubs = list
+                .recommended
+                .iter()
+                .filter(|c| *c < list.club_count)
+                .collect();
+            if self.clubs.is_empty() {
+                self.clubs.push(self.rng.random_range(0..list.club_count));
+            }
+        }
+        self.events.push_back(PeerEvent::Joined {
+            clubs: self.clubs.clone(),
+            club_count: self.club_count,
+        });
+    }
+
+    fn on_club_peers_request(&mut self, from: SocketAddr, req: &ClubPeersRequest) {
+        let max = usize::from(req.max_peers).min(CLUB_PEERS_MAX);
+        // Connected members first ([0037]), then others known to be in it.
+        let mut found: Vec<SocketAddr> = Vec::with_capacity(max);
+        let connected = self
+            .conns
+            .downloads
+            .iter()
+            .filter(|d| d.club == req.club)
+            .map(|d| d.from)
+            .chain(
+                self.conns
+                    .uploads
+                    .iter()
+                    .filter(|u| u.club == req.club && u.in_club)
+                    .map(|u| u.to),
+            );
+        let known = self.contacts.members(req.club).map(|(a, _)| *a);
+        for addr in connected.chain(known) {
+            if found.len() >= max {
+                break;
+            }
+            if addr != from && !found.contains(&addr) {
+                found.push(addr);
+            }
+        }
+        let answer = Message::ClubPeers(ClubPeers {
+            request_id: req.request_id,
+            club: req.club,
+            peers: AddrList::Items(&found),
+        });
+        self.send(from, &answer);
+    }
+
+    fn on_club_peers(&mut self, now: Time, ans: &ClubPeers<'_>) {
+        for addr in ans.peers.iter() {
+            let c = self.contacts.entry(addr, now);
+            if !c.clubs.contains(&ans.club) && c.pong.is_none() {
+                c.clubs.push(ans.club);
+            }
+        }
+    }
+
+    /// This peer's connection counts relative to `club` ([0033]-[0034]).
+    pub(super) fn load(&self, club: u16) -> Load {
+        let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        Load {
+            uploads_in_club: count(self.conns.uploads.iter().filter(|u| u.club == club).count()),
+            uploads_out_of_club: count(
+                self.conns.uploads.iter().filter(|u| u.club != club).count(),
+            ),
+            downloads_in_club: count(self.conns.downloads_of(club)),
+            downloads_out_of_club: count(
+                self.conns
+                    .downloads
+                    .iter()
+                    .filter(|d| d.club != club)
+                    .count(),
+            ),
+        }
+    }
+
+    fn on_ping(&mut self, from: SocketAddr, ping: &Ping) {
+        let clubs = self.clubs.clone();
+        let pong = Message::Pong(Pong {
+            nonce: ping.nonce,
+            club: ping.club,
+            load: self.load(ping.club),
+            clubs: ClubList::Items(&clubs),
+        });
+        self.send(from, &pong);
+    }
+
+    fn on_pong(&mut self, now: Time, from: SocketAddr, pong: &Pong<'_>) {
+        let c = self.contacts.entry(from, now);
+        c.clubs.clear();
+        c.clubs.extend(pong.clubs.iter().take(64));
+        c.pong = Some((now, pong.load));
+    }
+
+    fn refuse(&mut self, to: SocketAddr, request_id: u32, reason: RefuseReason) {
+        self.send(to, &Message::Refuse(Refuse { request_id, reason }));
+    }
+
+    fn on_connect(&mut self, now: Time, from: SocketAddr, req: &Connect<'_>) {
+        if self.bans.is_banned(&from) {
+            return self.refuse(from, req.request_id, RefuseReason::Banned);
+        }
+        if !self.in_club(req.club) {
+            return self.refuse(from, req.request_id, RefuseReason::NotInClub);
+        }
+        let initiator_in_club = req.clubs.iter().any(|c| c == req.club);
+        {
+            let c = self.contacts.entry(from, now);
+            c.clubs.clear();
+            c.clubs.extend(req.clubs.iter().take(64));
+        }
+        let accept = Message::Accept(Accept {
+            request_id: req.request_id,
+            direction: req.direction,
+            club: req.club,
+        });
+        match req.direction {
+            // The initiator downloads: this peer uploads to it.
+            Direction::Download => {
+                if self.cfg.mode == Mode::Source
+                    && (!initiator_in_club
+                        || self.conns.in_club_uploads_of(req.club) >= self.cfg.source_uploads)
+                    && self.conns.upload(from, req.club).is_none()
+                {
+                    return self.refuse(from, req.request_id, RefuseReason::Full);
+                }
+                if self.conns.upload(from, req.club).is_none() {
+                    self.conns.uploads.push(Upload {
+                        to: from,
+                        club: req.club,
+                        in_club: initiator_in_club,
+                        since: now,
+                        keepalive: now,
+                        have: Default::default(),
+                    });
+                }
+                self.send(from, &accept);
+                if initiator_in_club
+                    && self.conns.in_club_uploads_of(req.club) > self.cfg.in_club_max
+                {
+                    self.trim(req.club, Direction::Upload, from);
+                }
+            }
+            // The initiator uploads: this peer downloads, inside the club.
+            Direction::Upload => {
+                if !initiator_in_club || self.cfg.mode == Mode::Source {
+                    return self.refuse(from, req.request_id, RefuseReason::NotInClub);
+                }
+                if self.conns.download(from, req.club).is_none() {
+                    self.add_download(now, from, req.club);
+                }
+                self.send(from, &accept);
+                if self.conns.downloads_of(req.club) > self.cfg.in_club_max {
+                    self.trim(req.club, Direction::Download, from);
+                }
+            }
+        }
+    }
+
+    /// Drops one random in-club connection of `club` in `direction`, other
+    /// than the one just made with `keep` ([0059]).
+    fn trim(&mut self, club: u16, direction: Direction, keep: SocketAddr) {
+        let others: Vec<SocketAddr> = match direction {
+            Direction::Upload => self
+                .conns
+                .uploads
+                .iter()
+                .filter(|u| u.club == club && u.in_club && u.to != keep)
+                .map(|u| u.to)
+                .collect(),
+            Direction::Download => self
+                .conns
+                .downloads
+                .iter()
+                .filter(|d| d.club == club && d.from != keep)
+                .map(|d| d.from)
+                .collect(),
+        };
+        if others.is_empty() {
+            return;
+        }
+        let victim = others[self.rng.random_range(0..others.len())];
+        self.drop_connection(victim, club, direction, DropReason::Trimmed);
+    }
+
+    /// Records a new download and tells the uploader which recent blocks of
+    /// the club this peer already holds ([0056]).
+    pub(super) fn add_download(&mut self, now: Time, from: SocketAddr, club: u16) {
+        let in_club = self.in_club(club);
+        self.conns.downloads.push(Download {
+            from,
+            club,
+            in_club,
+            since: now,
+            last_block: now,
+            last_seq: None,
+            keepalive_sent: now,
+            gap: None,
+        });
+        let Some(newest) = self.store.newest() else {
+            return;
+        };
+        let c = u64::from(self.club_count);
+        // Bit i stands for start + i * club_count: the club's recent blocks.
+        let back = (newest % c + c - u64::from(club) % c) % c;
+        let Some(newest_of_club) = newest.checked_sub(back) else {
+            return;
+        };
+        let span = (self.cfg.catch_up_blocks as u64).clamp(1, 4096);
+        let k = (span - 1).min(newest_of_club / c);
+        let start = newest_of_club - k * c;
+        let nbits = (k + 1) as usize;
+        let mut bits = vec![0u8; bitfield::packed_len(nbits)];
+        for i in 0..nbits {
+            if self.store.has(start + i as u64 * c) {
+                bitfield::set_bit(&mut bits, i);
+            }
+        }
+        let mut runs = vec![0u8; 2 * nbits + 8];
+        if let Ok((first, len)) = bitfield::encode(&bits, nbits, &mut runs) {
+            let msg = Message::Bitfield(Bitfield {
+                club,
+                start_seq: start,
+                bits: nbits as u16,
+                first,
+                runs: &runs[..len],
+            });
+            self.send(from, &msg);
+        }
+    }
+
+    fn on_accept(&mut self, now: Time, from: SocketAddr, acc: &Accept) {
+        let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.request_id == acc.request_id && p.to == from)
+        else {
+            return;
+        };
+        let p = self.pending.swap_remove(i);
+        match p.direction {
+            Direction::Download => {
+                if self.conns.download(from, p.club).is_none() {
+                    self.add_download(now, from, p.club);
+                }
+            }
+            Direction::Upload => {
+                if self.conns.upload(from, p.club).is_none() {
+                    self.conns.uploads.push(Upload {
+                        to: from,
+                        club: p.club,
+                        in_club: true,
+                        since: now,
+                        keepalive: now,
+                        have: Default::default(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_refuse(&mut self, now: Time, from: SocketAddr, refuse: &Refuse) {
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.request_id == refuse.request_id && p.to == from)
+        {
+            self.pending.swap_remove(i);
+            self.contacts.entry(from, now).refused_until = now.plus_ms(5_000);
+        }
+    }
+
+    /// A new downloader said which blocks it holds: send it the recent ones
+    /// it lacks, and remember the ones it has ([0056]).
+    fn on_bitfield(&mut self, from: SocketAddr, bf: &Bitfield<'_>) {
+        let c = u64::from(self.club_count);
+        let nbits = usize::from(bf.bits).min(self.cfg.catch_up_blocks.max(1) * 4);
+        let mut bits = vec![0u8; bitfield::packed_len(usize::from(bf.bits))];
+        if bf.decode_into(&mut bits).is_err() {
+            self.stats.malformed += 1;
+            return;
+        }
+        let Some(upload) = self.conns.upload(from, bf.club) else {
+            return;
+        };
+        let lane = if upload.in_club {
+            Lane::InClub
+        } else {
+            Lane::OutOfClub
+        };
+        let mut missing = Vec::new();
+        for i in 0..nbits {
+            let seq = bf.start_seq.saturating_add(i as u64 * c);
+            if bitfield::get_bit(&bits, i) {
+                upload.have.insert(seq);
+            } else if self.store.has(seq) {
+                missing.push(seq);
+            }
+        }
+        let keep = missing.len().saturating_sub(self.cfg.catch_up_blocks);
+        for seq in missing.into_iter().skip(keep) {
+            self.sends.push(lane, SendItem { to: from, seq });
+        }
+    }
+
+    /// Sends HAVE for `seq` to the in-club peers this peer downloads `club`
+    /// from, except `except` ([0046]).
+    pub(super) fn announce_have(&mut self, club: u16, seq: u64, except: SocketAddr) {
+        let targets: Vec<SocketAddr> = self
+            .conns
+            .downloads
+            .iter()
+            .filter(|d| d.club == club && d.in_club && d.from != except)
+            .map(|d| d.from)
+            .collect();
+        for to in targets {
+            self.send(to, &Message::Have(Have { club, seq }));
+        }
+    }
+
+    /// Asks peers for members of `club` ([0032], [0037]).
+    pub(super) fn query_club(&mut self, now: Time, club: u16) {
+        let last = self.club_query_sent.get(&club).copied();
+        if last.is_some_and(|t| now.0 < t.0 + 1_000_000) {
+            return;
+        }
+        self.club_query_sent.insert(club, now);
+        let mut asked: Vec<SocketAddr> = self
+            .conns
+            .downloads
+            .iter()
+            .map(|d| d.from)
+            .chain(self.conns.uploads.iter().map(|u| u.to))
+            .collect();
+        asked.sort_unstable();
+        asked.dedup();
+        if asked.len() < 3 {
+            let mut others: Vec<SocketAddr> = self
+                .contacts
+                .iter()
+                .filter(|(a, _)| !self.bans.is_banned(a))
+                .map(|(a, _)| *a)
+                .collect();
+            others.sort_unstable();
+            for _ in 0..3 {
+                if others.is_empty() {
+                    break;
+                }
+                let i = self.rng.random_range(0..others.len());
+                asked.push(others.swap_remove(i));
+            }
+        }
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        let req = Message::ClubPeersRequest(ClubPeersRequest {
+            request_id: self.next_request_id,
+            club,
+            max_peers: CLUB_PEERS_MAX as u16,
+        });
+        for to in asked.into_iter().take(4) {
+            self.send(to, &req);
+        }
+    }
+}

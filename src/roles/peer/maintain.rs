@@ -1,0 +1,327 @@
+//! A peer's housekeeping, run every tick: tracker join and heartbeats,
+//! keep-alives and the timeouts of [0053], ban parole ([0055]), keeping the
+//! connection targets of [0026]-[0028] (which also carries out the
+//! replacement rules of [0056]-[0058]), playback, and the quality check of
+//! [0063].
+
+use std::net::SocketAddr;
+
+use super::playout::Played;
+use super::{Mode, Peer, PeerEvent};
+use crate::roles::Time;
+use crate::wire::{
+    ClubList, Connect, Direction, DropReason, Heartbeat, Join, KeepAlive, Message, Ping,
+};
+
+/// A connection request awaiting its answer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pending {
+    pub request_id: u32,
+    pub to: SocketAddr,
+    pub club: u16,
+    pub direction: Direction,
+    pub sent: Time,
+}
+
+/// Unknown-club contacts pinged per tick.
+const DISCOVERY_PINGS_PER_TICK: usize = 16;
+
+/// Pings per club and tick while looking for a connection.
+const CLUB_PINGS_PER_TICK: usize = 4;
+
+impl Peer {
+    pub(super) fn tick(&mut self, now: Time) {
+        self.talk_to_tracker(now);
+        if now.0 >= self.last_ban_sweep.0 + self.cfg.ban_sweep_ms * 1000 {
+            self.last_ban_sweep = now;
+            self.bans.sweep(&mut self.rng);
+        }
+        self.keepalives_and_timeouts(now);
+        let timeout = self.cfg.connect_timeout_ms * 1000;
+        self.pending.retain(|p| now.0 < p.sent.0 + timeout);
+        if self.joined {
+            self.discover(now);
+            self.keep_targets(now);
+        }
+        if self.cfg.mode == Mode::Peer {
+            self.play(now);
+            self.check_quality(now);
+        }
+    }
+
+    fn talk_to_tracker(&mut self, now: Time) {
+        let Some(tracker) = self.cfg.tracker else {
+            return;
+        };
+        if !self.joined {
+            if self.last_join_sent.is_none_or(|t| now.0 >= t.0 + 1_000_000) {
+                self.last_join_sent = Some(now);
+                let join = Message::Join(Join {
+                    stream: self.tag,
+                    peer_id: self.cfg.peer_id,
+                    max_peers: self.cfg.tracker_peers,
+                });
+                self.send(tracker, &join);
+            }
+            return;
+        }
+        if now.0 >= self.last_heartbeat.0 + self.heartbeat_ms * 1000 {
+            self.last_heartbeat = now;
+            let clubs = self.clubs.clone();
+            let hb = Message::Heartbeat(Heartbeat {
+                stream: self.tag,
+                peer_id: self.cfg.peer_id,
+                clubs: ClubList::Items(&clubs),
+            });
+            self.send(tracker, &hb);
+        }
+    }
+
+    fn keepalives_and_timeouts(&mut self, now: Time) {
+        let keepalive = self.cfg.keepalive_ms * 1000;
+        let silence = self.cfg.silence_ms * 1000;
+        let reorder = self.cfg.reorder_ms * 1000;
+        let mut to_send = Vec::new();
+        let mut silent = Vec::new();
+        let mut gaps = Vec::new();
+        for d in &mut self.conns.downloads {
+            if d.gap.is_some_and(|(_, since)| now.0 >= since.0 + reorder) {
+                gaps.push((d.from, d.club));
+                continue;
+            }
+            if now.0 >= d.keepalive_sent.0 + keepalive {
+                d.keepalive_sent = now;
+                to_send.push((d.from, d.club));
+            }
+            // Foreign downloads carry every block of their club; in-club
+            // ones may be quiet under HAVE, so there only a peer that sends
+            // nothing at all (not even a PONG) counts as silent.
+            let last = if d.in_club {
+                self.contacts.get(&d.from).map_or(d.last_block, |c| c.heard)
+            } else {
+                d.last_block
+            };
+            if now.0 >= last.0 + silence {
+                silent.push((d.from, d.club));
+            } else if d.in_club && now.0 >= last.0 + silence / 2 {
+                to_send.push((d.from, u16::MAX));
+            }
+        }
+        for (to, club) in to_send {
+            let msg = if club == u16::MAX {
+                Message::Ping(Ping { nonce: 0, club: 0 })
+            } else {
+                Message::KeepAlive(KeepAlive { club })
+            };
+            self.send(to, &msg);
+        }
+        for (from, club) in silent {
+            self.drop_connection(from, club, Direction::Download, DropReason::Silence);
+        }
+        for (from, club) in gaps {
+            self.drop_connection(from, club, Direction::Download, DropReason::SequenceGap);
+        }
+        let timeout = self.cfg.keepalive_timeout_ms * 1000;
+        let stale: Vec<(SocketAddr, u16)> = self
+            .conns
+            .uploads
+            .iter()
+            .filter(|u| now.0 >= u.keepalive.0 + timeout)
+            .map(|u| (u.to, u.club))
+            .collect();
+        for (to, club) in stale {
+            self.drop_connection(to, club, Direction::Upload, DropReason::KeepAliveTimeout);
+        }
+    }
+
+    /// Pings contacts whose clubs are unknown, a few per tick.
+    fn discover(&mut self, now: Time) {
+        let fresh = self.cfg.pong_fresh_ms * 1000;
+        let mut targets: Vec<SocketAddr> = self
+            .contacts
+            .iter()
+            .filter(|(_, c)| c.pong.is_none() && c.clubs.is_empty())
+            .filter(|(_, c)| c.pinged.is_none_or(|t| now.0 >= t.0 + fresh))
+            .map(|(a, _)| *a)
+            .collect();
+        targets.sort_unstable();
+        targets.truncate(DISCOVERY_PINGS_PER_TICK);
+        let club = self.clubs.first().copied().unwrap_or(0);
+        for to in targets {
+            self.ping(now, to, club);
+        }
+    }
+
+    fn ping(&mut self, now: Time, to: SocketAddr, club: u16) {
+        self.contacts.entry(to, now).pinged = Some(now);
+        let nonce = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        self.send(to, &Message::Ping(Ping { nonce, club }));
+    }
+
+    fn pending_for(&self, club: u16, direction: Direction) -> usize {
+        self.pending
+            .iter()
+            .filter(|p| p.club == club && p.direction == direction)
+            .count()
+    }
+
+    /// Opens connections until each target is met ([0026]-[0028]). A
+    /// dropped connection is replaced the same way ([0056]-[0058]): a
+    /// foreign download always, an in-club one when below the minimum.
+    fn keep_targets(&mut self, now: Time) {
+        if self.cfg.mode == Mode::Source {
+            // The source keeps two uploads in every club ([0029]).
+            for club in 0..self.club_count {
+                let have =
+                    self.conns.in_club_uploads_of(club) + self.pending_for(club, Direction::Upload);
+                if have < self.cfg.source_uploads {
+                    self.try_connect(now, club, Direction::Upload);
+                }
+            }
+            return;
+        }
+        for club in 0..self.club_count {
+            let own = self.in_club(club);
+            let want_down = if own { self.cfg.in_club_min } else { 1 };
+            let have_down =
+                self.conns.downloads_of(club) + self.pending_for(club, Direction::Download);
+            if have_down < want_down {
+                self.try_connect(now, club, Direction::Download);
+            }
+            if own {
+                let have_up =
+                    self.conns.in_club_uploads_of(club) + self.pending_for(club, Direction::Upload);
+                if have_up < self.cfg.in_club_min {
+                    self.try_connect(now, club, Direction::Upload);
+                }
+            }
+        }
+    }
+
+    fn try_connect(&mut self, now: Time, club: u16, direction: Direction) {
+        let fresh_since = Time(now.0.saturating_sub(self.cfg.pong_fresh_ms * 1000));
+        let conns = &self.conns;
+        let pending = &self.pending;
+        let bans = &self.bans;
+        let chosen = self.contacts.choose(
+            club,
+            now,
+            fresh_since,
+            self.cfg.choice,
+            &mut self.rng,
+            |a| {
+                !bans.is_banned(a)
+                    && !pending.iter().any(|p| p.to == *a && p.club == club)
+                    && match direction {
+                        Direction::Download => !conns
+                            .downloads
+                            .iter()
+                            .any(|d| d.from == *a && d.club == club),
+                        Direction::Upload => {
+                            !conns.uploads.iter().any(|u| u.to == *a && u.club == club)
+                        }
+                    }
+            },
+        );
+        match chosen {
+            Some(to) => {
+                self.next_request_id = self.next_request_id.wrapping_add(1);
+                let request_id = self.next_request_id;
+                self.pending.push(Pending {
+                    request_id,
+                    to,
+                    club,
+                    direction,
+                    sent: now,
+                });
+                let clubs = self.clubs.clone();
+                self.stats.connects += 1;
+                self.send(
+                    to,
+                    &Message::Connect(Connect {
+                        request_id,
+                        direction,
+                        club,
+                        clubs: ClubList::Items(&clubs),
+                    }),
+                );
+            }
+            None => self.look_for_members(now, club),
+        }
+    }
+
+    /// No fresh candidate: ping known members of `club` that have not
+    /// answered lately ([0038]), or ask around for members ([0032]).
+    fn look_for_members(&mut self, now: Time, club: u16) {
+        let retry = 1_000_000;
+        let mut stale: Vec<SocketAddr> = self
+            .contacts
+            .members(club)
+            .filter(|(a, c)| {
+                !self.bans.is_banned(a) && c.pinged.is_none_or(|t| now.0 >= t.0 + retry)
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        let known = self.contacts.members(club).count();
+        stale.sort_unstable();
+        stale.truncate(CLUB_PINGS_PER_TICK);
+        for to in stale {
+            self.ping(now, to, club);
+        }
+        if known < 2 * self.cfg.in_club_max {
+            self.query_club(now, club);
+        }
+    }
+
+    fn play(&mut self, now: Time) {
+        if self.block_us == 0 {
+            return;
+        }
+        let was_started = self.playout.started_at().is_some();
+        let mut first = None;
+        self.playout.advance(now, self.block_us, &self.store, |p| {
+            if first.is_none() {
+                first = Some(p);
+            }
+        });
+        if !was_started {
+            if let Some(Played::OnTime(seq) | Played::Late(seq) | Played::Skipped(seq)) = first {
+                self.events.push_back(PeerEvent::PlaybackStarted { seq });
+            }
+        }
+    }
+
+    fn check_quality(&mut self, now: Time) {
+        let s = self.playout.stats();
+        let stream_bps = f64::from(self.bitrate_kbps) * 1000.0;
+        if self.quality.check(
+            now,
+            s.skipped + s.freezes,
+            self.stats.block_payload_out,
+            stream_bps,
+        ) {
+            self.fail_gracefully();
+        }
+    }
+
+    /// Stops all download and upload activity ([0063]).
+    fn fail_gracefully(&mut self) {
+        let downloads: Vec<(SocketAddr, u16)> = self
+            .conns
+            .downloads
+            .iter()
+            .map(|d| (d.from, d.club))
+            .collect();
+        let uploads: Vec<(SocketAddr, u16)> =
+            self.conns.uploads.iter().map(|u| (u.to, u.club)).collect();
+        for (from, club) in downloads {
+            self.drop_connection(from, club, Direction::Download, DropReason::Leaving);
+        }
+        for (to, club) in uploads {
+            self.drop_connection(to, club, Direction::Upload, DropReason::Leaving);
+        }
+        self.failed = true;
+        self.events.push_back(PeerEvent::GracefulFailure);
+    }
+}

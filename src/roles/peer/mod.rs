@@ -1,0 +1,492 @@
+//! The peer ([0026]-[0039], [0046]-[0063]) as a sans-IO state machine.
+//!
+//! A peer joins through the tracker, sits in two clubs, keeps two or three
+//! upload and download connections inside each, one download from every
+//! other club, verifies every block before it plays or forwards it, pushes
+//! its clubs' blocks with HAVE suppression, runs congestion control with a
+//! ban list, and plays the stream in order. The source runs the same state
+//! machine in `Mode::Source`: it sits in every club, only uploads, and keeps
+//! two uploads per club. Rooms: `contacts` (address book and choice),
+//! `conns` (connection tables), `bans`, `scheduler` (upload order), `store`
+//! (held blocks), `playout`, `quality`, and the handlers in `control`,
+//! `blocks` and `maintain`.
+
+pub mod bans;
+mod blocks;
+pub mod conns;
+pub mod contacts;
+mod control;
+mod maintain;
+pub mod playout;
+pub mod quality;
+pub mod scheduler;
+pub mod store;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+
+use self::bans::BanList;
+use self::conns::Connections;
+use self::contacts::{Choice, Contacts};
+use self::playout::{Playout, PlayoutConfig, PlayoutStats};
+use self::quality::{QualityMonitor, QualityRule};
+use self::scheduler::SendScheduler;
+use self::store::BlockStore;
+use super::{Node, Outbox, Time, Transmit};
+use crate::auth::{BatchVerifier, ProofLedger, StreamId};
+use crate::wire::{DropReason, Message, StreamTag};
+
+/// Whether the state machine is a viewer peer or the stream's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A viewer: two clubs, downloads everything, plays.
+    Peer,
+    /// The source: every club, uploads only ([0029]).
+    Source,
+}
+
+/// Peer settings; `PeerConfig::new` gives the seed's defaults.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// The stream (public key) to play.
+    pub stream: StreamId,
+    /// The tracker to join through; `None` to rely on `bootstrap`.
+    pub tracker: Option<SocketAddr>,
+    /// Peers to contact without a tracker.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Viewer or source.
+    pub mode: Mode,
+    /// Clubs to sit in instead of the tracker's recommendation.
+    pub clubs: Option<Vec<u16>>,
+    /// Club count when no tracker tells it.
+    pub club_count: u16,
+    /// Random id sent to the tracker.
+    pub peer_id: u64,
+    /// Fewest in-club uploads and downloads per club ([0026]: 2).
+    pub in_club_min: usize,
+    /// Most in-club uploads and downloads per club ([0026]: 3).
+    pub in_club_max: usize,
+    /// Uploads per club at the source ([0029]: 2).
+    pub source_uploads: usize,
+    /// Peers asked of the tracker.
+    pub tracker_peers: u16,
+    /// KEEPALIVE interval on downloads, ms ([0053]).
+    pub keepalive_ms: u64,
+    /// An upload whose receiver sent no KEEPALIVE for this long is dropped
+    /// ([0053]).
+    pub keepalive_timeout_ms: u64,
+    /// A download with no block for this long is dropped ([0053]); in-club
+    /// downloads, which HAVE may keep quiet, count any datagram instead.
+    pub silence_ms: u64,
+    /// A skipped block on a foreign download that has not followed within
+    /// this many ms is a gap ([0052]); shorter skips are reordering.
+    pub reorder_ms: u64,
+    /// One-way delay threshold written into forwarded blocks ([0051]).
+    pub delay_threshold_ms: u32,
+    /// A PONG younger than this is reused rather than pinging again
+    /// ([0038]).
+    pub pong_fresh_ms: u64,
+    /// A CONNECT unanswered for this long is given up.
+    pub connect_timeout_ms: u64,
+    /// Housekeeping period.
+    pub tick_ms: u64,
+    /// Ban sweep period ([0055]: 5 s).
+    pub ban_sweep_ms: u64,
+    /// Each sweep frees a banned peer with probability 1/this ([0055]: 8).
+    pub ban_parole_one_in: u32,
+    /// How a connection target is picked ([0033]-[0035]).
+    pub choice: Choice,
+    /// In-club sends before one out-of-club send ([0048]: 9).
+    pub in_club_run: u32,
+    /// Blocks kept for playback and catch-up.
+    pub store_blocks: usize,
+    /// Blocks sent to a new downloader from the store ([0056]).
+    pub catch_up_blocks: usize,
+    /// Batches kept verified.
+    pub verify_window: usize,
+    /// Playback timing ([0060]-[0062]).
+    pub playout: PlayoutConfig,
+    /// Quality measure and graceful failure ([0063]).
+    pub quality: QualityRule,
+    /// Most datagrams queued for sending.
+    pub outbox: usize,
+}
+
+impl PeerConfig {
+    /// The seed's defaults for a viewer of `stream` joining via `tracker`.
+    pub fn new(stream: StreamId, tracker: Option<SocketAddr>) -> Self {
+        PeerConfig {
+            stream,
+            tracker,
+            bootstrap: Vec::new(),
+            mode: Mode::Peer,
+            clubs: None,
+            club_count: 12,
+            peer_id: 0,
+            in_club_min: 2,
+            in_club_max: 3,
+            source_uploads: 2,
+            tracker_peers: 60,
+            keepalive_ms: 500,
+            keepalive_timeout_ms: 3_000,
+            silence_ms: 2_000,
+            reorder_ms: 300,
+            delay_threshold_ms: 2_000,
+            pong_fresh_ms: 5_000,
+            connect_timeout_ms: 1_000,
+            tick_ms: 20,
+            ban_sweep_ms: 5_000,
+            ban_parole_one_in: 8,
+            choice: Choice::WeightedByUploads,
+            in_club_run: 9,
+            store_blocks: 4_096,
+            catch_up_blocks: 64,
+            verify_window: 64,
+            playout: PlayoutConfig::default(),
+            quality: QualityRule::default(),
+            outbox: 8_192,
+        }
+    }
+}
+
+/// Counters of one peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// BLOCK datagrams received.
+    pub blocks_in: u64,
+    /// Payload bytes of BLOCKs received, duplicates included.
+    pub block_payload_in: u64,
+    /// Bytes of BLOCK datagrams received.
+    pub block_bytes_in: u64,
+    /// Bytes of other datagrams received.
+    pub control_bytes_in: u64,
+    /// Verified blocks seen for the first time.
+    pub unique_blocks: u64,
+    /// Payload bytes of those.
+    pub unique_payload: u64,
+    /// Verified blocks already held.
+    pub duplicates: u64,
+    /// Blocks that failed authentication (never played or forwarded).
+    pub forged_rejected: u64,
+    /// Blocks that could not be checked yet (parked, not counted as forged).
+    pub unverifiable: u64,
+    /// Blocks of batches older than the verification window.
+    pub stale: u64,
+    /// Blocks for another stream.
+    pub wrong_stream: u64,
+    /// Blocks whose club is not their sequence number modulo the club count.
+    pub wrong_club: u64,
+    /// Datagrams that did not parse.
+    pub malformed: u64,
+    /// BLOCK datagrams sent.
+    pub blocks_out: u64,
+    /// Bytes of BLOCK datagrams sent.
+    pub block_bytes_out: u64,
+    /// Payload bytes of BLOCKs sent.
+    pub block_payload_out: u64,
+    /// Bytes of other datagrams sent.
+    pub control_bytes_out: u64,
+    /// Connections dropped by this peer, by reason.
+    pub dropped_delay: u64,
+    /// See `dropped_delay`.
+    pub dropped_gap: u64,
+    /// See `dropped_delay`.
+    pub dropped_silence: u64,
+    /// See `dropped_delay`.
+    pub dropped_keepalive: u64,
+    /// See `dropped_delay`.
+    pub dropped_trimmed: u64,
+    /// See `dropped_delay`.
+    pub dropped_forged: u64,
+    /// CONNECTs sent.
+    pub connects: u64,
+    /// Datagrams the outbox could not take.
+    pub send_drops: u64,
+}
+
+/// Something a driver may want to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// The tracker answered; the peer sits in these clubs.
+    Joined {
+        /// The clubs.
+        clubs: Vec<u16>,
+        /// Clubs in the swarm.
+        club_count: u16,
+    },
+    /// Playback began at this sequence number.
+    PlaybackStarted {
+        /// First sequence number played.
+        seq: u64,
+    },
+    /// Blocks arrive signed for another stream: nothing will play.
+    WrongStream {
+        /// The stream tag the blocks carry.
+        seen: StreamTag,
+    },
+    /// The quality measure fell below what this peer's uploads justify:
+    /// it stopped all activity ([0063]).
+    GracefulFailure,
+}
+
+/// A block waiting to be forwarded.
+#[derive(Debug, Clone, Copy)]
+struct SendItem {
+    to: SocketAddr,
+    seq: u64,
+}
+
+/// The peer (or source) state machine.
+pub struct Peer {
+    cfg: PeerConfig,
+    tag: StreamTag,
+    rng: SmallRng,
+    started: Time,
+    now: Time,
+    clubs: Vec<u16>,
+    club_count: u16,
+    joined: bool,
+    failed: bool,
+    last_join_sent: Option<Time>,
+    heartbeat_ms: u64,
+    last_heartbeat: Time,
+    contacts: Contacts,
+    conns: Connections,
+    bans: BanList,
+    last_ban_sweep: Time,
+    pending: Vec<maintain::Pending>,
+    next_request_id: u32,
+    club_query_sent: HashMap<u16, Time>,
+    verifier: BatchVerifier,
+    ledgers: HashMap<SocketAddr, ProofLedger>,
+    store: BlockStore,
+    sends: SendScheduler<SendItem>,
+    parked: VecDeque<(Time, SocketAddr, u64, Vec<u8>)>,
+    outbox: Outbox,
+    playout: Playout,
+    block_us: u64,
+    bitrate_kbps: u32,
+    quality: QualityMonitor,
+    delays_us: Histogram<u64>,
+    events: VecDeque<PeerEvent>,
+    stats: PeerStats,
+    next_tick: Time,
+}
+
+impl Peer {
+    /// A peer started at `now`, drawing randomness from `rng`.
+    pub fn new(cfg: PeerConfig, now: Time, rng: SmallRng) -> Self {
+        let tag = StreamTag::of_key(&cfg.stream.to_bytes());
+        let clubs = match cfg.mode {
+            Mode::Source => (0..cfg.club_count).collect(),
+            Mode::Peer => cfg.clubs.clone().unwrap_or_default(),
+        };
+        let joined = cfg.tracker.is_none();
+        let mut peer = Peer {
+            tag,
+            rng,
+            started: now,
+            now,
+            club_count: cfg.club_count.max(1),
+            clubs,
+            joined,
+            failed: false,
+            last_join_sent: None,
+            heartbeat_ms: 5_000,
+            last_heartbeat: now,
+            contacts: Contacts::new(4096),
+            conns: Connections::default(),
+            bans: BanList::new(1024, cfg.ban_parole_one_in),
+            last_ban_sweep: now,
+            pending: Vec::new(),
+            next_request_id: 1,
+            club_query_sent: HashMap::new(),
+            verifier: BatchVerifier::new(cfg.stream, cfg.verify_window),
+            ledgers: HashMap::new(),
+            store: BlockStore::new(cfg.store_blocks),
+            sends: SendScheduler::new(16_384, cfg.in_club_run),
+            parked: VecDeque::new(),
+            outbox: Outbox::new(cfg.outbox),
+            playout: Playout::new(cfg.playout),
+            block_us: 0,
+            bitrate_kbps: 0,
+            quality: QualityMonitor::new(cfg.quality, now),
+            delays_us: Histogram::new(2).expect("2 significant figures are valid"),
+            events: VecDeque::new(),
+            stats: PeerStats::default(),
+            next_tick: now,
+            cfg,
+        };
+        for addr in peer.cfg.bootstrap.clone() {
+            peer.contacts.entry(addr, now);
+        }
+        peer
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PeerStats {
+        self.stats
+    }
+
+    /// Playback counters.
+    pub fn playout_stats(&self) -> PlayoutStats {
+        self.playout.stats()
+    }
+
+    /// When this peer was started.
+    pub fn started_at(&self) -> Time {
+        self.started
+    }
+
+    /// When playback began.
+    pub fn playback_started_at(&self) -> Option<Time> {
+        self.playout.started_at()
+    }
+
+    /// Source-to-ready delay of every fresh block, in microseconds.
+    pub fn delays_us(&self) -> &Histogram<u64> {
+        &self.delays_us
+    }
+
+    /// The clubs this peer sits in.
+    pub fn clubs(&self) -> &[u16] {
+        &self.clubs
+    }
+
+    /// The connection tables.
+    pub fn connections(&self) -> &Connections {
+        &self.conns
+    }
+
+    /// The ban list.
+    pub fn bans(&self) -> &BanList {
+        &self.bans
+    }
+
+    /// The held blocks.
+    pub fn store(&self) -> &BlockStore {
+        &self.store
+    }
+
+    /// True after a graceful failure ([0063]).
+    pub fn has_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The next event to report.
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Clubs in the swarm.
+    pub fn club_count(&self) -> u16 {
+        self.club_count
+    }
+
+    /// True when `club` is one of this peer's clubs.
+    fn in_club(&self, club: u16) -> bool {
+        self.clubs.contains(&club)
+    }
+
+    /// Queues a control message, counting its bytes.
+    fn send(&mut self, to: SocketAddr, msg: &Message<'_>) {
+        match self.outbox.push(to, msg) {
+            Some(len) => self.stats.control_bytes_out += len as u64,
+            None => self.stats.send_drops += 1,
+        }
+    }
+
+    /// Drops a connection this peer initiates dropping: tells the other
+    /// side and, for congestion reasons, bans it ([0054]).
+    fn drop_connection(
+        &mut self,
+        other: SocketAddr,
+        club: u16,
+        direction: crate::wire::Direction,
+        reason: DropReason,
+    ) {
+        let removed = match direction {
+            crate::wire::Direction::Download => self.conns.remove_download(other, club),
+            crate::wire::Direction::Upload => self.conns.remove_upload(other, club),
+        };
+        if !removed {
+            return;
+        }
+        let counter = match reason {
+            DropReason::Delay => Some(&mut self.stats.dropped_delay),
+            DropReason::SequenceGap => Some(&mut self.stats.dropped_gap),
+            DropReason::Silence => Some(&mut self.stats.dropped_silence),
+            DropReason::KeepAliveTimeout => Some(&mut self.stats.dropped_keepalive),
+            DropReason::Trimmed => Some(&mut self.stats.dropped_trimmed),
+            DropReason::Forged => Some(&mut self.stats.dropped_forged),
+            DropReason::Leaving => None,
+        };
+        if let Some(c) = counter {
+            *c += 1;
+        }
+        if matches!(
+            reason,
+            DropReason::Delay
+                | DropReason::SequenceGap
+                | DropReason::Silence
+                | DropReason::KeepAliveTimeout
+                | DropReason::Forged
+        ) {
+            self.bans.ban(other);
+        }
+        self.send(
+            other,
+            &Message::Drop(crate::wire::Drop {
+                direction,
+                club,
+                reason,
+            }),
+        );
+        if !self.conns.involves(other) {
+            self.ledgers.remove(&other);
+        }
+    }
+}
+
+impl Node for Peer {
+    fn handle_datagram(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
+        self.now = self.now.max(now);
+        if self.failed {
+            return;
+        }
+        self.contacts.entry(from, now).heard = now;
+        match Message::parse(datagram) {
+            Ok(Message::Block(block)) => {
+                self.stats.block_bytes_in += datagram.len() as u64;
+                self.on_block(now, from, &block);
+            }
+            Ok(msg) => {
+                self.stats.control_bytes_in += datagram.len() as u64;
+                self.on_control(now, from, &msg);
+            }
+            Err(_) => self.stats.malformed += 1,
+        }
+        self.flush_sends();
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        if self.failed || now < self.next_tick {
+            return;
+        }
+        self.next_tick = now.plus_ms(self.cfg.tick_ms);
+        self.tick(now);
+        self.flush_sends();
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        (!self.failed).then_some(self.next_tick)
+    }
+}

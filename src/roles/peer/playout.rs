@@ -1,0 +1,225 @@
+//! Playback order and timing ([0060]-[0062]).
+//!
+//! Blocks are played in sequence order. Playback starts once the peer holds
+//! one second of contiguous media. Each block is then due one block-duration
+//! after the previous one, scaled by a speed that slows down when the play
+//! delay (now minus the source's batch time) is below the target range and
+//! speeds up above it. A block missing when due freezes playback for at most
+//! `max_freeze`; if it arrives meanwhile it is played late, otherwise it is
+//! skipped. Far behind the target range a missing block is skipped at once.
+//! The counters give continuity: blocks played on time over blocks due.
+
+use super::store::BlockStore;
+use crate::roles::Time;
+
+/// Playback settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PlayoutConfig {
+    /// Media to hold before playback starts ([0060]: one second).
+    pub start_buffer_us: u64,
+    /// Longest freeze for one missing block ([0062]).
+    pub max_freeze_us: u64,
+    /// Play delay below which playback slows down ([0061]).
+    pub min_delay_us: u64,
+    /// Play delay above which playback speeds up ([0061]).
+    pub max_delay_us: u64,
+    /// Relative speed change when outside the range.
+    pub speed_step: f64,
+}
+
+impl Default for PlayoutConfig {
+    fn default() -> Self {
+        PlayoutConfig {
+            start_buffer_us: 1_000_000,
+            max_freeze_us: 300_000,
+            min_delay_us: 800_000,
+            max_delay_us: 3_000_000,
+            speed_step: 0.1,
+        }
+    }
+}
+
+/// Playback counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlayoutStats {
+    /// Blocks present when due.
+    pub on_time: u64,
+    /// Blocks played after a freeze.
+    pub late: u64,
+    /// Blocks skipped.
+    pub skipped: u64,
+    /// Freezes begun.
+    pub freezes: u64,
+}
+
+impl PlayoutStats {
+    /// Blocks due so far.
+    pub fn due(&self) -> u64 {
+        self.on_time + self.late + self.skipped
+    }
+
+    /// Blocks played on time over blocks due (1 when none was due).
+    pub fn continuity(&self) -> f64 {
+        match self.due() {
+            0 => 1.0,
+            due => self.on_time as f64 / due as f64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Buffering,
+    Playing {
+        next: u64,
+        due: Time,
+        frozen_since: Option<Time>,
+    },
+}
+
+/// What happened to one block at playback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Played {
+    /// Played when due.
+    OnTime(u64),
+    /// Played after a freeze.
+    Late(u64),
+    /// Skipped.
+    Skipped(u64),
+}
+
+/// The playback clock of one peer.
+#[derive(Debug, Clone)]
+pub struct Playout {
+    cfg: PlayoutConfig,
+    state: State,
+    started_at: Option<Time>,
+    speed: f64,
+    stats: PlayoutStats,
+}
+
+impl Playout {
+    /// A player waiting for its start buffer.
+    pub fn new(cfg: PlayoutConfig) -> Self {
+        Playout {
+            cfg,
+            state: State::Buffering,
+            started_at: None,
+            speed: 1.0,
+            stats: PlayoutStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PlayoutStats {
+        self.stats
+    }
+
+    /// When playback started.
+    pub fn started_at(&self) -> Option<Time> {
+        self.started_at
+    }
+
+    /// The next sequence number to play, once started.
+    pub fn next_seq(&self) -> Option<u64> {
+        match self.state {
+            State::Buffering => None,
+            State::Playing { next, .. } => Some(next),
+        }
+    }
+
+    /// The current speed factor.
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
+    /// Advances playback to `now`. `block_us` is the media duration of one
+    /// block. Calls `on_play` for every block played or skipped, in order.
+    pub fn advance(
+        &mut self,
+        now: Time,
+        block_us: u64,
+        store: &BlockStore,
+        mut on_play: impl FnMut(Played),
+    ) {
+        let block_us = block_us.max(1);
+        if let State::Buffering = self.state {
+            let need = self.cfg.start_buffer_us.div_ceil(block_us).max(1);
+            match store.first_run_of(need) {
+                Some(first) => {
+                    self.state = State::Playing {
+                        next: first,
+                        due: now,
+                        frozen_since: None,
+                    };
+                    self.started_at = Some(now);
+                }
+                None => return,
+            }
+        }
+        // Bounded work per call: at most one buffer's worth of blocks.
+        for _ in 0..4096 {
+            let State::Playing {
+                next,
+                due,
+                frozen_since,
+            } = self.state
+            else {
+                return;
+            };
+            if now < due {
+                return;
+            }
+            let delay = store.source_time(next).map(|t| now.0.saturating_sub(t.0));
+            self.speed = match delay {
+                Some(d) if d > self.cfg.max_delay_us => 1.0 + self.cfg.speed_step,
+                Some(d) if d < self.cfg.min_delay_us => 1.0 - self.cfg.speed_step,
+                _ => 1.0,
+            };
+            let step = Time((block_us as f64 / self.speed) as u64);
+            if store.has(next) {
+                let played = if frozen_since.is_some() {
+                    self.stats.late += 1;
+                    Played::Late(next)
+                } else {
+                    self.stats.on_time += 1;
+                    Played::OnTime(next)
+                };
+                on_play(played);
+                let base = if frozen_since.is_some() { now } else { due };
+                self.state = State::Playing {
+                    next: next + 1,
+                    due: Time(base.0 + step.0),
+                    frozen_since: None,
+                };
+                continue;
+            }
+            // Missing: far behind the range, skip at once; else freeze.
+            let far_behind = delay.is_some_and(|d| d > 2 * self.cfg.max_delay_us);
+            let since = match frozen_since {
+                Some(s) => s,
+                None if far_behind => now,
+                None => {
+                    self.stats.freezes += 1;
+                    self.state = State::Playing {
+                        next,
+                        due,
+                        frozen_since: Some(now),
+                    };
+                    now
+                }
+            };
+            if far_behind || now.0.saturating_sub(since.0) >= self.cfg.max_freeze_us {
+                self.stats.skipped += 1;
+                on_play(Played::Skipped(next));
+                self.state = State::Playing {
+                    next: next + 1,
+                    due: now,
+                    frozen_since: None,
+                };
+                continue;
+            }
+            return;
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The quality measure and graceful failure ([0063]).
+//!
+//! Every window a peer counts how often playback skipped or froze. Each
+//! level of that count has an upload threshold: if the peer uploaded less
+//! than the threshold (a share of the stream's bit rate) during the window,
+//! it is taking more from a struggling swarm than it gives, and it stops all
+//! download and upload activity.
+
+use crate::roles::Time;
+
+/// One level: at `bad_events` or more skips and freezes per window, a peer
+/// must upload at least `min_upload_share` of the stream's bit rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QualityLevel {
+    /// Skips plus freezes in one window.
+    pub bad_events: u64,
+    /// Required upload rate as a share of the stream bit rate.
+    pub min_upload_share: f64,
+}
+
+/// The rule a peer applies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QualityRule {
+    /// Off disables graceful failure.
+    pub enabled: bool,
+    /// Window length in milliseconds.
+    pub window_ms: u64,
+    /// Levels, checked from the worst down.
+    pub levels: [QualityLevel; 2],
+}
+
+impl Default for QualityRule {
+    /// 10 s windows; 200 bad events call for half the bit rate uploaded,
+    /// 60 for a quarter. A healthy swarm never comes near either.
+    fn default() -> Self {
+        QualityRule {
+            enabled: true,
+            window_ms: 10_000,
+            levels: [
+                QualityLevel {
+                    bad_events: 200,
+                    min_upload_share: 0.5,
+                },
+                QualityLevel {
+                    bad_events: 60,
+                    min_upload_share: 0.25,
+                },
+            ],
+        }
+    }
+}
+
+/// Applies a [`QualityRule`] window by window.
+#[derive(Debug, Clone)]
+pub struct QualityMonitor {
+    rule: QualityRule,
+    window_start: Time,
+    bad_at_start: u64,
+    uploaded_at_start: u64,
+}
+
+impl QualityMonitor {
+    /// A monitor whose first window starts at `now`.
+    pub fn new(rule: QualityRule, now: Time) -> Self {
+        QualityMonitor {
+            rule,
+            window_start: now,
+            bad_at_start: 0,
+            uploaded_at_start: 0,
+        }
+    }
+
+    /// Closes the window if it is over. `bad_total` counts skips and
+    /// freezes so far, `uploaded_total` payload bytes uploaded so far.
+    /// Returns true when the peer must stop.
+    pub fn check(
+        &mut self,
+        now: Time,
+        bad_total: u64,
+        uploaded_total: u64,
+        stream_bps: f64,
+    ) -> bool {
+        let window_us = self.rule.window_ms * 1000;
+        if now.0 < self.window_start.0 + window_us {
+            return false;
+        }
+        let bad = bad_total - self.bad_at_start.min(bad_total);
+        let uploaded = uploaded_total - self.uploaded_at_start.min(uploaded_total);
+        let elapsed_s = (now.0 - self.window_start.0) as f64 / 1e6;
+        self.window_start = now;
+        self.bad_at_start = bad_total;
+        self.uploaded_at_start = uploaded_total;
+        if !self.rule.enabled || stream_bps <= 0.0 {
+            return false;
+        }
+        let upload_bps = uploaded as f64 * 8.0 / elapsed_s;
+        self.rule
+            .levels
+            .iter()
+            .find(|l| bad >= l.bad_events)
+            .is_some_and(|l| upload_bps < l.min_upload_share * stream_bps)
+    }
+}

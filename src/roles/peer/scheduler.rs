@@ -1,0 +1,88 @@
+//! Upload order: in-club first, one out-of-club send after nine in a row
+//! ([0048]).
+//!
+//! Blocks to forward wait in two queues. The drain takes from the in-club
+//! queue, except that after `in_club_run` in-club sends in a row it takes
+//! one out-of-club send if one waits, so uploads to other clubs are never
+//! starved. An optional byte budget per drain models a limited uplink; both
+//! queues are bounded and count what they drop.
+
+use std::collections::VecDeque;
+
+/// Where a queued send goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// To a peer in the block's club.
+    InClub,
+    /// To a peer of another club.
+    OutOfClub,
+}
+
+/// Two bounded queues drained with the 9:1 rule.
+#[derive(Debug, Clone)]
+pub struct SendScheduler<T> {
+    in_club: VecDeque<T>,
+    out_of_club: VecDeque<T>,
+    in_club_run: u32,
+    run: u32,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl<T> SendScheduler<T> {
+    /// Queues of `capacity` items each; one out-of-club send after every
+    /// `in_club_run` in-club sends (seed: 9).
+    pub fn new(capacity: usize, in_club_run: u32) -> Self {
+        SendScheduler {
+            in_club: VecDeque::new(),
+            out_of_club: VecDeque::new(),
+            in_club_run: in_club_run.max(1),
+            run: 0,
+            capacity,
+            dropped: 0,
+        }
+    }
+
+    /// Queues `item` on `lane`; false (and counted) when that queue is full.
+    pub fn push(&mut self, lane: Lane, item: T) -> bool {
+        let q = match lane {
+            Lane::InClub => &mut self.in_club,
+            Lane::OutOfClub => &mut self.out_of_club,
+        };
+        if q.len() >= self.capacity {
+            self.dropped += 1;
+            return false;
+        }
+        q.push_back(item);
+        true
+    }
+
+    /// The next item to send, by the 9:1 rule.
+    pub fn pop(&mut self) -> Option<(Lane, T)> {
+        let take_out = self.run >= self.in_club_run || self.in_club.is_empty();
+        if take_out {
+            if let Some(item) = self.out_of_club.pop_front() {
+                self.run = 0;
+                return Some((Lane::OutOfClub, item));
+            }
+        }
+        let item = self.in_club.pop_front()?;
+        self.run += 1;
+        Some((Lane::InClub, item))
+    }
+
+    /// Items waiting.
+    pub fn len(&self) -> usize {
+        self.in_club.len() + self.out_of_club.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Items dropped because a queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}

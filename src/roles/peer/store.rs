@@ -1,0 +1,115 @@
+//! The blocks a peer holds: payloads by sequence number, bounded.
+//!
+//! Verified blocks wait here to be played and to be forwarded to peers that
+//! connect later and lack them ([0056]). Each keeps the source's batch
+//! timestamp, for the play delay, and when it arrived. The store keeps at
+//! most `capacity` blocks and forgets the oldest first.
+
+use std::collections::BTreeMap;
+
+use crate::roles::Time;
+
+/// One held block.
+#[derive(Debug, Clone)]
+pub struct StoredBlock {
+    /// The media bytes.
+    pub payload: Vec<u8>,
+    /// Batch number, leaf index and leaf count, to rebuild its proof.
+    pub batch: u64,
+    /// Leaf index in the batch.
+    pub index: u16,
+    /// Leaves in the batch.
+    pub count: u16,
+    /// The source's (signed) batch timestamp.
+    pub source_time: Time,
+    /// When it was verified here.
+    pub arrived: Time,
+}
+
+/// Held blocks by sequence number.
+#[derive(Debug, Clone)]
+pub struct BlockStore {
+    blocks: BTreeMap<u64, StoredBlock>,
+    capacity: usize,
+}
+
+impl BlockStore {
+    /// A store of at most `capacity` blocks.
+    pub fn new(capacity: usize) -> Self {
+        BlockStore {
+            blocks: BTreeMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Adds a block; false if it was already held.
+    pub fn insert(&mut self, seq: u64, block: StoredBlock) -> bool {
+        if self.blocks.contains_key(&seq) {
+            return false;
+        }
+        self.blocks.insert(seq, block);
+        while self.blocks.len() > self.capacity {
+            self.blocks.pop_first();
+        }
+        true
+    }
+
+    /// True when `seq` is held.
+    pub fn has(&self, seq: u64) -> bool {
+        self.blocks.contains_key(&seq)
+    }
+
+    /// The block `seq`.
+    pub fn get(&self, seq: u64) -> Option<&StoredBlock> {
+        self.blocks.get(&seq)
+    }
+
+    /// Forgets blocks below `seq`.
+    pub fn forget_below(&mut self, seq: u64) {
+        self.blocks = self.blocks.split_off(&seq);
+    }
+
+    /// Blocks held.
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// The highest sequence number held.
+    pub fn newest(&self) -> Option<u64> {
+        self.blocks.last_key_value().map(|(s, _)| *s)
+    }
+
+    /// Source time of `seq`, or of the first held block after it (an
+    /// estimate for a missing block).
+    pub fn source_time(&self, seq: u64) -> Option<Time> {
+        self.blocks.range(seq..).next().map(|(_, b)| b.source_time)
+    }
+
+    /// The first sequence number starting `len` consecutive held blocks.
+    pub fn first_run_of(&self, len: u64) -> Option<u64> {
+        let mut run_start = None;
+        let mut prev = None;
+        for &seq in self.blocks.keys() {
+            if prev.is_none_or(|p: u64| p + 1 != seq) {
+                run_start = Some(seq);
+            }
+            prev = Some(seq);
+            if let Some(start) = run_start {
+                if seq + 1 - start >= len {
+                    return Some(start);
+                }
+            }
+        }
+        None
+    }
+
+    /// Held sequence numbers in `range`, ascending.
+    pub fn seqs_in(&self, range: std::ops::Range<u64>) -> impl Iterator<Item = u64> + '_ {
+        self.blocks.range(range).map(|(s, _)| *s)
+    }
+}

@@ -1,0 +1,12 @@
+//! The deterministic in-memory network simulator.
+//!
+//! [`Network`] runs any number of sans-IO roles (anything implementing
+//! [`crate::roles::Node`]) on a simulated network: per-node upload capacity
+//! and queue, latency, jitter and loss, all driven by one seeded RNG and one
+//! event queue, so a seed replays a run exactly. Swarm tests use it with a
+//! handful of nodes; the simulator with thousands. The addresses nodes get
+//! here are labels only and never reach a real socket.
+
+mod network;
+
+pub use network::{LinkProfile, NetStats, Network, NodeId, NodeStats};

@@ -1,0 +1,13 @@
+//! A whole swarm: the node type that holds any role, and the summary
+//! figures of a run.
+//!
+//! Drivers (the kernel-UDP demo, the in-memory network) hold one
+//! `SwarmNode` per tracker, source or peer. `SwarmSummary` reduces the
+//! peers' counters to the figures a run reports: continuity, startup time,
+//! delay, duplicate ratio, control overhead and forged blocks rejected.
+
+mod node;
+mod summary;
+
+pub use node::SwarmNode;
+pub use summary::SwarmSummary;
