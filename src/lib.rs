@@ -10,4 +10,6 @@
 pub mod auth;
 pub mod cli;
 pub mod roles;
+pub mod sim;
+pub mod swarm;
 pub mod wire;
