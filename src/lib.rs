@@ -3,12 +3,14 @@
 //!
 //! The crate is layered like the design brief (`../shared/DESIGN.md`):
 //! `wire` parses and encodes datagrams without copying; `auth` signs and
-//! verifies batches of blocks; `roles` holds the sans-IO state machines (the
-//! tracker so far; source and peer to come); `io` the packet-IO backends (kernel UDP, AF_XDP,
-//! in-memory); `relay` the AF_XDP data plane; `cli` the `clubcast` command.
+//! verifies batches of blocks; `roles` holds the sans-IO tracker, source and
+//! peer state machines; `io` drives them on kernel UDP sockets; `sim` drives
+//! them in a deterministic in-memory network; `swarm` holds any role as one
+//! node type and sums up a run; `cli` is the `clubcast` command.
 
 pub mod auth;
 pub mod cli;
+pub mod io;
 pub mod roles;
 pub mod sim;
 pub mod swarm;

@@ -33,7 +33,9 @@ pub trait Node {
     fn poll_timeout(&self) -> Option<Time>;
 }
 
-/// A point in time, in microseconds on the driver's monotonic clock.
+/// A point in time in microseconds on the driver's clock: wall-clock time
+/// since the UNIX epoch on real sockets (all roles on a machine share it, as
+/// the one-way delay rule needs), simulated time in `sim`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Time(pub u64);
 
