@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own file and returns an `ExitCode`; errors
 //! are printed as one line a user can act on.
 
+mod demo;
 mod keygen;
 mod selfcheck;
 
@@ -20,6 +21,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a whole swarm on loopback: tracker, source with a synthetic
+    /// feed, and peers; print progress and a summary.
+    Demo(demo::Args),
     /// Create a source key and print its stream id.
     Keygen(keygen::Args),
     /// Sign a synthetic feed with a source key, send it through the wire
@@ -31,6 +35,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Selfcheck(args) => selfcheck::run(&args),
     };

@@ -6,6 +6,7 @@
 //! peers' counters to the figures a run reports: continuity, startup time,
 //! delay, duplicate ratio, control overhead and forged blocks rejected.
 
+pub mod loopback;
 mod node;
 mod summary;
 

@@ -1,0 +1,149 @@
+//! Swarms on loopback UDP: one socket per role, many roles per thread.
+//!
+//! A `Shard` is one kernel-UDP driver holding any mix of tracker, source
+//! and peers, each on its own 127.0.0.1 socket. `clubcast demo` runs one
+//! shard per core; the integration tests run a single shard and add or
+//! remove peers between runs to model churn.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use nix::sys::socket::{setsockopt, sockopt};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use super::SwarmNode;
+use crate::auth::{SourceKey, StreamId};
+use crate::io::clock;
+use crate::io::udp::{NodeId, UdpDriver};
+use crate::roles::{Peer, PeerConfig, Source, SourceConfig, Tracker, TrackerConfig};
+use crate::wire::StreamTag;
+
+/// Socket buffer size asked for each role (bursts of a whole batch to many
+/// receivers must not overflow the kernel's default).
+const SOCKET_BUFFER: usize = 1 << 20;
+
+/// A UDP socket on 127.0.0.1 with an OS-chosen port and large buffers.
+pub fn loopback_socket() -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    // Larger buffers are a help, not a need: a refusal is not an error.
+    let _ = setsockopt(&socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+    let _ = setsockopt(&socket, sockopt::SndBuf, &SOCKET_BUFFER);
+    Ok(socket)
+}
+
+/// One driver thread's worth of swarm nodes.
+pub struct Shard {
+    driver: UdpDriver<SwarmNode>,
+    peers: Vec<NodeId>,
+    source: Option<NodeId>,
+}
+
+impl Shard {
+    /// An empty shard.
+    pub fn new() -> io::Result<Self> {
+        Ok(Shard {
+            driver: UdpDriver::new()?,
+            peers: Vec::new(),
+            source: None,
+        })
+    }
+
+    /// Starts a tracker for `stream`; returns its address.
+    pub fn add_tracker(
+        &mut self,
+        stream: StreamId,
+        clubs: u16,
+        seed: u64,
+    ) -> io::Result<SocketAddr> {
+        let mut cfg = TrackerConfig::new(StreamTag::of_key(&stream.to_bytes()));
+        cfg.clubs = clubs;
+        let tracker = Tracker::new(cfg, SmallRng::seed_from_u64(seed));
+        let socket = loopback_socket()?;
+        let addr = socket.local_addr()?;
+        self.driver
+            .add(socket, SwarmNode::Tracker(Box::new(tracker)))?;
+        Ok(addr)
+    }
+
+    /// Starts the source with a synthetic feed of `bitrate_bps`.
+    pub fn add_source(
+        &mut self,
+        key: SourceKey,
+        tracker: SocketAddr,
+        clubs: u16,
+        bitrate_bps: u64,
+        seed: u64,
+    ) -> io::Result<SocketAddr> {
+        let mut pc = PeerConfig::new(key.stream_id(), Some(tracker));
+        pc.club_count = clubs;
+        pc.peer_id = seed;
+        let sc = SourceConfig {
+            synthetic_bps: Some(bitrate_bps),
+            ..SourceConfig::default()
+        };
+        let source = Source::new(key, sc, pc, clock::now(), SmallRng::seed_from_u64(seed));
+        let socket = loopback_socket()?;
+        let addr = socket.local_addr()?;
+        let id = self
+            .driver
+            .add(socket, SwarmNode::Source(Box::new(source)))?;
+        self.source = Some(id);
+        Ok(addr)
+    }
+
+    /// Starts a viewer peer of `stream` joining through `tracker`.
+    pub fn add_peer(
+        &mut self,
+        stream: StreamId,
+        tracker: SocketAddr,
+        seed: u64,
+    ) -> io::Result<NodeId> {
+        let mut pc = PeerConfig::new(stream, Some(tracker));
+        pc.peer_id = seed;
+        let peer = Peer::new(pc, clock::now(), SmallRng::seed_from_u64(seed));
+        let id = self
+            .driver
+            .add(loopback_socket()?, SwarmNode::Peer(Box::new(peer)))?;
+        self.peers.push(id);
+        Ok(id)
+    }
+
+    /// Stops a peer abruptly: its socket closes, nothing is said.
+    pub fn remove_peer(&mut self, id: NodeId) -> Option<SwarmNode> {
+        self.peers.retain(|p| *p != id);
+        self.driver.remove(id)
+    }
+
+    /// Runs every node until `deadline` or until `stop` is set.
+    pub fn run_until(&mut self, deadline: Instant, stop: &AtomicBool) -> io::Result<()> {
+        self.driver.run_until(deadline, stop)
+    }
+
+    /// The viewer peers, with their ids.
+    pub fn peers(&self) -> impl Iterator<Item = (NodeId, &Peer)> {
+        self.peers
+            .iter()
+            .filter_map(|id| Some((*id, self.driver.node(*id)?.viewer()?)))
+    }
+
+    /// The source's peer state machine, if this shard holds the source.
+    pub fn source_peer(&self) -> Option<&Peer> {
+        self.driver.node(self.source?)?.peer()
+    }
+
+    /// Blocks the source has published, if this shard holds it.
+    pub fn source_blocks(&self) -> Option<u64> {
+        self.driver
+            .node(self.source?)?
+            .source()
+            .map(Source::blocks_published)
+    }
+
+    /// Datagrams and bytes the shard's sockets moved.
+    pub fn udp_stats(&self) -> crate::io::udp::UdpStats {
+        self.driver.stats()
+    }
+}
