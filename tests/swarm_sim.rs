@@ -95,54 +95,10 @@ fn thirty_peers_play_a_two_megabit_stream() {
     for _ in 0..30 {
         swarm.add_peer();
     }
-    for step in 1..=40 {
-        swarm.net.run_until(Time(step * 250_000));
-        if std::env::var("SWARM_DEBUG").is_ok() {
-            let src = swarm.net.node(swarm.source).source().expect("source");
-            let p = swarm.net.node(swarm.peers[0]).viewer().expect("peer");
-            eprintln!(
-                "t={} src_up={} src_out={} p0 down={:?} silence={} unique={}",
-                step * 250,
-                src.peer().connections().uploads.len(),
-                src.peer().stats().blocks_out,
-                p.connections()
-                    .downloads
-                    .iter()
-                    .map(|d| (d.club, d.in_club))
-                    .collect::<Vec<_>>(),
-                p.stats().dropped_silence,
-                p.stats().unique_blocks
-            );
-        }
-    }
+    swarm.net.run_until(Time(10_000_000));
     let ids = swarm.peers.clone();
     let s = swarm.summary(&ids, 10.0, 2000);
     println!("{}", s.to_json());
-    let src = swarm.net.node(swarm.source).source().expect("source");
-    println!(
-        "source published={} uploads={} stats={:?} net={:?}",
-        src.blocks_published(),
-        src.peer().connections().uploads.len(),
-        src.peer().stats(),
-        swarm.net.stats()
-    );
-    for id in &ids {
-        let p = swarm.net.node(*id).viewer().expect("peer");
-        let st = p.stats();
-        println!(
-            "{:?} clubs={:?} down={} up={} unique={} dup={} forged={} play={:?} cont={:.3} {:?}",
-            id,
-            p.clubs(),
-            p.connections().downloads.len(),
-            p.connections().uploads.len(),
-            st.unique_blocks,
-            st.duplicates,
-            st.forged_rejected,
-            p.playback_started_at(),
-            p.playout_stats().continuity(),
-            st
-        );
-    }
     assert!(s.continuity_min >= 0.99, "{}", s.to_json());
     assert!(s.startup_ms_max <= 2000.0, "{}", s.to_json());
     assert!(s.dup_ratio <= 1.25, "{}", s.to_json());

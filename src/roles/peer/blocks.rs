@@ -200,9 +200,11 @@ impl Peer {
     pub(super) fn flush_sends(&mut self) {
         while let Some((_, item)) = self.sends.pop() {
             let Some(stored) = self.store.get(item.seq) else {
+                self.stats.unforwardable += 1;
                 continue;
             };
             let Some(proof) = self.verifier.forwarding_proof(stored.batch, stored.index) else {
+                self.stats.unforwardable += 1;
                 continue;
             };
             let ledger = self.ledgers.entry(item.to).or_default();

@@ -217,10 +217,12 @@ impl Peer {
                 if !initiator_in_club || self.cfg.mode == Mode::Source {
                     return self.refuse(from, req.request_id, RefuseReason::NotInClub);
                 }
+                // ACCEPT first: the uploader records the connection on it,
+                // and only then can use the BITFIELD that follows.
+                self.send(from, &accept);
                 if self.conns.download(from, req.club).is_none() {
                     self.add_download(now, from, req.club);
                 }
-                self.send(from, &accept);
                 if self.conns.downloads_of(req.club) > self.cfg.in_club_max {
                     self.trim(req.club, Direction::Download, from);
                 }

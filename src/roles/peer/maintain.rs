@@ -79,7 +79,18 @@ impl Peer {
 
     fn keepalives_and_timeouts(&mut self, now: Time) {
         let keepalive = self.cfg.keepalive_ms * 1000;
-        let silence = self.cfg.silence_ms * 1000;
+        // Silence is judged against the club's block rate ([0053]): a
+        // foreign download carries one block per club interval, so a few
+        // missed intervals (but never less than `silence_ms`) mean the
+        // uploader is gone. A connection that has carried nothing yet gets
+        // `first_block_ms`, since a new uploader may still be joining.
+        let club_interval = self.block_us * u64::from(self.club_count);
+        let silence = if club_interval == 0 {
+            self.cfg.first_block_ms * 1000
+        } else {
+            (self.cfg.silence_ms * 1000).max(self.cfg.silence_intervals * club_interval)
+        };
+        let first_block = self.cfg.first_block_ms * 1000;
         let reorder = self.cfg.reorder_ms * 1000;
         let mut to_send = Vec::new();
         let mut silent = Vec::new();
@@ -101,7 +112,12 @@ impl Peer {
             } else {
                 d.last_block
             };
-            if now.0 >= last.0 + silence {
+            let limit = if d.last_seq.is_none() {
+                first_block.max(silence)
+            } else {
+                silence
+            };
+            if now.0 >= last.0 + limit {
                 silent.push((d.from, d.club));
             } else if d.in_club && now.0 >= last.0 + silence / 2 {
                 to_send.push((d.from, u16::MAX));
@@ -204,26 +220,31 @@ impl Peer {
         let conns = &self.conns;
         let pending = &self.pending;
         let bans = &self.bans;
-        let chosen = self.contacts.choose(
-            club,
-            now,
-            fresh_since,
-            self.cfg.choice,
-            &mut self.rng,
-            |a| {
-                !bans.is_banned(a)
-                    && !pending.iter().any(|p| p.to == *a && p.club == club)
-                    && match direction {
-                        Direction::Download => !conns
-                            .downloads
-                            .iter()
-                            .any(|d| d.from == *a && d.club == club),
-                        Direction::Upload => {
-                            !conns.uploads.iter().any(|u| u.to == *a && u.club == club)
-                        }
+        let free = |a: &SocketAddr| {
+            !pending.iter().any(|p| p.to == *a && p.club == club)
+                && match direction {
+                    Direction::Download => !conns
+                        .downloads
+                        .iter()
+                        .any(|d| d.from == *a && d.club == club),
+                    Direction::Upload => {
+                        !conns.uploads.iter().any(|u| u.to == *a && u.club == club)
                     }
-            },
-        );
+                }
+        };
+        // Peers off the ban list first; a banned peer only when no other
+        // will do ([0039]: lower priority, so a small club is never cut off).
+        let how = self.cfg.choice;
+        let mut chosen = self
+            .contacts
+            .choose(club, now, fresh_since, how, &mut self.rng, |a| {
+                !bans.is_banned(a) && free(a)
+            });
+        if chosen.is_none() && self.cfg.mode == Mode::Peer {
+            chosen = self
+                .contacts
+                .choose(club, now, fresh_since, how, &mut self.rng, free);
+        }
         match chosen {
             Some(to) => {
                 self.next_request_id = self.next_request_id.wrapping_add(1);
@@ -263,7 +284,13 @@ impl Peer {
             })
             .map(|(a, _)| *a)
             .collect();
-        let known = self.contacts.members(club).count();
+        // Members heard from lately; departed peers linger in the book.
+        let alive_since = now.0.saturating_sub(self.cfg.pong_fresh_ms * 1000);
+        let known = self
+            .contacts
+            .members(club)
+            .filter(|(a, c)| c.heard.0 >= alive_since && !self.bans.is_banned(a))
+            .count();
         stale.sort_unstable();
         stale.truncate(CLUB_PINGS_PER_TICK);
         for to in stale {
@@ -280,15 +307,23 @@ impl Peer {
         }
         let was_started = self.playout.started_at().is_some();
         let mut first = None;
-        self.playout.advance(now, self.block_us, &self.store, |p| {
-            if first.is_none() {
-                first = Some(p);
-            }
-        });
+        let c = u64::from(self.club_count);
+        let downloads = &self.conns.downloads;
+        let awaited = |seq: u64| downloads.iter().any(|d| u64::from(d.club) == seq % c);
+        self.playout
+            .advance(now, self.block_us, &self.store, awaited, |p| {
+                if first.is_none() {
+                    first = Some(p);
+                }
+            });
         if !was_started {
             if let Some(Played::OnTime(seq) | Played::Late(seq) | Played::Skipped(seq)) = first {
                 self.events.push_back(PeerEvent::PlaybackStarted { seq });
             }
+        }
+        if let Some(next) = self.playout.next_seq() {
+            self.store
+                .forget_below(next.saturating_sub(self.cfg.keep_played));
         }
     }
 

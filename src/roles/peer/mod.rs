@@ -78,9 +78,15 @@ pub struct PeerConfig {
     /// An upload whose receiver sent no KEEPALIVE for this long is dropped
     /// ([0053]).
     pub keepalive_timeout_ms: u64,
-    /// A download with no block for this long is dropped ([0053]); in-club
-    /// downloads, which HAVE may keep quiet, count any datagram instead.
+    /// A download with no block for `silence_intervals` club intervals,
+    /// and at least this many ms, is dropped ([0053]); in-club downloads,
+    /// which HAVE may keep quiet, count any datagram instead.
     pub silence_ms: u64,
+    /// Club intervals (the time between two blocks of one club) of silence
+    /// that drop a download.
+    pub silence_intervals: u64,
+    /// Grace for a new download's first block, in ms.
+    pub first_block_ms: u64,
     /// A skipped block on a foreign download that has not followed within
     /// this many ms is a gap ([0052]); shorter skips are reordering.
     pub reorder_ms: u64,
@@ -101,8 +107,11 @@ pub struct PeerConfig {
     pub choice: Choice,
     /// In-club sends before one out-of-club send ([0048]: 9).
     pub in_club_run: u32,
-    /// Blocks kept for playback and catch-up.
+    /// Blocks kept for playback and catch-up (1024 blocks hold four seconds
+    /// at 2 Mbit/s).
     pub store_blocks: usize,
+    /// Blocks kept behind the playback position, for catch-up.
+    pub keep_played: u64,
     /// Blocks sent to a new downloader from the store ([0056]).
     pub catch_up_blocks: usize,
     /// Batches kept verified.
@@ -130,9 +139,11 @@ impl PeerConfig {
             in_club_max: 3,
             source_uploads: 2,
             tracker_peers: 60,
-            keepalive_ms: 500,
-            keepalive_timeout_ms: 3_000,
-            silence_ms: 2_000,
+            keepalive_ms: 250,
+            keepalive_timeout_ms: 1_000,
+            silence_ms: 300,
+            silence_intervals: 6,
+            first_block_ms: 2_000,
             reorder_ms: 300,
             delay_threshold_ms: 2_000,
             pong_fresh_ms: 5_000,
@@ -142,7 +153,8 @@ impl PeerConfig {
             ban_parole_one_in: 8,
             choice: Choice::WeightedByUploads,
             in_club_run: 9,
-            store_blocks: 4_096,
+            store_blocks: 1_024,
+            keep_played: 256,
             catch_up_blocks: 64,
             verify_window: 64,
             playout: PlayoutConfig::default(),
@@ -205,6 +217,8 @@ pub struct PeerStats {
     pub connects: u64,
     /// Datagrams the outbox could not take.
     pub send_drops: u64,
+    /// Queued forwards whose block or proof was no longer held.
+    pub unforwardable: u64,
 }
 
 /// Something a driver may want to report.

@@ -6,7 +6,8 @@
 //! delay (now minus the source's batch time) is below the target range and
 //! speeds up above it. A block missing when due freezes playback for at most
 //! `max_freeze`; if it arrives meanwhile it is played late, otherwise it is
-//! skipped. Far behind the target range a missing block is skipped at once.
+//! skipped. Far behind the target range, or when no connection carries its
+//! club, a missing block is skipped at once.
 //! The counters give continuity: blocks played on time over blocks due.
 
 use super::store::BlockStore;
@@ -32,8 +33,8 @@ impl Default for PlayoutConfig {
         PlayoutConfig {
             start_buffer_us: 1_000_000,
             max_freeze_us: 300_000,
-            min_delay_us: 800_000,
-            max_delay_us: 3_000_000,
+            min_delay_us: 1_500_000,
+            max_delay_us: 4_000_000,
             speed_step: 0.1,
         }
     }
@@ -134,12 +135,16 @@ impl Playout {
     }
 
     /// Advances playback to `now`. `block_us` is the media duration of one
-    /// block. Calls `on_play` for every block played or skipped, in order.
+    /// block. `awaited(seq)` says whether a missing block may still come
+    /// (some connection carries its club); one that cannot is skipped
+    /// without a freeze. Calls `on_play` for every block played or skipped,
+    /// in order.
     pub fn advance(
         &mut self,
         now: Time,
         block_us: u64,
         store: &BlockStore,
+        awaited: impl Fn(u64) -> bool,
         mut on_play: impl FnMut(Played),
     ) {
         let block_us = block_us.max(1);
@@ -195,7 +200,7 @@ impl Playout {
                 continue;
             }
             // Missing: far behind the range, skip at once; else freeze.
-            let far_behind = delay.is_some_and(|d| d > 2 * self.cfg.max_delay_us);
+            let far_behind = delay.is_some_and(|d| d > 2 * self.cfg.max_delay_us) || !awaited(next);
             let since = match frozen_since {
                 Some(s) => s,
                 None if far_behind => now,
