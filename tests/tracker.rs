@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use clubcast::roles::{ClubRecommender, Time, Tracker, TrackerConfig};
-use clubcast::wire::{ClubList, Heartbeat, Join, Message, StreamTag};
+use clubcast::wire::{ClubList, Heartbeat, Join, JoinRole, Message, StreamTag};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -30,12 +30,17 @@ fn encode(msg: &Message<'_>) -> Vec<u8> {
     buf
 }
 
-fn join(max_peers: u16) -> Vec<u8> {
+fn join_as(max_peers: u16, role: JoinRole) -> Vec<u8> {
     encode(&Message::Join(Join {
         stream: STREAM,
         peer_id: 7,
         max_peers,
+        role,
     }))
+}
+
+fn join(max_peers: u16) -> Vec<u8> {
+    join_as(max_peers, JoinRole::Viewer)
 }
 
 fn heartbeat(clubs: &[u16]) -> Vec<u8> {
@@ -203,6 +208,7 @@ fn bad_input_is_counted_and_dropped() {
         stream: StreamTag(*b"otherstr"),
         peer_id: 1,
         max_peers: 5,
+        role: JoinRole::Viewer,
     }));
     t.handle_datagram(Time(0), v4(1), &other);
     let ping = encode(&Message::Ping(clubcast::wire::Ping { nonce: 1, club: 0 }));
@@ -231,4 +237,25 @@ fn table_is_bounded() {
         answers += 1;
     }
     assert_eq!(answers, 10);
+}
+
+/// [0031]: the source and relays sit in clubs of their own; their joins
+/// get no recommendation and leave the viewers' pass untouched.
+#[test]
+fn source_join_takes_no_recommendation() {
+    let mut t = tracker();
+    t.handle_datagram(Time(0), v4(999), &join_as(10, JoinRole::Source));
+    let tx = t.poll_transmit().expect("an answer");
+    match Message::parse(tx.payload()) {
+        Ok(Message::PeerList(list)) => assert!(list.recommended.is_empty()),
+        other => panic!("expected PEER_LIST, got {other:?}"),
+    }
+    let mut counts = [0u32; 12];
+    for j in 0..6 {
+        let (_, _, rec) = do_join(&mut t, Time(0), v4(j), 0);
+        for c in rec {
+            counts[usize::from(c)] += 1;
+        }
+    }
+    assert_eq!(counts, [1; 12]);
 }

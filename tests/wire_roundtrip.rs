@@ -4,9 +4,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use clubcast::wire::{
     bitfield, Accept, AddrList, BatchSignature, Bitfield, Block, ClubList, ClubPeers,
-    ClubPeersRequest, Connect, Direction, Drop, DropReason, Have, Heartbeat, Join, KeepAlive, Load,
-    Message, PeerList, Ping, Pong, Refuse, RefuseReason, StreamTag, WireError, MAX_DATAGRAM,
-    MAX_PAYLOAD,
+    ClubPeersRequest, Connect, Direction, Drop, DropReason, Have, Heartbeat, Join, JoinRole,
+    KeepAlive, Load, Message, PeerList, Ping, Pong, Refuse, RefuseReason, StreamTag, WireError,
+    MAX_DATAGRAM, MAX_PAYLOAD,
 };
 use proptest::prelude::*;
 
@@ -88,6 +88,7 @@ fn build(o: &Owned) -> Message<'_> {
             stream,
             peer_id: a,
             max_peers: b as u16,
+            role: [JoinRole::Viewer, JoinRole::Source, JoinRole::Relay][c as usize % 3],
         }),
         1 => Message::PeerList(PeerList {
             stream,

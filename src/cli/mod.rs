@@ -5,6 +5,7 @@
 
 mod demo;
 mod keygen;
+mod roles;
 mod selfcheck;
 
 use std::process::ExitCode;
@@ -26,6 +27,14 @@ enum Command {
     Demo(demo::Args),
     /// Create a source key and print its stream id.
     Keygen(keygen::Args),
+    /// Run the tracker: the swarm's peer list and club recommendations.
+    Tracker(roles::TrackerArgs),
+    /// Run the source: cut a live feed into signed blocks and send them
+    /// into the clubs.
+    Source(roles::SourceArgs),
+    /// Run a viewer peer: join two clubs, relay their blocks, play the
+    /// stream.
+    Peer(roles::PeerArgs),
     /// Sign a synthetic feed with a source key, send it through the wire
     /// format and the verifier, tamper with it, and report.
     Selfcheck(selfcheck::Args),
@@ -37,6 +46,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Keygen(args) => keygen::run(&args),
+        Command::Tracker(args) => roles::run_tracker(&args),
+        Command::Source(args) => roles::run_source(&args),
+        Command::Peer(args) => roles::run_peer(&args),
         Command::Selfcheck(args) => selfcheck::run(&args),
     };
     match result {

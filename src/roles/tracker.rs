@@ -16,7 +16,7 @@ use rand::seq::index;
 use rand::Rng;
 
 use super::{ClubRecommender, Node, Outbox, Time, Transmit};
-use crate::wire::{AddrList, ClubList, Heartbeat, Join, Message, PeerList, StreamTag};
+use crate::wire::{AddrList, ClubList, Heartbeat, Join, JoinRole, Message, PeerList, StreamTag};
 
 /// Bytes a PEER_LIST has for addresses: the datagram budget less the
 /// header (3), stream tag (8), club count (2), two recommended clubs (1 + 4),
@@ -241,12 +241,18 @@ impl<R: Rng> Tracker<R> {
             room -= size;
             listed.push(addr);
         }
+        // Only viewers take clubs from the recommendation list: the source
+        // and relays sit in clubs of their own and must not unbalance it.
         let mut recommended = [0u16; 8];
-        let n = self.recommender.next(
-            self.cfg.clubs_per_peer.min(2),
-            &mut self.rng,
-            &mut recommended,
-        );
+        let n = if join.role == JoinRole::Viewer {
+            self.recommender.next(
+                self.cfg.clubs_per_peer.min(2),
+                &mut self.rng,
+                &mut recommended,
+            )
+        } else {
+            0
+        };
         if !self.upsert(now, from, &[]) {
             self.stats.full += 1;
             return;

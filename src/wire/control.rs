@@ -14,6 +14,19 @@ fn read_tag(r: &mut Reader<'_>) -> Result<StreamTag, WireError> {
     Ok(StreamTag(*r.array::<STREAM_TAG_LEN>("stream tag")?))
 }
 
+byte_enum! {
+    "join role",
+    /// What a joining node is; the tracker recommends clubs only to viewers.
+    pub enum JoinRole {
+        /// A viewer peer: sits in the clubs the tracker recommends.
+        Viewer = 0,
+        /// The stream's source: sits in every club.
+        Source = 1,
+        /// A super-peer relay: sits in the clubs it serves.
+        Relay = 2,
+    }
+}
+
 /// Peer -> tracker: join the swarm of `stream` ([0030]). The tracker answers
 /// with a [`PeerList`]; the peer's address is the datagram's source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +37,8 @@ pub struct Join {
     pub peer_id: u64,
     /// Most peers the joining peer wants listed.
     pub max_peers: u16,
+    /// What the joining node is.
+    pub role: JoinRole,
 }
 
 impl Join {
@@ -32,13 +47,15 @@ impl Join {
             stream: read_tag(r)?,
             peer_id: r.u64("peer id")?,
             max_peers: r.u16("max peers")?,
+            role: JoinRole::from_u8(r.u8("join role")?)?,
         })
     }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.bytes(&self.stream.0)?;
         w.u64(self.peer_id)?;
-        w.u16(self.max_peers)
+        w.u16(self.max_peers)?;
+        w.u8(self.role as u8)
     }
 }
 

@@ -21,7 +21,7 @@ pub use block::{
 };
 pub use control::{
     Accept, Bitfield, ClubPeers, ClubPeersRequest, Connect, Direction, Drop, DropReason, Have,
-    Heartbeat, Join, KeepAlive, Load, PeerList, Ping, Pong, Refuse, RefuseReason,
+    Heartbeat, Join, JoinRole, KeepAlive, Load, PeerList, Ping, Pong, Refuse, RefuseReason,
 };
 pub use cursor::{Reader, Writer};
 pub use list::{AddrList, ClubList, List, ListItem};

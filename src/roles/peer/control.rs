@@ -188,9 +188,17 @@ impl Peer {
         match req.direction {
             // The initiator downloads: this peer uploads to it.
             Direction::Download => {
+                // The source serves `source_uploads` peers per club
+                // ([0029]); a club with no members of its own may take a
+                // foreign downloader into a free slot, so small swarms play.
+                let club_uploads = self
+                    .conns
+                    .uploads
+                    .iter()
+                    .filter(|u| u.club == req.club)
+                    .count();
                 if self.cfg.mode == Mode::Source
-                    && (!initiator_in_club
-                        || self.conns.in_club_uploads_of(req.club) >= self.cfg.source_uploads)
+                    && club_uploads >= self.cfg.source_uploads
                     && self.conns.upload(from, req.club).is_none()
                 {
                     return self.refuse(from, req.request_id, RefuseReason::Full);

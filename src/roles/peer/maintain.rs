@@ -10,7 +10,7 @@ use super::playout::Played;
 use super::{Mode, Peer, PeerEvent};
 use crate::roles::Time;
 use crate::wire::{
-    ClubList, Connect, Direction, DropReason, Heartbeat, Join, KeepAlive, Message, Ping,
+    ClubList, Connect, Direction, DropReason, Heartbeat, Join, JoinRole, KeepAlive, Message, Ping,
 };
 
 /// A connection request awaiting its answer.
@@ -22,6 +22,10 @@ pub(super) struct Pending {
     pub direction: Direction,
     pub sent: Time,
 }
+
+/// Unanswered JOINs (one a second) before the peer reports the tracker
+/// silent: down, unreachable, or serving another stream.
+const TRACKER_SILENT_AFTER: u32 = 3;
 
 /// Unknown-club contacts pinged per tick.
 const DISCOVERY_PINGS_PER_TICK: usize = 16;
@@ -56,10 +60,19 @@ impl Peer {
         if !self.joined {
             if self.last_join_sent.is_none_or(|t| now.0 >= t.0 + 1_000_000) {
                 self.last_join_sent = Some(now);
+                self.joins_sent += 1;
+                if self.joins_sent == TRACKER_SILENT_AFTER + 1 {
+                    self.events.push_back(PeerEvent::TrackerSilent { tracker });
+                }
+                let role = match self.cfg.mode {
+                    Mode::Peer => JoinRole::Viewer,
+                    Mode::Source => JoinRole::Source,
+                };
                 let join = Message::Join(Join {
                     stream: self.tag,
                     peer_id: self.cfg.peer_id,
                     max_peers: self.cfg.tracker_peers,
+                    role,
                 });
                 self.send(tracker, &join);
             }

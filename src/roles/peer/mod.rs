@@ -236,6 +236,13 @@ pub enum PeerEvent {
         /// First sequence number played.
         seq: u64,
     },
+    /// The tracker has not answered three JOINs: it is down, unreachable,
+    /// or serves another stream (a tracker ignores JOINs for streams it
+    /// does not serve).
+    TrackerSilent {
+        /// The tracker asked.
+        tracker: SocketAddr,
+    },
     /// Blocks arrive signed for another stream: nothing will play.
     WrongStream {
         /// The stream tag the blocks carry.
@@ -265,6 +272,7 @@ pub struct Peer {
     joined: bool,
     failed: bool,
     last_join_sent: Option<Time>,
+    joins_sent: u32,
     heartbeat_ms: u64,
     last_heartbeat: Time,
     contacts: Contacts,
@@ -309,6 +317,7 @@ impl Peer {
             joined,
             failed: false,
             last_join_sent: None,
+            joins_sent: 0,
             heartbeat_ms: 5_000,
             last_heartbeat: now,
             contacts: Contacts::new(4096),

@@ -1,0 +1,324 @@
+//! `clubcast tracker`, `clubcast source` and `clubcast peer`: one role per
+//! process on a UDP socket, with a status line every second.
+
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::auth::{SourceKey, StreamId};
+use crate::io::clock;
+use crate::io::udp::UdpDriver;
+use crate::roles::{
+    Node, Peer, PeerConfig, PeerEvent, Source, SourceConfig, Tracker, TrackerConfig,
+};
+use crate::wire::StreamTag;
+
+/// Arguments of `clubcast tracker`.
+#[derive(Debug, clap::Args)]
+pub struct TrackerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:7000")]
+    listen: SocketAddr,
+    /// The stream id (64 hex digits, from `clubcast keygen`).
+    #[arg(long)]
+    stream_id: StreamId,
+    /// Clubs in the swarm ([0022]: 12).
+    #[arg(long, default_value_t = 12)]
+    clubs: u16,
+    /// Heartbeat interval announced to peers, ms; silence for three
+    /// intervals removes a peer ([0015]).
+    #[arg(long, default_value_t = 5_000)]
+    heartbeat_ms: u32,
+    /// Most peers listed in one answer ([0016]).
+    #[arg(long, default_value_t = 100)]
+    max_listed: u16,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+/// Arguments of `clubcast source`.
+#[derive(Debug, clap::Args)]
+pub struct SourceArgs {
+    /// Source key file (from `clubcast keygen`).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The tracker's address.
+    #[arg(long)]
+    tracker: SocketAddr,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:0")]
+    listen: SocketAddr,
+    /// Clubs in the swarm; must match the tracker's.
+    #[arg(long, default_value_t = 12)]
+    clubs: u16,
+    /// Blocks per signed batch (1 to 64; the seed suggests 12).
+    #[arg(long, default_value_t = crate::auth::DEFAULT_BATCH_BLOCKS)]
+    batch_blocks: usize,
+    /// Uploads the source keeps in each club ([0029]: 2).
+    #[arg(long, default_value_t = 2)]
+    uploads_per_club: usize,
+    /// Feed a synthetic stream of this many kbit/s.
+    #[arg(long, conflicts_with = "stdin")]
+    synthetic_kbps: Option<u64>,
+    /// Read the live feed from standard input.
+    #[arg(long)]
+    stdin: bool,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+/// Arguments of `clubcast peer`.
+#[derive(Debug, clap::Args)]
+pub struct PeerArgs {
+    /// The stream id to play (64 hex digits); blocks signed by any other
+    /// key are rejected.
+    #[arg(long)]
+    stream_id: StreamId,
+    /// The tracker's address.
+    #[arg(long)]
+    tracker: SocketAddr,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:0")]
+    listen: SocketAddr,
+    /// Sit in these clubs instead of the tracker's recommendation
+    /// (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    clubs: Option<Vec<u16>>,
+    /// In-club uploads and downloads to keep per club, at least ([0026]).
+    #[arg(long, default_value_t = 2)]
+    in_club_min: usize,
+    /// In-club uploads and downloads per club, at most ([0026]).
+    #[arg(long, default_value_t = 3)]
+    in_club_max: usize,
+    /// One-way delay above which a download is dropped, ms ([0051]).
+    #[arg(long, default_value_t = 2_000)]
+    delay_threshold_ms: u32,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+/// A generator seeded from the operating system.
+fn os_rng() -> Result<SmallRng, String> {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| format!("no random seed: {e}"))?;
+    Ok(SmallRng::seed_from_u64(u64::from_le_bytes(seed)))
+}
+
+fn bind(addr: SocketAddr) -> Result<UdpSocket, String> {
+    UdpSocket::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Runs `node` on `socket` until `duration` passes, calling `between`
+/// after every slice of `slice` and `report` once a second.
+fn drive<N: Node>(
+    socket: UdpSocket,
+    node: N,
+    duration: Option<u64>,
+    slice: Duration,
+    mut between: impl FnMut(&mut N),
+    mut report: impl FnMut(&mut N, u64),
+) -> Result<(), String> {
+    let mut driver = UdpDriver::new().map_err(|e| e.to_string())?;
+    let id = driver.add(socket, node).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let end = duration.map(|d| start + Duration::from_secs(d));
+    let mut next_report = start + Duration::from_secs(1);
+    loop {
+        let now = Instant::now();
+        if end.is_some_and(|e| now >= e) {
+            return Ok(());
+        }
+        let until = (now + slice).min(end.unwrap_or(now + slice));
+        driver
+            .run_until(until, &std::sync::atomic::AtomicBool::new(false))
+            .map_err(|e| e.to_string())?;
+        let Some(node) = driver.node_mut(id) else {
+            return Err("the node disappeared from its driver".into());
+        };
+        between(node);
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(1);
+            report(node, start.elapsed().as_secs());
+        }
+    }
+}
+
+/// Runs a tracker.
+pub fn run_tracker(args: &TrackerArgs) -> Result<ExitCode, String> {
+    let mut cfg = TrackerConfig::new(StreamTag::of_key(&args.stream_id.to_bytes()));
+    cfg.clubs = args.clubs.max(1);
+    cfg.heartbeat_ms = args.heartbeat_ms.max(100);
+    cfg.expiry_ms = cfg.heartbeat_ms.saturating_mul(3);
+    cfg.max_listed = args.max_listed;
+    let socket = bind(args.listen)?;
+    println!(
+        "tracker on {} for stream {}, {} clubs",
+        socket.local_addr().map_err(|e| e.to_string())?,
+        args.stream_id,
+        cfg.clubs
+    );
+    let tracker = Tracker::new(cfg, os_rng()?);
+    drive(
+        socket,
+        tracker,
+        args.duration,
+        Duration::from_secs(1),
+        |_| {},
+        |t, s| {
+            let st = t.stats();
+            println!(
+                "t={s}s peers {} joins {} heartbeats {} expired {} malformed {} wrong-stream {}",
+                t.peer_count(),
+                st.joins,
+                st.heartbeats,
+                st.expired,
+                st.malformed,
+                st.wrong_stream
+            );
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the source.
+pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
+    if !args.stdin && args.synthetic_kbps.is_none() {
+        return Err("give the feed: --synthetic-kbps K or --stdin".into());
+    }
+    let key = SourceKey::load(&args.key).map_err(|e| e.to_string())?;
+    let stream = key.stream_id();
+    let mut pc = PeerConfig::new(stream, Some(args.tracker));
+    pc.club_count = args.clubs.max(1);
+    pc.source_uploads = args.uploads_per_club.max(1);
+    let sc = SourceConfig {
+        batch_blocks: args.batch_blocks,
+        synthetic_bps: args.synthetic_kbps.map(|k| k * 1000),
+        ..SourceConfig::default()
+    };
+    let socket = bind(args.listen)?;
+    println!(
+        "source on {} for stream {stream}, tracker {}",
+        socket.local_addr().map_err(|e| e.to_string())?,
+        args.tracker
+    );
+    let source = Source::new(key, sc, pc, clock::now(), os_rng()?);
+    let feed = args.stdin.then(spawn_stdin_reader);
+    drive(
+        socket,
+        source,
+        args.duration,
+        Duration::from_millis(5),
+        |s| {
+            if let Some(rx) = &feed {
+                while let Ok(chunk) = rx.try_recv() {
+                    s.push_media(clock::now(), &chunk);
+                }
+            }
+        },
+        |s, t| {
+            let st = s.peer().stats();
+            println!(
+                "t={t}s blocks {} estimate {:.0} kbit/s uploads {} sent {} blocks",
+                s.blocks_published(),
+                s.bitrate_estimate() / 1000.0,
+                s.peer().connections().uploads.len(),
+                st.blocks_out
+            );
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads standard input on a thread, handing chunks over a channel.
+fn spawn_stdin_reader() -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::sync_channel(256);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Runs a viewer peer.
+pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
+    let mut pc = PeerConfig::new(args.stream_id, Some(args.tracker));
+    pc.clubs = args.clubs.clone();
+    pc.in_club_min = args.in_club_min.max(1);
+    pc.in_club_max = args.in_club_max.max(pc.in_club_min);
+    pc.delay_threshold_ms = args.delay_threshold_ms;
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| format!("no random seed: {e}"))?;
+    pc.peer_id = u64::from_le_bytes(seed);
+    let socket = bind(args.listen)?;
+    println!(
+        "peer on {} for stream {}, tracker {}",
+        socket.local_addr().map_err(|e| e.to_string())?,
+        args.stream_id,
+        args.tracker
+    );
+    let peer = Peer::new(pc, clock::now(), os_rng()?);
+    drive(
+        socket,
+        peer,
+        args.duration,
+        Duration::from_millis(100),
+        |p| {
+            while let Some(event) = p.poll_event() {
+                match event {
+                    PeerEvent::Joined { clubs, club_count } => {
+                        println!("joined: clubs {clubs:?} of {club_count}")
+                    }
+                    PeerEvent::PlaybackStarted { seq } => println!("playback started at block {seq}"),
+                    PeerEvent::WrongStream { seen } => eprintln!(
+                        "clubcast: blocks arrive signed for another stream (tag {}), not {}: nothing will play; check --stream-id",
+                        hex::encode(seen.0),
+                        args.stream_id
+                    ),
+                    PeerEvent::TrackerSilent { tracker } => eprintln!(
+                        "clubcast: no answer from the tracker at {tracker} for stream {}: is it running, and serving this --stream-id?",
+                        args.stream_id
+                    ),
+                    PeerEvent::GracefulFailure => eprintln!(
+                        "clubcast: swarm quality too low for this peer's upload rate; stopped all activity ([0063])"
+                    ),
+                }
+            }
+        },
+        |p, t| {
+            let st = p.stats();
+            let ps = p.playout_stats();
+            println!(
+                "t={t}s clubs {:?} down {} up {} blocks {} dup {} forged {} played {} skipped {} continuity {:.4}",
+                p.clubs(),
+                p.connections().downloads.len(),
+                p.connections().uploads.len(),
+                st.unique_blocks,
+                st.duplicates,
+                st.forged_rejected,
+                ps.on_time + ps.late,
+                ps.skipped,
+                ps.continuity()
+            );
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
