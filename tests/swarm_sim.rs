@@ -104,3 +104,99 @@ fn thirty_peers_play_a_two_megabit_stream() {
     assert!(s.dup_ratio <= 1.25, "{}", s.to_json());
     assert_eq!(s.forged_rejected, 0);
 }
+
+/// A tracker that goes away does not stop a running swarm.
+#[test]
+fn swarm_keeps_streaming_after_the_tracker_leaves() {
+    let mut swarm = Swarm::new(3, 2_000_000, LinkProfile::with_latency_ms(5).jitter_ms(1));
+    for _ in 0..24 {
+        swarm.add_peer();
+    }
+    swarm.net.run_until(Time(4_000_000));
+    let tracker = swarm.net.id_of(addr(TRACKER)).expect("tracker");
+    assert!(swarm.net.remove(tracker).is_some());
+    swarm.net.run_until(Time(14_000_000));
+    let ids = swarm.peers.clone();
+    let s = swarm.summary(&ids, 14.0, 2000);
+    assert!(s.continuity_min >= 0.99, "{}", s.to_json());
+    let newest = swarm
+        .net
+        .node(ids[0])
+        .viewer()
+        .and_then(|p| p.store().newest())
+        .expect("blocks");
+    // 14 s at about 255 blocks/s: the stream kept flowing to the end.
+    assert!(newest > 3400, "newest block {newest}");
+}
+
+/// Garbage, forged, replayed and out-of-window datagrams sent to every
+/// role are counted and dropped; nobody crashes and the peers keep
+/// playing.
+#[test]
+fn bad_datagrams_to_every_role_are_dropped_and_the_swarm_plays_on() {
+    use clubcast::auth::signer::HopFields;
+    use clubcast::auth::{BatchSigner, ProofPlan};
+    let mut swarm = Swarm::new(4, 2_000_000, LinkProfile::with_latency_ms(5).jitter_ms(1));
+    for _ in 0..24 {
+        swarm.add_peer();
+    }
+    swarm.net.run_until(Time(3_000_000));
+    let attacker = addr(9999);
+    let stream = SourceKey::from_seed(&swarm.key_seed).stream_id();
+    let tag = StreamTag::of_key(&stream.to_bytes());
+    // Forged: a batch signed by another key but carrying this stream's tag.
+    let forger = BatchSigner::new(SourceKey::from_seed(&[0xEE; 32]));
+    let payloads: Vec<Vec<u8>> = (0..16).map(|i| vec![i as u8; 900]).collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let forged_batch = forger.sign(5, 80, 0, &refs).expect("signs");
+    let full = ProofPlan {
+        signature: true,
+        hashes: 16,
+    };
+    let mut datagrams: Vec<Vec<u8>> = Vec::new();
+    for i in 0..16u16 {
+        let mut b = forged_batch.block(
+            i,
+            full,
+            HopFields {
+                club: ((80 + u64::from(i)) % 12) as u16,
+                ..HopFields::default()
+            },
+        );
+        b.stream = tag;
+        let mut buf = vec![0u8; 1232];
+        let len = b.encode(&mut buf).expect("encodes");
+        buf.truncate(len);
+        datagrams.push(buf);
+    }
+    // Out of window: a genuine-looking far-old batch number, and garbage.
+    for n in 0..50u8 {
+        datagrams.push(vec![0xCC, 1, 0x40, n, 1, 2, 3]);
+        datagrams.push(vec![n; usize::from(n) * 20]);
+    }
+    let targets: Vec<std::net::SocketAddr> = std::iter::once(addr(TRACKER))
+        .chain(std::iter::once(addr(SOURCE)))
+        .chain((100..124).map(addr))
+        .collect();
+    for round in 0..20u64 {
+        for to in &targets {
+            for d in &datagrams {
+                swarm.net.inject(attacker, *to, d);
+            }
+        }
+        swarm.net.run_until(Time(3_000_000 + (round + 1) * 250_000));
+    }
+    // Replays: genuine datagrams are replayed by re-running the swarm with
+    // every peer receiving its own blocks again is covered by duplicates;
+    // here the swarm just has to keep playing.
+    swarm.net.run_until(Time(12_000_000));
+    let ids = swarm.peers.clone();
+    let s = swarm.summary(&ids, 12.0, 2000);
+    assert!(s.continuity_min >= 0.99, "{}", s.to_json());
+    assert!(s.forged_rejected >= 24 * 16, "{}", s.to_json());
+    for id in &ids {
+        let p = swarm.net.node(*id).viewer().expect("peer");
+        assert!(p.stats().malformed > 0);
+        assert!(p.store().len() <= 1024);
+    }
+}

@@ -63,7 +63,10 @@ impl Peer {
                 return;
             }
             Err(_) => {
+                // Verify before forward: a forgery is never kept, and its
+                // sender is banned and loses the connection it came on.
                 self.stats.forged_rejected += 1;
+                self.bans.ban(from);
                 if self.conns.download(from, block.club).is_some() {
                     self.drop_connection(from, block.club, Direction::Download, DropReason::Forged);
                 }
@@ -138,8 +141,18 @@ impl Peer {
         // reordered and follows within the window (see `maintain`). In-club,
         // HAVE legitimately skips blocks.
         if !d.in_club {
-            if d.gap.is_some_and(|(g, _)| g == block.seq) {
-                d.gap = None;
+            if let Some((g, since)) = d.gap {
+                if g == block.seq {
+                    // The awaited block came: watch the next hole, if any,
+                    // from the time the first was seen.
+                    let last = d.last_seq.unwrap_or(g);
+                    let store = &self.store;
+                    let next = (1..)
+                        .map(|k| g + k * c)
+                        .take_while(|s| *s < last)
+                        .find(|s| !store.has(*s));
+                    d.gap = next.map(|s| (s, since));
+                }
             }
             if d.gap.is_none() && d.last_seq.is_some_and(|l| block.seq > l + c) {
                 d.gap = d.last_seq.map(|l| (l + c, now));

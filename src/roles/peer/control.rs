@@ -168,9 +168,8 @@ impl Peer {
     }
 
     fn on_connect(&mut self, now: Time, from: SocketAddr, req: &Connect<'_>) {
-        if self.bans.is_banned(&from) {
-            return self.refuse(from, req.request_id, RefuseReason::Banned);
-        }
+        // A request is allowed even from a banned peer ([0059]); the ban
+        // list only steers this peer's own choices ([0039]).
         if !self.in_club(req.club) {
             return self.refuse(from, req.request_id, RefuseReason::NotInClub);
         }
@@ -188,17 +187,17 @@ impl Peer {
         match req.direction {
             // The initiator downloads: this peer uploads to it.
             Direction::Download => {
-                // The source serves `source_uploads` peers per club
-                // ([0029]); a club with no members of its own may take a
-                // foreign downloader into a free slot, so small swarms play.
-                let club_uploads = self
-                    .conns
-                    .uploads
+                // The source serves `source_uploads` in-club peers per club
+                // ([0029]); other clubs get its blocks through the members.
+                let pending_uploads = self
+                    .pending
                     .iter()
-                    .filter(|u| u.club == req.club)
+                    .filter(|p| p.club == req.club && p.direction == Direction::Upload)
                     .count();
                 if self.cfg.mode == Mode::Source
-                    && club_uploads >= self.cfg.source_uploads
+                    && (!initiator_in_club
+                        || self.conns.in_club_uploads_of(req.club) + pending_uploads
+                            >= self.cfg.source_uploads)
                     && self.conns.upload(from, req.club).is_none()
                 {
                     return self.refuse(from, req.request_id, RefuseReason::Full);
@@ -324,6 +323,9 @@ impl Peer {
                 if self.conns.download(from, p.club).is_none() {
                     self.add_download(now, from, p.club);
                 }
+                if self.in_club(p.club) && self.conns.downloads_of(p.club) > self.cfg.in_club_max {
+                    self.trim(p.club, Direction::Download, from);
+                }
             }
             Direction::Upload => {
                 if self.conns.upload(from, p.club).is_none() {
@@ -336,6 +338,16 @@ impl Peer {
                         have: Default::default(),
                     });
                 }
+                // Requests accepted meanwhile may have filled the club: the
+                // answer that overshoots trims like an accepted request
+                // does ([0059]).
+                let cap = match self.cfg.mode {
+                    Mode::Source => self.cfg.source_uploads,
+                    Mode::Peer => self.cfg.in_club_max,
+                };
+                if self.conns.in_club_uploads_of(p.club) > cap {
+                    self.trim(p.club, Direction::Upload, from);
+                }
             }
         }
     }
@@ -347,7 +359,7 @@ impl Peer {
             .position(|p| p.request_id == refuse.request_id && p.to == from)
         {
             self.pending.swap_remove(i);
-            self.contacts.entry(from, now).refused_until = now.plus_ms(5_000);
+            self.contacts.entry(from, now).refused_until = now.plus_ms(2_000);
         }
     }
 

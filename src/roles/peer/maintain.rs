@@ -41,8 +41,21 @@ impl Peer {
             self.bans.sweep(&mut self.rng);
         }
         self.keepalives_and_timeouts(now);
+        // An unanswered CONNECT means the peer is likely gone: forget its
+        // PONG and do not choose it again for a while.
         let timeout = self.cfg.connect_timeout_ms * 1000;
+        let expired: Vec<SocketAddr> = self
+            .pending
+            .iter()
+            .filter(|p| now.0 >= p.sent.0 + timeout)
+            .map(|p| p.to)
+            .collect();
         self.pending.retain(|p| now.0 < p.sent.0 + timeout);
+        for addr in expired {
+            let c = self.contacts.entry(addr, now);
+            c.pong = None;
+            c.refused_until = now.plus_ms(5_000);
+        }
         if self.joined {
             self.discover(now);
             self.keep_targets(now);
@@ -292,9 +305,7 @@ impl Peer {
         let mut stale: Vec<SocketAddr> = self
             .contacts
             .members(club)
-            .filter(|(a, c)| {
-                !self.bans.is_banned(a) && c.pinged.is_none_or(|t| now.0 >= t.0 + retry)
-            })
+            .filter(|(_, c)| c.pinged.is_none_or(|t| now.0 >= t.0 + retry))
             .map(|(a, _)| *a)
             .collect();
         // Members heard from lately; departed peers linger in the book.
@@ -322,7 +333,14 @@ impl Peer {
         let mut first = None;
         let c = u64::from(self.club_count);
         let downloads = &self.conns.downloads;
-        let awaited = |seq: u64| downloads.iter().any(|d| u64::from(d.club) == seq % c);
+        let pending = &self.pending;
+        let awaited = |seq: u64| {
+            let club = seq % c;
+            downloads.iter().any(|d| u64::from(d.club) == club)
+                || pending
+                    .iter()
+                    .any(|p| p.direction == Direction::Download && u64::from(p.club) == club)
+        };
         self.playout
             .advance(now, self.block_us, &self.store, awaited, |p| {
                 if first.is_none() {

@@ -147,7 +147,7 @@ impl PeerConfig {
             reorder_ms: 300,
             delay_threshold_ms: 2_000,
             pong_fresh_ms: 5_000,
-            connect_timeout_ms: 1_000,
+            connect_timeout_ms: 500,
             tick_ms: 20,
             ban_sweep_ms: 5_000,
             ban_parole_one_in: 8,
