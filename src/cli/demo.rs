@@ -207,4 +207,17 @@ fn print_table(s: &SwarmSummary) {
         s.control_overhead * 100.0
     );
     println!("  forged rejected   {}", s.forged_rejected);
+    if let Some(kib) = peak_rss_kib() {
+        println!(
+            "  peak RSS          {:.1} MiB (whole process)",
+            kib as f64 / 1024.0
+        );
+    }
+}
+
+/// The process's peak resident set size (`VmHWM`), where procfs has it.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

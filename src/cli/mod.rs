@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 /// Peer-to-peer live streaming over the club protocol.
 #[derive(Debug, Parser)]
-#[command(name = "clubcast", version, about, long_about = None)]
+#[command(name = "clubcast", version, about, long_about = None, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
