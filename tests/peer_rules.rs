@@ -927,6 +927,89 @@ fn source_refuses_a_third_upload_in_a_club() {
     assert_eq!(conns.uploads.len(), 2 * usize::from(C));
 }
 
+/// [0029]: the source's own upload requests count toward its two uploads
+/// per club. With a CONNECT(Upload, 0) pending to X, download requests of
+/// members of club 0 are accepted only while in-club uploads plus pending
+/// stay within 2 (the rest refused as Full); when X then accepts, the
+/// source holds at most 2 uploads in club 0, any extra dropped with
+/// DROP(Trimmed).
+#[test]
+fn source_never_holds_more_than_two_uploads_in_a_club() {
+    let x = addr(7);
+    let requesters = [addr(21), addr(22)];
+    let mut pc = PeerConfig::new(key().stream_id(), None);
+    pc.club_count = C;
+    let mut src = Source::new(
+        key(),
+        SourceConfig::default(),
+        pc,
+        T0,
+        SmallRng::seed_from_u64(29),
+    );
+    deliver(&mut src, T0, x, &pong(&[0], 0));
+    src.handle_timeout(T0);
+    let asked = drain(&mut src, T0);
+    let connects: Vec<(SocketAddr, Direction, u16)> = asked
+        .iter()
+        .filter_map(|o| o.connect().map(|c| (o.to, c.direction, c.club)))
+        .collect();
+    assert_eq!(connects, vec![(x, Direction::Upload, 0)]);
+    let pending = 1;
+    // R1 and R2, members of club 0, ask for club 0 while X has not answered.
+    let mut accepted = 0;
+    for r in requesters {
+        let out = connect_as_downloader(&mut src, at(T0, 5), r, 0, &[0, 3]);
+        let answers: Vec<Message<'_>> = out.iter().filter(|o| o.to == r).map(Out::msg).collect();
+        assert_eq!(answers.len(), 1, "{r}: one answer, got {answers:?}");
+        match &answers[0] {
+            Message::Accept(_) => accepted += 1,
+            Message::Refuse(f) => assert_eq!(f.reason, RefuseReason::Full, "{r}"),
+            other => panic!("{r}: answered {other:?}"),
+        }
+    }
+    assert!(
+        accepted + pending <= 2,
+        "{accepted} accepted with {pending} pending"
+    );
+    assert_eq!(
+        src.peer().connections().in_club_uploads_of(0),
+        accepted,
+        "every accepted request is an upload"
+    );
+    // X accepts.
+    let mut out = Vec::new();
+    for c in asked.iter().filter(|o| o.to == x).filter_map(Out::connect) {
+        let acc = Message::Accept(Accept {
+            request_id: c.request_id,
+            direction: c.direction,
+            club: c.club,
+        });
+        out.extend(deliver(&mut src, at(T0, 10), x, &acc));
+    }
+    let drops: Vec<(SocketAddr, Drop)> = out
+        .iter()
+        .filter_map(|o| o.drop_msg().map(|d| (o.to, d)))
+        .collect();
+    for (to, d) in &drops {
+        assert_eq!(
+            (d.direction, d.club, d.reason),
+            (Direction::Upload, 0, DropReason::Trimmed),
+            "DROP to {to}"
+        );
+    }
+    let conns = src.peer().connections();
+    let held = conns.uploads.iter().filter(|u| u.club == 0).count();
+    assert!(held <= 2, "{held} uploads in club 0");
+    assert_eq!(
+        held,
+        (accepted + 1).min(2),
+        "only the extra is dropped ({} DROPs)",
+        drops.len()
+    );
+    assert_eq!(drops.len(), accepted + 1 - held);
+    assert!(conns.downloads.is_empty(), "the source only uploads");
+}
+
 // ---- [0059]: trimming after an accepted request ---------------------------------
 
 /// [0026], [0059]: a peer accepts an in-club request that takes it above
@@ -993,6 +1076,97 @@ fn overshooting_in_club_request_trims_one_other_connection() {
     assert_eq!(p.connections().downloads_of(1), 3);
     assert!(!p.bans().is_banned(&trims[0].0));
     assert_eq!(p.stats().dropped_trimmed, 2);
+}
+
+/// The one CONNECT a single tick sends, which must go to `to` for club 0
+/// in `direction`.
+fn sole_connect_to(out: &[Out], to: SocketAddr, direction: Direction) {
+    let connects: Vec<(SocketAddr, Direction, u16)> = out
+        .iter()
+        .filter_map(|o| o.connect().map(|c| (o.to, c.direction, c.club)))
+        .collect();
+    assert_eq!(connects, vec![(to, direction, 0)], "one CONNECT, to {to}");
+}
+
+/// The DROPs in `out`, with their addressee.
+fn all_drops(out: &[Out]) -> Vec<(SocketAddr, Drop)> {
+    out.iter()
+        .filter_map(|o| o.drop_msg().map(|d| (o.to, d)))
+        .collect()
+}
+
+/// [0026], [0059]: a peer's own request that is answered after requests
+/// of others filled the club overshoots just the same: the ACCEPT that
+/// takes the peer above 3 in-club connections of a direction trims one of
+/// the others with DROP(Trimmed), never the one just accepted, and bans
+/// nobody. Downloads first, then uploads.
+#[test]
+fn accepted_answer_that_overshoots_trims_one_other_connection() {
+    let e = addr(4);
+    let others = [addr(1), addr(2), addr(3)];
+
+    // Downloads: the peer asks E to upload club 0 to it.
+    let mut p = peer();
+    deliver(&mut p, T0, e, &pong(&[0], 0));
+    p.handle_timeout(T0);
+    let asked = drain(&mut p, T0);
+    sole_connect_to(&asked, e, Direction::Download);
+    // Meanwhile A, B and C offer uploads and are taken: 3 downloads.
+    for x in others {
+        let out = connect_as_uploader(&mut p, at(T0, 5), x, 0, &[0, 4]);
+        assert_accepted(&out, x);
+        assert!(all_drops(&out).is_empty(), "trimmed at 3 downloads");
+    }
+    assert_eq!(p.connections().downloads_of(0), 3);
+    // E's ACCEPT makes 4: one of A, B, C goes.
+    let out = accept_connects(&mut p, at(T0, 10), e, &asked);
+    let drops = all_drops(&out);
+    assert_eq!(drops.len(), 1, "one connection trimmed: {drops:?}");
+    let (victim, d) = drops[0];
+    assert!(others.contains(&victim), "trimmed {victim}, not A/B/C");
+    assert_eq!(
+        (d.direction, d.club, d.reason),
+        (Direction::Download, 0, DropReason::Trimmed)
+    );
+    let conns = p.connections();
+    assert_eq!(conns.downloads_of(0), 3);
+    assert!(conns.downloads.iter().all(|d| d.club != 0 || d.in_club));
+    assert!(conns.downloads.iter().any(|d| d.from == e && d.club == 0));
+    assert!(!conns.downloads.iter().any(|d| d.from == victim));
+    assert!(p.bans().is_empty(), "a trimmed peer is not banned");
+    assert_eq!(p.stats().dropped_trimmed, 1);
+
+    // Uploads the same way. Two downloads already in club 0 leave only an
+    // upload to ask E for.
+    let mut p = peer();
+    for x in [addr(11), addr(12)] {
+        assert_accepted(&connect_as_uploader(&mut p, T0, x, 0, &[0, 4]), x);
+    }
+    deliver(&mut p, T0, e, &pong(&[0], 0));
+    p.handle_timeout(T0);
+    let asked = drain(&mut p, T0);
+    sole_connect_to(&asked, e, Direction::Upload);
+    for x in others {
+        let out = connect_as_downloader(&mut p, at(T0, 5), x, 0, &[0, 4]);
+        assert_accepted(&out, x);
+        assert!(all_drops(&out).is_empty(), "trimmed at 3 uploads");
+    }
+    assert_eq!(p.connections().in_club_uploads_of(0), 3);
+    let out = accept_connects(&mut p, at(T0, 10), e, &asked);
+    let drops = all_drops(&out);
+    assert_eq!(drops.len(), 1, "one connection trimmed: {drops:?}");
+    let (victim, d) = drops[0];
+    assert!(others.contains(&victim), "trimmed {victim}, not A/B/C");
+    assert_eq!(
+        (d.direction, d.club, d.reason),
+        (Direction::Upload, 0, DropReason::Trimmed)
+    );
+    let conns = p.connections();
+    assert_eq!(conns.in_club_uploads_of(0), 3);
+    assert!(conns.uploads.iter().any(|u| u.to == e && u.club == 0));
+    assert!(!conns.uploads.iter().any(|u| u.to == victim));
+    assert!(p.bans().is_empty(), "a trimmed peer is not banned");
+    assert_eq!(p.stats().dropped_trimmed, 1);
 }
 
 // ---- [0040]-[0045]: the source ---------------------------------------------------
@@ -1435,6 +1609,119 @@ fn reordered_block_on_foreign_download_is_tolerated() {
     assert_eq!(p.stats().unique_blocks, order.len() as u64);
 }
 
+/// Runs the peer's timer every 10 ms from `start` (inclusive) to `end`
+/// (exclusive), delivering from `f` each block of `schedule`, given as
+/// (ms after `start`, sequence number), just before the tick of its time.
+fn feed_foreign(
+    p: &mut Peer,
+    f: SocketAddr,
+    fd: &mut Feed,
+    start: Time,
+    end: Time,
+    schedule: &[(u64, u64)],
+) -> Vec<Out> {
+    let mut out = Vec::new();
+    let mut now = start;
+    while now < end {
+        for (off, seq) in schedule {
+            if at(start, *off) == now {
+                out.extend(deliver_raw(p, now, f, &fd.block(*seq, now, KBPS)));
+            }
+        }
+        p.handle_timeout(now);
+        out.extend(drain(p, now));
+        now = now.plus_ms(10);
+    }
+    out
+}
+
+/// [0052]: a jump over several blocks of a foreign club leaves several
+/// holes, and each is watched. Blocks 5, then 41 (17 and 29 missing), then
+/// 17 within the reorder window: 29 never comes, so once the window has
+/// passed since the holes were seen the download is dropped with
+/// DROP(SequenceGap), though blocks keep coming. When 17 and 29 both
+/// follow within the window, nothing is dropped.
+#[test]
+fn every_missing_block_on_a_foreign_download_is_noticed() {
+    let f = addr(3);
+    let mut cfg = config(&[0, 1]);
+    cfg.ban_sweep_ms = 3_600_000;
+    let reorder = cfg.reorder_ms;
+    // 41 comes three club intervals after 5; 17 late by half the window,
+    // well after the new blocks 53 and before 65.
+    let hole = 3 * CLUB_INTERVAL_MS;
+    let late_17 = hole + reorder / 2;
+    assert!(late_17 < hole + CLUB_INTERVAL_MS * 2);
+    let flowing = [
+        (0, 5),
+        (hole, 41),
+        (hole + CLUB_INTERVAL_MS, 53),
+        (hole + 2 * CLUB_INTERVAL_MS, 65),
+        (hole + 3 * CLUB_INTERVAL_MS, 77),
+        (hole + 4 * CLUB_INTERVAL_MS, 89),
+        (hole + 5 * CLUB_INTERVAL_MS, 101),
+    ];
+
+    // 29 is lost.
+    let mut p = peer_with(cfg.clone());
+    let start = open_foreign_download(&mut p, T0, f, 5);
+    let mut fd = feed();
+    let mut schedule = flowing.to_vec();
+    schedule.push((late_17, 17));
+    let end = at(start, hole + 6 * CLUB_INTERVAL_MS);
+    let out = feed_foreign(&mut p, f, &mut fd, start, end, &schedule);
+    assert!(p.store().has(17), "the reordered block is taken");
+    let drops = drops_to(&out, f);
+    assert_eq!(drops.len(), 1, "one DROP for the hole at 29: {drops:?}");
+    let (when, d) = drops[0];
+    assert_eq!(
+        (d.direction, d.club, d.reason),
+        (Direction::Download, 5, DropReason::SequenceGap)
+    );
+    let seen = at(start, hole);
+    assert!(
+        when >= at(seen, reorder),
+        "dropped {} ms after the holes were seen, before the window closed",
+        (when.0 - seen.0) / 1000
+    );
+    assert!(
+        when <= at(seen, reorder + 40),
+        "dropped {} ms after the holes were seen: the window was counted \
+         from a later time",
+        (when.0 - seen.0) / 1000
+    );
+    assert_eq!(p.stats().dropped_gap, 1);
+    assert!(!p
+        .connections()
+        .downloads
+        .iter()
+        .any(|d| d.from == f && d.club == 5));
+    assert!(p.bans().is_banned(&f));
+
+    // 17 and 29 both follow within the window: merely reordered.
+    let mut p = peer_with(cfg);
+    let start = open_foreign_download(&mut p, T0, f, 5);
+    let mut fd = feed();
+    let late_29 = hole + reorder - 2 * 10;
+    let mut schedule = flowing.to_vec();
+    schedule.extend([(late_17, 17), (late_29, 29)]);
+    let out = feed_foreign(&mut p, f, &mut fd, start, end, &schedule);
+    assert!(
+        drops_to(&out, f).is_empty(),
+        "dropped: {:?}",
+        drops_to(&out, f)
+    );
+    assert_eq!(p.stats().dropped_gap, 0);
+    assert!(p.store().has(17) && p.store().has(29));
+    assert_eq!(p.stats().unique_blocks, schedule.len() as u64);
+    assert!(p
+        .connections()
+        .downloads
+        .iter()
+        .any(|d| d.from == f && d.club == 5));
+    assert!(!p.bans().is_banned(&f));
+}
+
 /// [0053]: a download sends KEEPALIVE to its uploader every keepalive
 /// period; a foreign download whose blocks stop is dropped with
 /// DROP(Silence), not before `silence_ms`, and the uploader is banned.
@@ -1780,7 +2067,6 @@ fn stored(source_time: Time) -> StoredBlock {
         index: 0,
         count: 1,
         source_time,
-        arrived: source_time,
     }
 }
 

@@ -173,17 +173,8 @@ impl Peer {
             self.bitrate_kbps = block.bitrate_kbps;
             self.block_us = block.payload.len() as u64 * 8_000 / u64::from(block.bitrate_kbps);
         }
-        self.store.insert(
-            block.seq,
-            StoredBlock {
-                payload: block.payload.to_vec(),
-                batch: block.batch,
-                index: block.index,
-                count: block.count,
-                source_time,
-                arrived: now,
-            },
-        );
+        self.store
+            .insert(block.seq, StoredBlock::of(block, source_time));
         // Clamp: a histogram record fails only above its range.
         let _ = self
             .delays_us
@@ -264,14 +255,7 @@ impl Peer {
         }
         self.store.insert(
             block.seq,
-            StoredBlock {
-                payload: block.payload.to_vec(),
-                batch: block.batch,
-                index: block.index,
-                count: block.count,
-                source_time: Time(verified.batch_timestamp_us),
-                arrived: now,
-            },
+            StoredBlock::of(block, Time(verified.batch_timestamp_us)),
         );
         let me: SocketAddr = ([0, 0, 0, 0], 0).into();
         self.queue_forwards(block.club, block.seq, me);

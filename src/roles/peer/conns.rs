@@ -107,6 +107,20 @@ impl Connections {
             .find(|u| u.to == to && u.club == club)
     }
 
+    /// Adds an upload to `to` for `club`, unless there is one already.
+    pub fn add_upload(&mut self, to: SocketAddr, club: u16, in_club: bool, now: Time) {
+        if self.upload(to, club).is_none() {
+            self.uploads.push(Upload {
+                to,
+                club,
+                in_club,
+                since: now,
+                keepalive: now,
+                have: HaveWindow::default(),
+            });
+        }
+    }
+
     /// Downloads of `club`.
     pub fn downloads_of(&self, club: u16) -> usize {
         self.downloads.iter().filter(|d| d.club == club).count()

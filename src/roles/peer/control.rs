@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use rand::Rng;
 
-use super::conns::{Download, Upload};
+use super::conns::Download;
 use super::scheduler::Lane;
 use super::{Mode, Peer, PeerEvent, SendItem};
 use crate::roles::Time;
@@ -202,16 +202,8 @@ impl Peer {
                 {
                     return self.refuse(from, req.request_id, RefuseReason::Full);
                 }
-                if self.conns.upload(from, req.club).is_none() {
-                    self.conns.uploads.push(Upload {
-                        to: from,
-                        club: req.club,
-                        in_club: initiator_in_club,
-                        since: now,
-                        keepalive: now,
-                        have: Default::default(),
-                    });
-                }
+                self.conns
+                    .add_upload(from, req.club, initiator_in_club, now);
                 self.send(from, &accept);
                 if initiator_in_club
                     && self.conns.in_club_uploads_of(req.club) > self.cfg.in_club_max
@@ -328,16 +320,7 @@ impl Peer {
                 }
             }
             Direction::Upload => {
-                if self.conns.upload(from, p.club).is_none() {
-                    self.conns.uploads.push(Upload {
-                        to: from,
-                        club: p.club,
-                        in_club: true,
-                        since: now,
-                        keepalive: now,
-                        have: Default::default(),
-                    });
-                }
+                self.conns.add_upload(from, p.club, true, now);
                 // Requests accepted meanwhile may have filled the club: the
                 // answer that overshoots trims like an accepted request
                 // does ([0059]).

@@ -2,7 +2,7 @@
 //!
 //! Verified blocks wait here to be played and to be forwarded to peers that
 //! connect later and lack them ([0056]). Each keeps the source's batch
-//! timestamp, for the play delay, and when it arrived. The store keeps at
+//! timestamp, for the play delay. The store keeps at
 //! most `capacity` blocks and forgets the oldest first.
 
 use std::collections::BTreeMap;
@@ -22,8 +22,19 @@ pub struct StoredBlock {
     pub count: u16,
     /// The source's (signed) batch timestamp.
     pub source_time: Time,
-    /// When it was verified here.
-    pub arrived: Time,
+}
+
+impl StoredBlock {
+    /// Keeps a copy of a verified block's payload and place.
+    pub fn of(block: &crate::wire::Block<'_>, source_time: Time) -> Self {
+        StoredBlock {
+            payload: block.payload.to_vec(),
+            batch: block.batch,
+            index: block.index,
+            count: block.count,
+            source_time,
+        }
+    }
 }
 
 /// Held blocks by sequence number.
