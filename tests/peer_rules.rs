@@ -2538,3 +2538,20 @@ fn block_in_the_wrong_club_is_rejected() {
     assert!(out.is_empty());
     assert_eq!(p.stats().unique_blocks, 0);
 }
+
+/// A block of a batch older than the verification window is counted as
+/// stale: not forged (nobody is banned), not stored, not played.
+#[test]
+fn block_older_than_the_verification_window_is_stale() {
+    let mut p = peer();
+    // Batches of 16 blocks: block 16 * 70 puts the window at batch 70.
+    let mut f = Feed::new(16, 200, Time(T0.0 - mid_delay_us()), 0);
+    deliver_raw(&mut p, T0, stranger(), &f.block(16 * 70, T0, 40));
+    deliver_raw(&mut p, T0, addr(5), &f.block(3, T0, 40));
+    let s = p.stats();
+    assert_eq!(s.stale, 1);
+    assert_eq!(s.forged_rejected, 0);
+    assert_eq!(s.unique_blocks, 1);
+    assert!(!p.store().has(3));
+    assert!(!p.bans().is_banned(&addr(5)));
+}
