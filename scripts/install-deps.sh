@@ -6,7 +6,15 @@ set -euo pipefail
 
 # gcc: the C parts of the blake3 crate; pkg-config: -sys crates;
 # iproute2: the netns/veth test topologies.
-PACKAGES=(gcc pkg-config iproute2)
+# The relay's XDP program (bpf/, built by build.rs): clang compiles it to
+# BPF, llvm brings the BPF tools (llvm-strip, llvm-objdump) to inspect it,
+# and linux-libc-dev has the kernel UAPI headers it includes. libelf-dev and
+# zlib1g-dev: the libbpf that libbpf-sys vendors and links statically. m4 and
+# make (with clang, and binutils from gcc): libxdp-sys builds libxdp and its
+# BPF dispatcher for xsk-rs. Both builds honour CLANG. libbpf-dev is not
+# needed: libbpf-sys vendors libbpf, and xsk-rs's `use_cc_build` skips
+# libxdp's own configure, the one step that wants it.
+PACKAGES=(gcc pkg-config iproute2 clang llvm linux-libc-dev libelf-dev zlib1g-dev m4 make)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

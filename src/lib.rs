@@ -6,11 +6,13 @@
 //! verifies batches of blocks; `roles` holds the sans-IO tracker, source and
 //! peer state machines; `io` drives them on kernel UDP sockets; `sim` drives
 //! them in a deterministic in-memory network; `swarm` holds any role as one
-//! node type and sums up a run; `cli` is the `clubcast` command.
+//! node type and sums up a run; `relay` is the AF_XDP super-peer's data
+//! plane (so far its XDP steering program); `cli` is the `clubcast` command.
 
 pub mod auth;
 pub mod cli;
 pub mod io;
+pub mod relay;
 pub mod roles;
 pub mod sim;
 pub mod swarm;

@@ -270,6 +270,16 @@ impl Peer {
             gap: None,
         });
         let Some(newest) = self.store.newest() else {
+            // Nothing held yet: an empty bit field asks the uploader for
+            // its recent blocks of the club, so playback can start at once.
+            let empty = Message::Bitfield(Bitfield {
+                club,
+                start_seq: 0,
+                bits: 0,
+                first: false,
+                runs: &[],
+            });
+            self.send(from, &empty);
             return;
         };
         let c = u64::from(self.club_count);
@@ -365,6 +375,21 @@ impl Peer {
             Lane::OutOfClub
         };
         let mut missing = Vec::new();
+        let mut limit = self.cfg.catch_up_blocks;
+        if bf.bits == 0 {
+            // A newcomer holding nothing: its start buffer's worth of the
+            // club's newest blocks.
+            let club = u64::from(bf.club);
+            let from_seq = self.store.newest().map_or(0, |n| {
+                n.saturating_sub(self.cfg.join_catch_up_blocks as u64 * c)
+            });
+            missing.extend(
+                self.store
+                    .seqs_in(from_seq..u64::MAX)
+                    .filter(|s| s % c == club),
+            );
+            limit = self.cfg.join_catch_up_blocks;
+        }
         for i in 0..nbits {
             let seq = bf.start_seq.saturating_add(i as u64 * c);
             if bitfield::get_bit(&bits, i) {
@@ -373,7 +398,7 @@ impl Peer {
                 missing.push(seq);
             }
         }
-        let keep = missing.len().saturating_sub(self.cfg.catch_up_blocks);
+        let keep = missing.len().saturating_sub(limit);
         for seq in missing.into_iter().skip(keep) {
             self.sends.push(lane, SendItem { to: from, seq });
         }

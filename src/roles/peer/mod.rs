@@ -114,6 +114,9 @@ pub struct PeerConfig {
     pub keep_played: u64,
     /// Blocks sent to a new downloader from the store ([0056]).
     pub catch_up_blocks: usize,
+    /// Blocks of its club sent to a downloader that holds nothing yet
+    /// (a newcomer), so its start buffer fills at once.
+    pub join_catch_up_blocks: usize,
     /// Batches kept verified.
     pub verify_window: usize,
     /// Playback timing ([0060]-[0062]).
@@ -156,6 +159,7 @@ impl PeerConfig {
             store_blocks: 1_024,
             keep_played: 256,
             catch_up_blocks: 64,
+            join_catch_up_blocks: 32,
             verify_window: 64,
             playout: PlayoutConfig::default(),
             quality: QualityRule::default(),

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * relay.bpf.c: the relay's XDP steering program. It splits the relay port's
+ * traffic into the two planes of the design: a UDP datagram to `relay_port`
+ * whose clubcast header (magic 0xCC, version 1) marks a BLOCK is redirected
+ * into the AF_XDP socket of the receiving rx queue through the `xsks` XSKMAP;
+ * everything else (control messages, other ports, non-UDP, non-IPv4, IPv6,
+ * IPv4 fragments, truncated or foreign frames) is passed to the kernel, so
+ * control messages reach the relay's ordinary UDP socket on the same port.
+ * The program never drops: anything it does not steer is the kernel's, and a
+ * BLOCK whose queue has no socket falls back to XDP_PASS. Checksums are not
+ * verified here; the worker checks what it receives. Each verdict bumps one
+ * per-CPU counter (see clubcast.h). Built by build.rs into a libbpf-cargo
+ * skeleton; every branch has a BPF_PROG_TEST_RUN fixture in
+ * tests/xdp_steer.rs, except the runt check on the Ethernet header, which
+ * the kernel will not test-run (it wants at least 14 bytes).
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "clubcast.h"
+#include "maps.h"
+#include "parse.h"
+
+/*
+ * UDP port the relay serves, network byte order. Set by user space before
+ * load (src/relay/steer.rs), so one object serves any port and the verifier
+ * sees a constant. 0 means unset: nothing matches.
+ */
+const volatile __be16 relay_port = 0;
+
+/* Bytes of UDP header plus clubcast header a steered datagram must carry. */
+#define STEER_MIN_UDP_LEN (sizeof(struct udphdr) + CLUBCAST_HEADER_LEN)
+
+static __always_inline int pass(enum steer_counter why)
+{
+	count(why);
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int steer_blocks(struct xdp_md *ctx)
+{
+	struct cursor c = {
+		.pos = (void *)(long)ctx->data,
+		.end = (void *)(long)ctx->data_end,
+	};
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	struct udphdr *udp;
+	__u8 *hdr;
+	int action;
+
+	eth = parse_ethhdr(&c);
+	if (!eth)
+		return pass(STEER_PASSED_TRUNCATED);
+	/* IPv4 only: IPv6, ARP and VLAN-tagged frames go to the kernel. */
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return pass(STEER_PASSED_NOT_IP);
+
+	ip = parse_iphdr(&c);
+	if (!ip)
+		return pass(STEER_PASSED_TRUNCATED);
+	if (ip->version != 4)
+		return pass(STEER_PASSED_NOT_IP);
+	if (ip->protocol != IPPROTO_UDP)
+		return pass(STEER_PASSED_NOT_UDP);
+	/* Only a whole datagram can be steered; the kernel reassembles. */
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return pass(STEER_PASSED_FRAGMENT);
+
+	udp = parse_udphdr(&c);
+	if (!udp)
+		return pass(STEER_PASSED_TRUNCATED);
+	if (relay_port == 0 || udp->dest != relay_port)
+		return pass(STEER_PASSED_OTHER_PORT);
+	/* The UDP length must cover the clubcast header: Ethernet padding
+	 * after a short datagram is not a header. */
+	if (bpf_ntohs(udp->len) < STEER_MIN_UDP_LEN)
+		return pass(STEER_PASSED_TRUNCATED);
+
+	hdr = parse_bytes(&c, CLUBCAST_HEADER_LEN);
+	if (!hdr)
+		return pass(STEER_PASSED_TRUNCATED);
+	if (hdr[0] != CLUBCAST_MAGIC || hdr[1] != CLUBCAST_VERSION)
+		return pass(STEER_PASSED_NOT_CLUBCAST);
+	if (hdr[2] != CLUBCAST_MSG_BLOCK)
+		return pass(STEER_PASSED_CONTROL);
+
+	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	count(action == XDP_REDIRECT ? STEER_REDIRECTED : STEER_PASSED_NO_SOCKET);
+	return action;
+}
+
+/* The crate is MIT OR Apache-2.0; the kernel only knows GPL-compatible
+ * strings, and "Dual MIT/GPL" is one that states the MIT grant. No GPL-only
+ * helper is used. */
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
