@@ -200,3 +200,36 @@ fn bad_datagrams_to_every_role_are_dropped_and_the_swarm_plays_on() {
         assert!(p.store().len() <= 1024);
     }
 }
+
+/// A super-peer relay in the swarm serves many peers in every club, and
+/// the peers play as well as without it.
+#[test]
+fn relay_serves_many_peers_per_club() {
+    let mut swarm = Swarm::new(5, 2_000_000, LinkProfile::with_latency_ms(5).jitter_ms(1));
+    let stream = SourceKey::from_seed(&swarm.key_seed).stream_id();
+    let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
+    pc.mode = clubcast::roles::Mode::Relay;
+    pc.peer_id = 3;
+    let relay = Peer::new(pc, swarm.net.now(), SmallRng::seed_from_u64(3));
+    let relay = swarm
+        .net
+        .add(addr(3), swarm.profile, SwarmNode::Relay(Box::new(relay)));
+    for _ in 0..30 {
+        swarm.add_peer();
+    }
+    swarm.net.run_until(Time(10_000_000));
+    let ids = swarm.peers.clone();
+    let s = swarm.summary(&ids, 10.0, 2000);
+    assert!(s.continuity_min >= 0.99, "{}", s.to_json());
+    let r = swarm.net.node(relay).relay().expect("relay");
+    assert_eq!(r.clubs().len(), 12);
+    // More uploads than a viewer may hold in all its clubs (2 x 3 in-club
+    // plus its share of foreign ones).
+    assert!(
+        r.connections().uploads.len() > 30,
+        "relay uploads {}",
+        r.connections().uploads.len()
+    );
+    assert!(r.stats().blocks_out > r.stats().unique_blocks * 2);
+    assert_eq!(r.playout_stats().due(), 0, "a relay plays nothing");
+}

@@ -38,6 +38,13 @@ pub struct Args {
     /// Driver threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Put a super-peer relay (kernel UDP) into the swarm, serving every
+    /// club.
+    #[arg(long)]
+    relay: bool,
+    /// Uploads per club the relay accepts.
+    #[arg(long, default_value_t = 64)]
+    relay_uploads_per_club: usize,
     /// Seed for the roles' random choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -94,6 +101,15 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             args.seed + 1,
         )
         .map_err(err)?;
+    let relay = if args.relay {
+        Some(
+            shards[0]
+                .add_relay(stream, tracker, args.relay_uploads_per_club, args.seed + 7)
+                .map_err(err)?,
+        )
+    } else {
+        None
+    };
     for i in 0..args.peers {
         shards[i % threads]
             .add_peer(stream, tracker, args.seed * 1_000_003 + i as u64 + 2)
@@ -104,6 +120,9 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         args.peers, args.clubs, args.bitrate_kbps, args.duration
     );
     println!("stream id {stream}");
+    if let Some(addr) = relay {
+        println!("relay on {addr} (kernel UDP), serving every club");
+    }
 
     let started = Instant::now();
     let start_time = clock::now();
@@ -174,6 +193,15 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         args.bitrate_kbps,
     );
     print_table(&summary);
+    if let Some(r) = shards.iter().find_map(Shard::relay_peer) {
+        let st = r.stats();
+        println!(
+            "  relay             {} uploads, {} blocks in, {} blocks out",
+            r.connections().uploads.len(),
+            st.unique_blocks,
+            st.blocks_out
+        );
+    }
     let json = summary.to_json();
     println!("{json}");
     if let Some(path) = &args.summary_json {

@@ -35,6 +35,9 @@ enum Command {
     /// Run a viewer peer: join two clubs, relay their blocks, play the
     /// stream.
     Peer(roles::PeerArgs),
+    /// Run a super-peer relay on a kernel UDP socket: serve many clubs and
+    /// many peers per club.
+    Relay(roles::RelayArgs),
     /// Sign a synthetic feed with a source key, send it through the wire
     /// format and the verifier, tamper with it, and report.
     Selfcheck(selfcheck::Args),
@@ -49,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Tracker(args) => roles::run_tracker(&args),
         Command::Source(args) => roles::run_source(&args),
         Command::Peer(args) => roles::run_peer(&args),
+        Command::Relay(args) => roles::run_relay(&args),
         Command::Selfcheck(args) => selfcheck::run(&args),
     };
     match result {

@@ -113,6 +113,32 @@ fn os_rng() -> Result<SmallRng, String> {
     Ok(SmallRng::seed_from_u64(u64::from_le_bytes(seed)))
 }
 
+/// Arguments of `clubcast relay`.
+#[derive(Debug, clap::Args)]
+pub struct RelayArgs {
+    /// The stream id to relay (64 hex digits).
+    #[arg(long)]
+    stream_id: StreamId,
+    /// The tracker's address.
+    #[arg(long)]
+    tracker: SocketAddr,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:7100")]
+    listen: SocketAddr,
+    /// Clubs to serve (comma-separated; default: every club).
+    #[arg(long, value_delimiter = ',')]
+    clubs: Option<Vec<u16>>,
+    /// Clubs in the swarm; must match the tracker's.
+    #[arg(long, default_value_t = 12)]
+    club_count: u16,
+    /// Peers per club the relay uploads to before it trims.
+    #[arg(long, default_value_t = 64)]
+    peers_per_club: usize,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
 fn bind(addr: SocketAddr) -> Result<UdpSocket, String> {
     UdpSocket::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
@@ -317,6 +343,46 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
                 ps.on_time + ps.late,
                 ps.skipped,
                 ps.continuity()
+            );
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a super-peer relay on a kernel UDP socket.
+pub fn run_relay(args: &RelayArgs) -> Result<ExitCode, String> {
+    let mut pc = PeerConfig::new(args.stream_id, Some(args.tracker));
+    pc.mode = crate::roles::Mode::Relay;
+    pc.clubs = args.clubs.clone();
+    pc.club_count = args.club_count.max(1);
+    pc.relay_uploads = args.peers_per_club.max(1);
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| format!("no random seed: {e}"))?;
+    pc.peer_id = u64::from_le_bytes(seed);
+    let socket = bind(args.listen)?;
+    println!(
+        "relay on {} (kernel UDP) for stream {}, tracker {}",
+        socket.local_addr().map_err(|e| e.to_string())?,
+        args.stream_id,
+        args.tracker
+    );
+    let relay = Peer::new(pc, clock::now(), os_rng()?);
+    drive(
+        socket,
+        relay,
+        args.duration,
+        Duration::from_millis(100),
+        |p| while p.poll_event().is_some() {},
+        |p, t| {
+            let st = p.stats();
+            println!(
+                "t={t}s clubs {} down {} up {} blocks in {} out {} forged {}",
+                p.clubs().len(),
+                p.connections().downloads.len(),
+                p.connections().uploads.len(),
+                st.unique_blocks,
+                st.blocks_out,
+                st.forged_rejected
             );
         },
     )?;

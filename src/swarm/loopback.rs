@@ -39,6 +39,7 @@ pub struct Shard {
     driver: UdpDriver<SwarmNode>,
     peers: Vec<NodeId>,
     source: Option<NodeId>,
+    relay: Option<NodeId>,
 }
 
 impl Shard {
@@ -48,6 +49,7 @@ impl Shard {
             driver: UdpDriver::new()?,
             peers: Vec::new(),
             source: None,
+            relay: None,
         })
     }
 
@@ -109,6 +111,32 @@ impl Shard {
             .add(loopback_socket()?, SwarmNode::Peer(Box::new(peer)))?;
         self.peers.push(id);
         Ok(id)
+    }
+
+    /// Starts a super-peer relay serving every club, accepting up to
+    /// `uploads_per_club` peers per club.
+    pub fn add_relay(
+        &mut self,
+        stream: StreamId,
+        tracker: SocketAddr,
+        uploads_per_club: usize,
+        seed: u64,
+    ) -> io::Result<SocketAddr> {
+        let mut pc = PeerConfig::new(stream, Some(tracker));
+        pc.peer_id = seed;
+        pc.mode = crate::roles::Mode::Relay;
+        pc.relay_uploads = uploads_per_club;
+        let relay = Peer::new(pc, clock::now(), SmallRng::seed_from_u64(seed));
+        let socket = loopback_socket()?;
+        let addr = socket.local_addr()?;
+        let id = self.driver.add(socket, SwarmNode::Relay(Box::new(relay)))?;
+        self.relay = Some(id);
+        Ok(addr)
+    }
+
+    /// The relay's state machine, if this shard holds one.
+    pub fn relay_peer(&self) -> Option<&Peer> {
+        self.driver.node(self.relay?)?.relay()
     }
 
     /// Stops a peer abruptly: its socket closes, nothing is said.

@@ -1,4 +1,5 @@
-//! One node of a swarm, whatever its role.
+//! One node of a swarm, whatever its role: tracker, source, viewer peer or
+//! relay.
 
 use std::net::SocketAddr;
 
@@ -12,15 +13,17 @@ pub enum SwarmNode {
     Tracker(Box<Tracker<SmallRng>>),
     /// The source.
     Source(Box<Source>),
-    /// A peer.
+    /// A viewer peer.
     Peer(Box<Peer>),
+    /// A super-peer relay (the peer state machine in relay mode).
+    Relay(Box<Peer>),
 }
 
 impl SwarmNode {
     /// The peer state machine, for a peer or the source.
     pub fn peer(&self) -> Option<&Peer> {
         match self {
-            SwarmNode::Peer(p) => Some(p),
+            SwarmNode::Peer(p) | SwarmNode::Relay(p) => Some(p),
             SwarmNode::Source(s) => Some(s.peer()),
             SwarmNode::Tracker(_) => None,
         }
@@ -42,6 +45,14 @@ impl SwarmNode {
         }
     }
 
+    /// The relay, if this is one.
+    pub fn relay(&self) -> Option<&Peer> {
+        match self {
+            SwarmNode::Relay(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The source, if this is it.
     pub fn source(&self) -> Option<&Source> {
         match self {
@@ -56,7 +67,7 @@ impl Node for SwarmNode {
         match self {
             SwarmNode::Tracker(t) => t.handle_datagram(now, from, datagram),
             SwarmNode::Source(s) => s.handle_datagram(now, from, datagram),
-            SwarmNode::Peer(p) => p.handle_datagram(now, from, datagram),
+            SwarmNode::Peer(p) | SwarmNode::Relay(p) => p.handle_datagram(now, from, datagram),
         }
     }
 
@@ -64,7 +75,7 @@ impl Node for SwarmNode {
         match self {
             SwarmNode::Tracker(t) => t.handle_timeout(now),
             SwarmNode::Source(s) => s.handle_timeout(now),
-            SwarmNode::Peer(p) => p.handle_timeout(now),
+            SwarmNode::Peer(p) | SwarmNode::Relay(p) => p.handle_timeout(now),
         }
     }
 
@@ -72,7 +83,7 @@ impl Node for SwarmNode {
         match self {
             SwarmNode::Tracker(t) => t.poll_transmit(),
             SwarmNode::Source(s) => s.poll_transmit(),
-            SwarmNode::Peer(p) => p.poll_transmit(),
+            SwarmNode::Peer(p) | SwarmNode::Relay(p) => p.poll_transmit(),
         }
     }
 
@@ -80,7 +91,7 @@ impl Node for SwarmNode {
         match self {
             SwarmNode::Tracker(t) => t.poll_timeout(),
             SwarmNode::Source(s) => s.poll_timeout(),
-            SwarmNode::Peer(p) => p.poll_timeout(),
+            SwarmNode::Peer(p) | SwarmNode::Relay(p) => p.poll_timeout(),
         }
     }
 }

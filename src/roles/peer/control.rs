@@ -205,8 +205,7 @@ impl Peer {
                 self.conns
                     .add_upload(from, req.club, initiator_in_club, now);
                 self.send(from, &accept);
-                if initiator_in_club
-                    && self.conns.in_club_uploads_of(req.club) > self.cfg.in_club_max
+                if initiator_in_club && self.conns.in_club_uploads_of(req.club) > self.upload_cap()
                 {
                     self.trim(req.club, Direction::Upload, from);
                 }
@@ -334,11 +333,7 @@ impl Peer {
                 // Requests accepted meanwhile may have filled the club: the
                 // answer that overshoots trims like an accepted request
                 // does ([0059]).
-                let cap = match self.cfg.mode {
-                    Mode::Source => self.cfg.source_uploads,
-                    Mode::Peer => self.cfg.in_club_max,
-                };
-                if self.conns.in_club_uploads_of(p.club) > cap {
+                if self.conns.in_club_uploads_of(p.club) > self.upload_cap() {
                     self.trim(p.club, Direction::Upload, from);
                 }
             }

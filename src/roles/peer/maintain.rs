@@ -80,6 +80,7 @@ impl Peer {
                 let role = match self.cfg.mode {
                     Mode::Peer => JoinRole::Viewer,
                     Mode::Source => JoinRole::Source,
+                    Mode::Relay => JoinRole::Relay,
                 };
                 let join = Message::Join(Join {
                     stream: self.tag,
@@ -223,6 +224,19 @@ impl Peer {
             }
             return;
         }
+        if self.cfg.mode == Mode::Relay {
+            // A relay plays nothing: it keeps in-club downloads of the
+            // clubs it serves and waits for peers to come for uploads.
+            for i in 0..self.clubs.len() {
+                let club = self.clubs[i];
+                let have =
+                    self.conns.downloads_of(club) + self.pending_for(club, Direction::Download);
+                if have < self.cfg.in_club_min {
+                    self.try_connect(now, club, Direction::Download);
+                }
+            }
+            return;
+        }
         for club in 0..self.club_count {
             let own = self.in_club(club);
             let want_down = if own { self.cfg.in_club_min } else { 1 };
@@ -266,7 +280,7 @@ impl Peer {
             .choose(club, now, fresh_since, how, &mut self.rng, |a| {
                 !bans.is_banned(a) && free(a)
             });
-        if chosen.is_none() && self.cfg.mode == Mode::Peer {
+        if chosen.is_none() && self.cfg.mode != Mode::Source {
             chosen = self
                 .contacts
                 .choose(club, now, fresh_since, how, &mut self.rng, free);

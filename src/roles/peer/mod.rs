@@ -6,7 +6,7 @@
 //! its clubs' blocks with HAVE suppression, runs congestion control with a
 //! ban list, and plays the stream in order. The source runs the same state
 //! machine in `Mode::Source`: it sits in every club, only uploads, and keeps
-//! two uploads per club. Rooms: `contacts` (address book and choice),
+//! two uploads per club. A super-peer relay runs it in `Mode::Relay`. Rooms: `contacts` (address book and choice),
 //! `conns` (connection tables), `bans`, `scheduler` (upload order), `store`
 //! (held blocks), `playout`, `quality`, and the handlers in `control`,
 //! `blocks` and `maintain`.
@@ -39,13 +39,18 @@ use super::{Node, Outbox, Time, Transmit};
 use crate::auth::{BatchVerifier, ProofLedger, StreamId};
 use crate::wire::{DropReason, Message, StreamTag};
 
-/// Whether the state machine is a viewer peer or the stream's source.
+/// Whether the state machine is a viewer peer, the stream's source or a
+/// super-peer relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// A viewer: two clubs, downloads everything, plays.
     Peer,
     /// The source: every club, uploads only ([0029]).
     Source,
+    /// A super-peer: sits in the clubs it serves (all by default), keeps
+    /// in-club downloads of each and accepts many uploads per club; plays
+    /// nothing.
+    Relay,
 }
 
 /// Peer settings; `PeerConfig::new` gives the seed's defaults.
@@ -71,6 +76,8 @@ pub struct PeerConfig {
     pub in_club_max: usize,
     /// Uploads per club at the source ([0029]: 2).
     pub source_uploads: usize,
+    /// Uploads per club a relay accepts before it trims.
+    pub relay_uploads: usize,
     /// Peers asked of the tracker.
     pub tracker_peers: u16,
     /// KEEPALIVE interval on downloads, ms ([0053]).
@@ -141,6 +148,7 @@ impl PeerConfig {
             in_club_min: 2,
             in_club_max: 3,
             source_uploads: 2,
+            relay_uploads: 64,
             tracker_peers: 60,
             keepalive_ms: 250,
             keepalive_timeout_ms: 1_000,
@@ -308,6 +316,10 @@ impl Peer {
         let tag = StreamTag::of_key(&cfg.stream.to_bytes());
         let clubs = match cfg.mode {
             Mode::Source => (0..cfg.club_count).collect(),
+            Mode::Relay => cfg
+                .clubs
+                .clone()
+                .unwrap_or_else(|| (0..cfg.club_count).collect()),
             Mode::Peer => cfg.clubs.clone().unwrap_or_default(),
         };
         let joined = cfg.tracker.is_none();
@@ -411,6 +423,16 @@ impl Peer {
     /// Clubs in the swarm.
     pub fn club_count(&self) -> u16 {
         self.club_count
+    }
+
+    /// In-club uploads per club above which an accepted request trims one
+    /// ([0026], [0029], [0059]).
+    fn upload_cap(&self) -> usize {
+        match self.cfg.mode {
+            Mode::Peer => self.cfg.in_club_max,
+            Mode::Source => self.cfg.source_uploads,
+            Mode::Relay => self.cfg.relay_uploads,
+        }
     }
 
     /// True when `club` is one of this peer's clubs.
