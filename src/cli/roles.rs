@@ -143,6 +143,28 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket, String> {
     UdpSocket::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
+/// A random id for the tracker to tell this node's restarts apart.
+fn random_id() -> Result<u64, String> {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| format!("no random seed: {e}"))?;
+    Ok(u64::from_le_bytes(seed))
+}
+
+/// Binds `listen` and says what now runs there.
+fn bind_announced(
+    listen: SocketAddr,
+    what: &str,
+    stream: StreamId,
+    tracker: SocketAddr,
+) -> Result<UdpSocket, String> {
+    let socket = bind(listen)?;
+    println!(
+        "{what} on {} for stream {stream}, tracker {tracker}",
+        socket.local_addr().map_err(|e| e.to_string())?
+    );
+    Ok(socket)
+}
+
 /// Runs `node` on `socket` until `duration` passes, calling `between`
 /// after every slice of `slice` and `report` once a second.
 fn drive<N: Node>(
@@ -230,12 +252,8 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
         synthetic_bps: args.synthetic_kbps.map(|k| k * 1000),
         ..SourceConfig::default()
     };
-    let socket = bind(args.listen)?;
-    println!(
-        "source on {} for stream {stream}, tracker {}",
-        socket.local_addr().map_err(|e| e.to_string())?,
-        args.tracker
-    );
+    pc.peer_id = random_id()?;
+    let socket = bind_announced(args.listen, "source", stream, args.tracker)?;
     let source = Source::new(key, sc, pc, clock::now(), os_rng()?);
     let feed = args.stdin.then(spawn_stdin_reader);
     drive(
@@ -291,16 +309,8 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
     pc.in_club_min = args.in_club_min.max(1);
     pc.in_club_max = args.in_club_max.max(pc.in_club_min);
     pc.delay_threshold_ms = args.delay_threshold_ms;
-    let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).map_err(|e| format!("no random seed: {e}"))?;
-    pc.peer_id = u64::from_le_bytes(seed);
-    let socket = bind(args.listen)?;
-    println!(
-        "peer on {} for stream {}, tracker {}",
-        socket.local_addr().map_err(|e| e.to_string())?,
-        args.stream_id,
-        args.tracker
-    );
+    pc.peer_id = random_id()?;
+    let socket = bind_announced(args.listen, "peer", args.stream_id, args.tracker)?;
     let peer = Peer::new(pc, clock::now(), os_rng()?);
     drive(
         socket,
@@ -356,16 +366,13 @@ pub fn run_relay(args: &RelayArgs) -> Result<ExitCode, String> {
     pc.clubs = args.clubs.clone();
     pc.club_count = args.club_count.max(1);
     pc.relay_uploads = args.peers_per_club.max(1);
-    let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).map_err(|e| format!("no random seed: {e}"))?;
-    pc.peer_id = u64::from_le_bytes(seed);
-    let socket = bind(args.listen)?;
-    println!(
-        "relay on {} (kernel UDP) for stream {}, tracker {}",
-        socket.local_addr().map_err(|e| e.to_string())?,
+    pc.peer_id = random_id()?;
+    let socket = bind_announced(
+        args.listen,
+        "relay (kernel UDP)",
         args.stream_id,
-        args.tracker
-    );
+        args.tracker,
+    )?;
     let relay = Peer::new(pc, clock::now(), os_rng()?);
     drive(
         socket,
