@@ -7,7 +7,8 @@
 //! peer state machines; `io` drives them on kernel UDP sockets; `sim` drives
 //! them in a deterministic in-memory network; `swarm` holds any role as one
 //! node type and sums up a run; `relay` is the AF_XDP super-peer's data
-//! plane (so far its XDP steering program); `cli` is the `clubcast` command.
+//! plane (XDP steering program, AF_XDP sockets, the verify-and-fan-out
+//! worker); `cli` is the `clubcast` command.
 
 pub mod auth;
 pub mod cli;

@@ -1,0 +1,660 @@
+//! Ethernet II / IPv4 / UDP framing for the relay's AF_XDP path.
+//!
+//! [`parse`] reads a received frame, bounds-checking every field, and hands
+//! back the addresses, ports and the UDP payload as a slice of the frame; it
+//! rejects anything that is not an unfragmented IPv4/UDP datagram with a
+//! typed [`ParseError`]. [`write_frame`] (and [`write_frame_summed`], which
+//! takes the payload's checksum contribution precomputed so a fan-out pays
+//! for it once) writes a whole outgoing frame into a caller's buffer, such as
+//! a UMEM frame. Pure functions, no allocation, no I/O. The UDP checksum of a
+//! received frame is never checked: on veth the kernel leaves it unfinished
+//! (CHECKSUM_PARTIAL, DESIGN.md), and the clubcast signature authenticates
+//! what matters. This module knows nothing of clubcast messages.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use thiserror::Error;
+
+/// An Ethernet (MAC) address.
+pub type MacAddr = [u8; 6];
+
+/// Bytes of an Ethernet II header: destination, source, EtherType.
+pub const ETH_HEADER_LEN: usize = 14;
+/// Bytes of an IPv4 header without options (IHL 5).
+pub const IPV4_HEADER_LEN: usize = 20;
+/// Bytes of a UDP header.
+pub const UDP_HEADER_LEN: usize = 8;
+/// Bytes of the headers [`write_frame`] writes before the payload.
+pub const HEADERS_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
+/// Largest UDP payload an IPv4 datagram can carry.
+pub const MAX_UDP_PAYLOAD: usize = u16::MAX as usize - IPV4_HEADER_LEN - UDP_HEADER_LEN;
+
+/// EtherType of IPv4.
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// IP protocol number of UDP.
+pub const IPPROTO_UDP: u8 = 17;
+/// Time to live of every frame written: the Linux default
+/// (`net.ipv4.ip_default_ttl`).
+pub const TTL: u8 = 64;
+
+/// IPv4 flags/fragment-offset field: Don't Fragment.
+const IP_DF: u16 = 0x4000;
+/// IPv4 flags/fragment-offset field: More Fragments.
+const IP_MF: u16 = 0x2000;
+/// IPv4 flags/fragment-offset field: the fragment offset bits.
+const IP_OFFSET_MASK: u16 = 0x1fff;
+
+/// The header a length or bounds problem was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// The Ethernet II header.
+    Ethernet,
+    /// The IPv4 header, options included.
+    Ipv4,
+    /// The UDP header.
+    Udp,
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layer::Ethernet => "Ethernet",
+            Layer::Ipv4 => "IPv4",
+            Layer::Udp => "UDP",
+        })
+    }
+}
+
+/// Why a received frame is not an IPv4/UDP datagram the relay can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ParseError {
+    /// The frame ends inside a header.
+    #[error("frame of {len} bytes ends inside its {layer} header")]
+    Truncated {
+        /// The header cut short.
+        layer: Layer,
+        /// The frame's length.
+        len: usize,
+    },
+    /// The EtherType is not IPv4 (ARP, IPv6, a VLAN tag, ...).
+    #[error("EtherType {ethertype:#06x} is not IPv4")]
+    NotIpv4 {
+        /// The EtherType found.
+        ethertype: u16,
+    },
+    /// The IP version nibble is not 4.
+    #[error("IP version {version} in an IPv4 frame")]
+    BadVersion {
+        /// The version found.
+        version: u8,
+    },
+    /// The IPv4 header length is below the 5-word minimum.
+    #[error("IPv4 header length of {ihl} words is below the minimum of 5")]
+    BadHeaderLength {
+        /// The IHL found.
+        ihl: u8,
+    },
+    /// The IPv4 total length is shorter than its headers or longer than
+    /// the frame.
+    #[error(
+        "IPv4 total length {total} does not fit the {available} bytes after the Ethernet header"
+    )]
+    BadTotalLength {
+        /// The total length field.
+        total: u16,
+        /// Bytes after the Ethernet header.
+        available: usize,
+    },
+    /// The IPv4 header checksum does not verify.
+    #[error("IPv4 header checksum does not verify")]
+    BadIpChecksum,
+    /// The IPv4 payload is not UDP.
+    #[error("IP protocol {protocol} is not UDP")]
+    NotUdp {
+        /// The protocol number found.
+        protocol: u8,
+    },
+    /// The datagram is an IPv4 fragment (MF set or a non-zero offset).
+    #[error("IPv4 fragment (left to the kernel to reassemble)")]
+    Fragment,
+    /// The UDP length is below the header's 8 bytes or beyond the IPv4
+    /// payload.
+    #[error("UDP length {udp_len} does not fit the {available}-byte IPv4 payload")]
+    BadUdpLength {
+        /// The UDP length field.
+        udp_len: u16,
+        /// Bytes of IPv4 payload.
+        available: usize,
+    },
+}
+
+impl ParseError {
+    /// True when the frame is well formed but simply not IPv4/UDP (another
+    /// protocol or a fragment), false when it is malformed.
+    pub fn is_other_protocol(&self) -> bool {
+        matches!(
+            self,
+            ParseError::NotIpv4 { .. } | ParseError::NotUdp { .. } | ParseError::Fragment
+        )
+    }
+}
+
+/// A parsed IPv4/UDP frame, borrowing the frame for its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpFrame<'a> {
+    /// Ethernet destination.
+    pub dst_mac: MacAddr,
+    /// Ethernet source.
+    pub src_mac: MacAddr,
+    /// IPv4 source address and UDP source port.
+    pub src: SocketAddrV4,
+    /// IPv4 destination address and UDP destination port.
+    pub dst: SocketAddrV4,
+    /// The IPv4 identification field.
+    pub ip_id: u16,
+    /// The IPv4 time to live.
+    pub ttl: u8,
+    /// The UDP checksum as carried (0 = none); not verified.
+    pub udp_checksum: u16,
+    /// The UDP payload, exactly as long as the UDP length says (Ethernet
+    /// padding excluded).
+    pub payload: &'a [u8],
+}
+
+/// Whether [`write_frame`] fills in the UDP checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpChecksum {
+    /// Compute it over the pseudo-header, header and payload (RFC 768).
+    #[default]
+    Compute,
+    /// Send 0, "no checksum", which IPv4 allows (RFC 768); saves a pass
+    /// over the payload per frame.
+    Zero,
+}
+
+/// The headers of an outgoing IPv4/UDP frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpHeaders {
+    /// Ethernet source.
+    pub src_mac: MacAddr,
+    /// Ethernet destination.
+    pub dst_mac: MacAddr,
+    /// IPv4 source address and UDP source port.
+    pub src: SocketAddrV4,
+    /// IPv4 destination address and UDP destination port.
+    pub dst: SocketAddrV4,
+    /// The IPv4 identification field (any value: DF is set).
+    pub ip_id: u16,
+    /// Whether to compute the UDP checksum.
+    pub checksum: UdpChecksum,
+}
+
+/// Why a frame could not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum BuildError {
+    /// The output buffer is shorter than the frame.
+    #[error("output buffer of {capacity} bytes cannot hold a {needed}-byte frame")]
+    BufferTooSmall {
+        /// Bytes the frame needs.
+        needed: usize,
+        /// Bytes the buffer has.
+        capacity: usize,
+    },
+    /// The payload does not fit one IPv4 datagram.
+    #[error("UDP payload of {len} bytes exceeds the IPv4 limit of {MAX_UDP_PAYLOAD}")]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: usize,
+    },
+}
+
+/// A payload's contribution to the UDP checksum: its 16-bit ones'
+/// complement sum, folded. Compute it once per payload and reuse it for
+/// every frame that carries the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadSum(u16);
+
+impl PayloadSum {
+    /// The sum of `payload`, which must start at an even offset of the UDP
+    /// segment (it does: the UDP header is 8 bytes).
+    pub fn of(payload: &[u8]) -> Self {
+        PayloadSum(fold(ones_complement_sum(payload, 0)))
+    }
+}
+
+/// RFC 1071 ones' complement sum of `bytes` as big-endian 16-bit words
+/// (an odd last byte padded with zero), added to `initial`, unfolded.
+pub fn ones_complement_sum(bytes: &[u8], initial: u64) -> u64 {
+    let mut sum = initial;
+    let mut words = bytes.chunks_exact(2);
+    for word in &mut words {
+        sum += u64::from(u16::from_be_bytes([word[0], word[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u64::from(u16::from_be_bytes([*last, 0]));
+    }
+    sum
+}
+
+/// Folds a ones' complement sum to 16 bits (end-around carry).
+pub fn fold(mut sum: u64) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+fn be16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn mac(bytes: &[u8], at: usize) -> MacAddr {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&bytes[at..at + 6]);
+    m
+}
+
+fn ipv4(bytes: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3])
+}
+
+/// Parses an Ethernet II frame carrying an unfragmented IPv4/UDP datagram.
+/// IPv4 options are skipped by IHL; the IPv4 header checksum is verified;
+/// the UDP checksum is returned but not checked. Never panics.
+pub fn parse(frame: &[u8]) -> Result<UdpFrame<'_>, ParseError> {
+    let len = frame.len();
+    if len < ETH_HEADER_LEN {
+        return Err(ParseError::Truncated {
+            layer: Layer::Ethernet,
+            len,
+        });
+    }
+    let ethertype = be16(frame, 12);
+    if ethertype != ETHERTYPE_IPV4 {
+        return Err(ParseError::NotIpv4 { ethertype });
+    }
+    let ip = &frame[ETH_HEADER_LEN..];
+    if ip.len() < IPV4_HEADER_LEN {
+        return Err(ParseError::Truncated {
+            layer: Layer::Ipv4,
+            len,
+        });
+    }
+    let version = ip[0] >> 4;
+    if version != 4 {
+        return Err(ParseError::BadVersion { version });
+    }
+    let ihl = ip[0] & 0x0f;
+    if ihl < 5 {
+        return Err(ParseError::BadHeaderLength { ihl });
+    }
+    let ip_header_len = usize::from(ihl) * 4;
+    if ip.len() < ip_header_len {
+        return Err(ParseError::Truncated {
+            layer: Layer::Ipv4,
+            len,
+        });
+    }
+    let total = be16(ip, 2);
+    if usize::from(total) < ip_header_len || usize::from(total) > ip.len() {
+        return Err(ParseError::BadTotalLength {
+            total,
+            available: ip.len(),
+        });
+    }
+    if fold(ones_complement_sum(&ip[..ip_header_len], 0)) != 0xffff {
+        return Err(ParseError::BadIpChecksum);
+    }
+    let protocol = ip[9];
+    if protocol != IPPROTO_UDP {
+        return Err(ParseError::NotUdp { protocol });
+    }
+    let flags_offset = be16(ip, 6);
+    if flags_offset & (IP_MF | IP_OFFSET_MASK) != 0 {
+        return Err(ParseError::Fragment);
+    }
+    // The IPv4 payload ends where the total length says; what follows is
+    // Ethernet padding.
+    let udp = &ip[ip_header_len..usize::from(total)];
+    if udp.len() < UDP_HEADER_LEN {
+        return Err(ParseError::Truncated {
+            layer: Layer::Udp,
+            len,
+        });
+    }
+    let udp_len = be16(udp, 4);
+    if usize::from(udp_len) < UDP_HEADER_LEN || usize::from(udp_len) > udp.len() {
+        return Err(ParseError::BadUdpLength {
+            udp_len,
+            available: udp.len(),
+        });
+    }
+    Ok(UdpFrame {
+        dst_mac: mac(frame, 0),
+        src_mac: mac(frame, 6),
+        src: SocketAddrV4::new(ipv4(ip, 12), be16(udp, 0)),
+        dst: SocketAddrV4::new(ipv4(ip, 16), be16(udp, 2)),
+        ip_id: be16(ip, 4),
+        ttl: ip[8],
+        udp_checksum: be16(udp, 6),
+        payload: &udp[UDP_HEADER_LEN..usize::from(udp_len)],
+    })
+}
+
+/// Writes a whole frame, headers then `payload`, into the start of `out`
+/// and returns its length. The IPv4 header has IHL 5, TTL [`TTL`], DF set,
+/// and a correct checksum.
+pub fn write_frame(
+    out: &mut [u8],
+    headers: &UdpHeaders,
+    payload: &[u8],
+) -> Result<usize, BuildError> {
+    let sum = match headers.checksum {
+        UdpChecksum::Compute => PayloadSum::of(payload),
+        UdpChecksum::Zero => PayloadSum(0),
+    };
+    write_frame_summed(out, headers, payload, sum)
+}
+
+/// [`write_frame`] with the payload's checksum contribution given, so a
+/// payload sent to many destinations is summed once. `sum` must be
+/// [`PayloadSum::of`] `payload`; it is ignored under [`UdpChecksum::Zero`].
+pub fn write_frame_summed(
+    out: &mut [u8],
+    headers: &UdpHeaders,
+    payload: &[u8],
+    sum: PayloadSum,
+) -> Result<usize, BuildError> {
+    if payload.len() > MAX_UDP_PAYLOAD {
+        return Err(BuildError::PayloadTooLarge { len: payload.len() });
+    }
+    let needed = HEADERS_LEN + payload.len();
+    let Some(frame) = out.get_mut(..needed) else {
+        return Err(BuildError::BufferTooSmall {
+            needed,
+            capacity: out.len(),
+        });
+    };
+    let udp_len = (UDP_HEADER_LEN + payload.len()) as u16;
+    let ip_total = IPV4_HEADER_LEN as u16 + udp_len;
+    let (src_ip, dst_ip) = (headers.src.ip().octets(), headers.dst.ip().octets());
+
+    let (eth, rest) = frame.split_at_mut(ETH_HEADER_LEN);
+    eth[0..6].copy_from_slice(&headers.dst_mac);
+    eth[6..12].copy_from_slice(&headers.src_mac);
+    eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+
+    let (ip, rest) = rest.split_at_mut(IPV4_HEADER_LEN);
+    ip[0] = 0x45; // version 4, IHL 5
+    ip[1] = 0; // DSCP/ECN
+    ip[2..4].copy_from_slice(&ip_total.to_be_bytes());
+    ip[4..6].copy_from_slice(&headers.ip_id.to_be_bytes());
+    ip[6..8].copy_from_slice(&IP_DF.to_be_bytes());
+    ip[8] = TTL;
+    ip[9] = IPPROTO_UDP;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    ip[12..16].copy_from_slice(&src_ip);
+    ip[16..20].copy_from_slice(&dst_ip);
+    let ip_sum = !fold(ones_complement_sum(ip, 0));
+    ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+
+    let (udp, body) = rest.split_at_mut(UDP_HEADER_LEN);
+    udp[0..2].copy_from_slice(&headers.src.port().to_be_bytes());
+    udp[2..4].copy_from_slice(&headers.dst.port().to_be_bytes());
+    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    udp[6..8].copy_from_slice(&[0, 0]);
+    body.copy_from_slice(payload);
+    let udp_sum = match headers.checksum {
+        UdpChecksum::Zero => 0,
+        UdpChecksum::Compute => {
+            // Pseudo-header (addresses, protocol, UDP length), the UDP
+            // header with a zero checksum, then the payload's share.
+            let mut s = ones_complement_sum(&src_ip, 0);
+            s = ones_complement_sum(&dst_ip, s);
+            s += u64::from(IPPROTO_UDP) + u64::from(udp_len);
+            s = ones_complement_sum(udp, s);
+            s += u64::from(sum.0);
+            // A computed 0 is sent as 0xFFFF: 0 means "no checksum".
+            match !fold(s) {
+                0 => 0xffff,
+                c => c,
+            }
+        }
+    };
+    udp[6..8].copy_from_slice(&udp_sum.to_be_bytes());
+    Ok(needed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers() -> UdpHeaders {
+        UdpHeaders {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 7400),
+            dst: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9000),
+            ip_id: 7,
+            checksum: UdpChecksum::Compute,
+        }
+    }
+
+    #[test]
+    fn written_frame_parses_back() {
+        let mut buf = [0u8; 128];
+        let len = write_frame(&mut buf, &headers(), b"hello").unwrap();
+        assert_eq!(len, HEADERS_LEN + 5);
+        let f = parse(&buf[..len]).unwrap();
+        assert_eq!(f.payload, b"hello");
+        assert_eq!(f.dst.port(), 9000);
+        assert_eq!(f.ttl, TTL);
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        let mut buf = [0u8; 60];
+        let len = write_frame(&mut buf, &headers(), b"ab").unwrap();
+        assert!(len < 60);
+        assert_eq!(parse(&buf).unwrap().payload, b"ab");
+    }
+
+    #[test]
+    fn short_buffer_is_refused() {
+        let mut buf = [0u8; HEADERS_LEN + 1];
+        assert_eq!(
+            write_frame(&mut buf, &headers(), b"ab"),
+            Err(BuildError::BufferTooSmall {
+                needed: HEADERS_LEN + 2,
+                capacity: HEADERS_LEN + 1
+            })
+        );
+    }
+
+    #[test]
+    fn fragments_and_other_protocols_are_told_apart() {
+        let mut buf = [0u8; 64];
+        let len = write_frame(&mut buf, &headers(), b"abcd").unwrap();
+        let mut frag = buf;
+        frag[ETH_HEADER_LEN + 6] |= 0x20; // MF
+                                          // Fix the header checksum so the fragment check is what fails.
+        frag[ETH_HEADER_LEN + 10..ETH_HEADER_LEN + 12].copy_from_slice(&[0, 0]);
+        let s = !fold(ones_complement_sum(
+            &frag[ETH_HEADER_LEN..ETH_HEADER_LEN + 20],
+            0,
+        ));
+        frag[ETH_HEADER_LEN + 10..ETH_HEADER_LEN + 12].copy_from_slice(&s.to_be_bytes());
+        assert_eq!(parse(&frag[..len]), Err(ParseError::Fragment));
+        let mut arp = buf;
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(
+            parse(&arp[..len]),
+            Err(ParseError::NotIpv4 { ethertype: 0x0806 })
+        );
+        assert!(ParseError::Fragment.is_other_protocol());
+        assert!(!ParseError::BadIpChecksum.is_other_protocol());
+    }
+
+    #[test]
+    fn corrupted_ip_header_fails_its_checksum() {
+        let mut buf = [0u8; 64];
+        let len = write_frame(&mut buf, &headers(), b"abcd").unwrap();
+        buf[ETH_HEADER_LEN + 8] ^= 1; // TTL
+        assert_eq!(parse(&buf[..len]), Err(ParseError::BadIpChecksum));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// An independent UDP checksum (RFC 768): build the pseudo-header and
+        /// segment as one byte string and sum it with 32-bit words folded at
+        /// the end, the textbook way.
+        fn reference_udp_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) -> u16 {
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(&src.octets());
+            bytes.extend_from_slice(&dst.octets());
+            bytes.push(0);
+            bytes.push(17);
+            bytes.extend_from_slice(&(segment.len() as u16).to_be_bytes());
+            bytes.extend_from_slice(segment);
+            bytes[12 + 6] = 0; // the checksum field itself counts as zero
+            bytes[12 + 7] = 0;
+            if bytes.len() % 2 == 1 {
+                bytes.push(0);
+            }
+            let mut sum: u32 = 0;
+            for i in (0..bytes.len()).step_by(2) {
+                sum = sum.wrapping_add((u32::from(bytes[i]) << 8) | u32::from(bytes[i + 1]));
+            }
+            while sum > 0xffff {
+                sum = (sum >> 16) + (sum & 0xffff);
+            }
+            let c = !(sum as u16);
+            if c == 0 {
+                0xffff
+            } else {
+                c
+            }
+        }
+
+        fn any_headers() -> impl Strategy<Value = UdpHeaders> {
+            (
+                any::<[u8; 6]>(),
+                any::<[u8; 6]>(),
+                any::<[u8; 4]>(),
+                any::<u16>(),
+                any::<[u8; 4]>(),
+                any::<u16>(),
+                any::<u16>(),
+                any::<bool>(),
+            )
+                .prop_map(|(sm, dm, si, sp, di, dp, id, zero)| UdpHeaders {
+                    src_mac: sm,
+                    dst_mac: dm,
+                    src: SocketAddrV4::new(si.into(), sp),
+                    dst: SocketAddrV4::new(di.into(), dp),
+                    ip_id: id,
+                    checksum: if zero {
+                        UdpChecksum::Zero
+                    } else {
+                        UdpChecksum::Compute
+                    },
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn parse_of_write_round_trips(
+                h in any_headers(),
+                payload in prop::collection::vec(any::<u8>(), 0..1500),
+                padding in 0usize..64,
+            ) {
+                let mut buf = vec![0u8; HEADERS_LEN + payload.len() + padding];
+                let len = write_frame(&mut buf, &h, &payload).unwrap();
+                prop_assert_eq!(len, HEADERS_LEN + payload.len());
+                // Trailing bytes (Ethernet padding) must not change anything.
+                let f = parse(&buf).unwrap();
+                prop_assert_eq!(f.src_mac, h.src_mac);
+                prop_assert_eq!(f.dst_mac, h.dst_mac);
+                prop_assert_eq!(f.src, h.src);
+                prop_assert_eq!(f.dst, h.dst);
+                prop_assert_eq!(f.ip_id, h.ip_id);
+                prop_assert_eq!(f.ttl, TTL);
+                prop_assert_eq!(f.payload, &payload[..]);
+            }
+
+            #[test]
+            fn ipv4_header_checksum_verifies(
+                h in any_headers(),
+                payload in prop::collection::vec(any::<u8>(), 0..1500),
+            ) {
+                let mut buf = vec![0u8; HEADERS_LEN + payload.len()];
+                write_frame(&mut buf, &h, &payload).unwrap();
+                let header = &buf[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN];
+                let mut sum: u32 = 0;
+                for w in header.chunks(2) {
+                    sum += (u32::from(w[0]) << 8) | u32::from(w[1]);
+                }
+                while sum > 0xffff {
+                    sum = (sum >> 16) + (sum & 0xffff);
+                }
+                prop_assert_eq!(sum, 0xffff);
+                // DF set, no fragment offset, TTL 64, UDP.
+                prop_assert_eq!(header[6], 0x40);
+                prop_assert_eq!(header[7], 0);
+                prop_assert_eq!(header[8], 64);
+                prop_assert_eq!(header[9], 17);
+            }
+
+            #[test]
+            fn udp_checksum_matches_reference(
+                mut h in any_headers(),
+                payload in prop::collection::vec(any::<u8>(), 0..1500),
+            ) {
+                h.checksum = UdpChecksum::Compute;
+                let mut buf = vec![0u8; HEADERS_LEN + payload.len()];
+                write_frame(&mut buf, &h, &payload).unwrap();
+                let segment = &buf[ETH_HEADER_LEN + IPV4_HEADER_LEN..];
+                let carried = u16::from_be_bytes([segment[6], segment[7]]);
+                prop_assert_eq!(carried, reference_udp_checksum(*h.src.ip(), *h.dst.ip(), segment));
+                prop_assert_eq!(parse(&buf).unwrap().udp_checksum, carried);
+            }
+
+            #[test]
+            fn zero_checksum_is_sent_as_zero(
+                mut h in any_headers(),
+                payload in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                h.checksum = UdpChecksum::Zero;
+                let mut buf = vec![0u8; HEADERS_LEN + payload.len()];
+                write_frame(&mut buf, &h, &payload).unwrap();
+                prop_assert_eq!(parse(&buf).unwrap().udp_checksum, 0);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+                let _ = parse(&bytes);
+            }
+
+            #[test]
+            fn mutated_frames_never_panic_and_parse_within_bounds(
+                h in any_headers(),
+                payload in prop::collection::vec(any::<u8>(), 0..300),
+                flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let mut buf = vec![0u8; HEADERS_LEN + payload.len()];
+                write_frame(&mut buf, &h, &payload).unwrap();
+                for (at, x) in flips {
+                    let i = at.index(buf.len());
+                    buf[i] ^= x;
+                }
+                let len = cut.index(buf.len() + 1);
+                if let Ok(f) = parse(&buf[..len]) {
+                    prop_assert!(f.payload.len() + HEADERS_LEN <= len);
+                }
+            }
+        }
+    }
+}
