@@ -348,9 +348,14 @@ impl Peer {
         let c = u64::from(self.club_count);
         let downloads = &self.conns.downloads;
         let pending = &self.pending;
+        // A missing block may still come while some download of its club
+        // has not yet moved past it (or one is being opened); otherwise
+        // waiting for it only delays playback.
         let awaited = |seq: u64| {
             let club = seq % c;
-            downloads.iter().any(|d| u64::from(d.club) == club)
+            downloads
+                .iter()
+                .any(|d| u64::from(d.club) == club && d.last_seq.is_none_or(|l| l < seq))
                 || pending
                     .iter()
                     .any(|p| p.direction == Direction::Download && u64::from(p.club) == club)

@@ -136,8 +136,8 @@ impl Playout {
 
     /// Advances playback to `now`. `block_us` is the media duration of one
     /// block. `awaited(seq)` says whether a missing block may still come
-    /// (some connection carries its club); one that cannot is skipped
-    /// without a freeze. Calls `on_play` for every block played or skipped,
+    /// (a connection of its club has not moved past it); one that cannot is
+    /// skipped without a freeze. Calls `on_play` for every block played or skipped,
     /// in order.
     pub fn advance(
         &mut self,
