@@ -525,14 +525,13 @@ fn two_thousand_nodes_all_to_one() {
     }
 }
 
-/// Throughput check, run by hand (`--release -- --ignored --nocapture`):
-/// 2000 chatty nodes for 10 simulated seconds, a few million events.
+/// 500 chatty nodes over lossy, jittery, capacity-limited links for 2
+/// simulated seconds: every datagram is accounted for.
 #[test]
-#[ignore]
-fn two_thousand_chatty_nodes_throughput() {
+fn many_chatty_nodes_keep_the_counters_balanced() {
     let start = std::time::Instant::now();
     let mut net = Network::new(10);
-    let peers: Vec<SocketAddr> = (1..=2_000).map(addr).collect();
+    let peers: Vec<SocketAddr> = (1..=500).map(addr).collect();
     let profile = LinkProfile::with_latency_ms(30)
         .jitter_ms(10)
         .loss(0.01)
@@ -541,7 +540,7 @@ fn two_thousand_chatty_nodes_throughput() {
         let others: Vec<SocketAddr> = peers
             .iter()
             .copied()
-            .skip(i % 1_900)
+            .skip(i % 450)
             .take(50)
             .filter(|&p| p != a)
             .collect();
@@ -554,8 +553,9 @@ fn two_thousand_chatty_nodes_throughput() {
         );
         net.add(a, profile, node);
     }
-    net.run_until(Time(10_000_000));
+    net.run_until(Time(2_000_000));
     let s = net.stats();
+    assert!(s.lost > 0 && s.delivered > 100_000, "{s:?}");
     let events = s.sent + s.delivered + s.timeouts;
     let took = start.elapsed();
     println!(
