@@ -1,0 +1,1373 @@
+//! End-to-end relay fan-out bench: the AF_XDP worker against the same relay
+//! logic on kernel UDP, and against the raw AF_XDP transmit ceiling, all on
+//! one veth topology in one run. Run through `scripts/bench-relay.sh`.
+//!
+//! Topology (as in `tests/relay_dataplane.rs`, with its own copy of the
+//! setup code): two unnamed network namespaces made by threads with
+//! `unshare(CLONE_NEWNET)`, joined by one veth pair. Nothing is named, so
+//! nothing is left on the host, even after a crash.
+//!
+//! ```text
+//!   relay netns (bench thread)               peer netns (helper thread)
+//!   ccbr-r0  02:cc:0:0:2:1  10.79.0.1  <-veth->  ccbr-s0  02:cc:0:0:2:2
+//!     phase xdp: steering program + AF_XDP worker   10.79.0.2  sender
+//!     phase udp: kernel UDP socket 10.79.0.1:7411   10.79.0.100+i subscribers
+//!     phase txonly: plain AF_XDP TX loop
+//! ```
+//!
+//! The source is real: batches of 16 blocks with 979-byte payloads (the
+//! most a block with signature and full proof carries in a 1232-byte
+//! datagram), signed by a `BatchSigner`, over clubs 0..11 (block n in club
+//! n mod 12). The relay serves clubs 0..`--clubs` (default 2), with
+//! `--peers` subscribers (default 8) spread evenly over them, and, as in
+//! the protocol, receives only the blocks of the clubs it serves, so each
+//! ingress block fans out to peers/clubs copies (4 by default) and one
+//! signature check covers the 2-3 blocks of a batch it gets
+//! (`--full-stream` sends it all 12 clubs instead: one check per 16
+//! blocks, and the blocks of clubs without subscribers are verified and
+//! dropped). Every block carries the batch signature and its full proof
+//! path, so a block lost in a flood never makes later ones unverifiable.
+//! The batches are signed before the phases (on all cores) into one pool
+//! that each phase replays from the start, each phase with a fresh
+//! verifier. Both relays take `--batch` (64) frames per loop, so their
+//! latencies compare; a block's latency includes the work on the blocks
+//! before it in its batch.
+//!
+//! The sender sends as fast as the relay absorbs: `sendmmsg` bursts of 64,
+//! holding back only while more than `--window` blocks are in flight (sent
+//! but not yet taken by the relay), so the relay is always the limit and
+//! the veth is not flooded into drops. A burst goes out anyway after 2 ms
+//! without progress, so losses cannot stall it.
+//!
+//! Phases, each `--warmup-ms` of warm-up and then `--seconds` measured
+//! (shorter only if the pool runs out, which is reported):
+//! 1. `xdp`: the crate's `Worker` (steering program attached in native mode,
+//!    copy-mode AF_XDP socket) receives, verifies and fans out. Relay-side
+//!    egress is its `tx_frames`; latency is its ingress-to-TX-submit
+//!    histogram; CPU is the worker thread's `RUSAGE_THREAD`.
+//! 2. `udp`: the program is detached and a relay thread does the same work
+//!    on a kernel UDP socket: `recvmmsg` (64), parse, `BatchVerifier::verify`,
+//!    the full-proof template from `forwarding_proof`, then one `sendmmsg`
+//!    with one copy per subscriber. Latency: from `recvmmsg` returning to
+//!    `sendmmsg` returning.
+//! 3. `txonly`: a plain xsk-rs TX loop of prebuilt 1200-byte frames to the
+//!    subscribers, kicked with `sendto`: the transmit ceiling (completed
+//!    frames per second).
+//!
+//! `egress_pps` in the JSON is datagrams received by the subscriber sockets
+//! (one drain thread, `recvmmsg` with `MSG_TRUNC`), the same measurement for
+//! every backend; the relay-side count is printed beside it. `egress_gbps`
+//! counts Ethernet frame bytes (14+20+8+datagram). `cpu_per_mpps` is relay
+//! CPU seconds per million egress packets. On veth the receive work of the
+//! far end runs on the transmitting CPU, so the relay's CPU figure includes
+//! the kernel's delivery to the subscriber sockets, for every backend.
+//!
+//! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN). Without it it says
+//! why and exits with status 1.
+
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use clubcast::auth::signer::HopFields;
+use clubcast::auth::{BatchSigner, BatchVerifier, ProofPlan, SourceKey, StreamId};
+use clubcast::relay::frame::{self, UdpChecksum, UdpHeaders, HEADERS_LEN};
+use clubcast::relay::{
+    fanout_channel, has_bpf_privileges, BindMode, FanoutLimits, FanoutTable, IdlePolicy,
+    LocalEndpoint, SteeringProgram, Subscriber, Worker, WorkerConfig, WorkerStats, XdpMode,
+    XskConfig, XskError, XskSocket,
+};
+use clubcast::wire::{BatchSignature, Block, Message, MAX_DATAGRAM};
+use hdrhistogram::Histogram;
+use nix::libc;
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{FrameDesc, Socket, Umem};
+
+// ---------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------
+
+/// Relay fan-out bench: AF_XDP worker vs kernel UDP vs the AF_XDP TX ceiling.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Measured seconds per phase.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Subscribers in all, spread evenly over `--clubs` clubs.
+    #[arg(long, default_value_t = 8)]
+    peers: usize,
+    /// Clubs with subscribers (clubs 0..N of the stream's 12).
+    #[arg(long, default_value_t = 2)]
+    clubs: usize,
+    /// Warm-up per phase before measuring, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    warmup_ms: u64,
+    /// Signed blocks in the pool each phase replays (0: per second of
+    /// phase, 100k, or 300k with `--full-stream`; a phase ends early, and
+    /// says so, if the pool runs out).
+    #[arg(long, default_value_t = 0)]
+    pool_blocks: usize,
+    /// Most blocks in flight between sender and relay.
+    #[arg(long, default_value_t = 4096)]
+    window: u64,
+    /// Frames (datagrams) the relay takes per loop, both backends: the
+    /// worker's RX batch and the UDP relay's `recvmmsg` vector.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Send the relay every block of all 12 clubs (those of clubs without
+    /// subscribers are verified and dropped) instead of only the clubs it
+    /// serves.
+    #[arg(long)]
+    full_stream: bool,
+}
+
+const RELAY_PORT: u16 = 7411;
+const SUBSCRIBER_PORT: u16 = 9101;
+const RELAY_IF: &str = "ccbr-r0";
+const PEER_IF: &str = "ccbr-s0";
+const RELAY_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 2, 1];
+const PEER_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 2, 2];
+const RELAY_IP: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 1);
+const SENDER_IP: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 2);
+/// Clubs of the stream: block n is in club n mod CLUBS.
+const CLUBS: u64 = 12;
+const BATCH_BLOCKS: u64 = 16;
+/// The largest payload a block with signature and full proof carries in a
+/// 1232-byte datagram (the signer rejects more).
+const PAYLOAD_LEN: usize = 979;
+const SOURCE_SEED: [u8; 32] = [0x5e; 32];
+/// Datagrams per `sendmmsg` / `recvmmsg`.
+const MMSG: usize = 64;
+/// Receive (and, for the relay, send) buffer of the kernel sockets.
+const SOCKET_BUF: usize = 16 << 20;
+/// Ethernet + IPv4 + UDP header bytes in front of every datagram.
+const L2_OVERHEAD: u64 = HEADERS_LEN as u64;
+/// Frame length of the TX-only phase.
+const TXONLY_FRAME: usize = 1200;
+
+fn subscriber_ip(i: usize) -> Ipv4Addr {
+    // `--peers` is capped at 150 in `main`.
+    Ipv4Addr::new(10, 79, 0, 100 + i as u8)
+}
+
+fn subscriber_club(i: usize, clubs: usize) -> u16 {
+    (i % clubs) as u16
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// CPU seconds (user + system) of the calling thread.
+fn thread_cpu_seconds() -> f64 {
+    cpu_seconds(libc::RUSAGE_THREAD)
+}
+
+/// CPU seconds (user + system) of the whole process.
+fn process_cpu_seconds() -> f64 {
+    cpu_seconds(libc::RUSAGE_SELF)
+}
+
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage writes one `rusage` into the zeroed struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a `rusage` for the call to fill.
+    let rc = unsafe { libc::getrusage(who, &mut usage) };
+    if rc != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+// ---------------------------------------------------------------------------
+// Topology (a copy of the test's setup, adapted)
+// ---------------------------------------------------------------------------
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run `ip` (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn mac_text(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn enter_private_netns() {
+    // SAFETY: unshare(2) with CLONE_NEWNET only changes the calling
+    // thread's network namespace; it touches no memory.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        io::Error::last_os_error()
+    );
+}
+
+fn set_buffers(socket: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUF).expect("SO_RCVBUFFORCE");
+    setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUF).expect("SO_SNDBUFFORCE");
+}
+
+/// The sockets of the peer namespace.
+struct PeerSockets {
+    sender: UdpSocket,
+    subscribers: Vec<UdpSocket>,
+}
+
+/// The helper thread that holds the peer namespace until dropped.
+struct PeerNamespace {
+    done: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for PeerNamespace {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Makes the peer namespace, moves `PEER_IF` into it, configures it and
+/// returns its sockets.
+fn start_peer_namespace(peers: usize) -> (PeerNamespace, PeerSockets) {
+    let (tid_tx, tid_rx) = mpsc::channel::<i32>();
+    let (moved_tx, moved_rx) = mpsc::channel::<()>();
+    let (sockets_tx, sockets_rx) = mpsc::channel::<PeerSockets>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let thread = thread::spawn(move || {
+        enter_private_netns();
+        // SAFETY: gettid(2) has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        if tid_tx.send(tid).is_err() || moved_rx.recv().is_err() {
+            return;
+        }
+        for i in 0..peers {
+            let addr = subscriber_ip(i);
+            ip(&["addr", "add", &format!("{addr}/24"), "dev", PEER_IF]);
+        }
+        ip(&["addr", "add", &format!("{SENDER_IP}/24"), "dev", PEER_IF]);
+        ip(&["link", "set", "lo", "up"]);
+        ip(&["link", "set", PEER_IF, "up"]);
+        ip(&[
+            "neigh",
+            "replace",
+            &RELAY_IP.to_string(),
+            "lladdr",
+            &mac_text(RELAY_MAC),
+            "dev",
+            PEER_IF,
+            "nud",
+            "permanent",
+        ]);
+        let sender = UdpSocket::bind((SENDER_IP, 0)).expect("bind the sender");
+        sender
+            .connect((RELAY_IP, RELAY_PORT))
+            .expect("connect the sender");
+        set_buffers(&sender);
+        let subscribers = (0..peers)
+            .map(|i| {
+                let socket = UdpSocket::bind((subscriber_ip(i), SUBSCRIBER_PORT))
+                    .expect("bind a subscriber");
+                set_buffers(&socket);
+                socket
+            })
+            .collect();
+        if sockets_tx
+            .send(PeerSockets {
+                sender,
+                subscribers,
+            })
+            .is_err()
+        {
+            return;
+        }
+        let _ = done_rx.recv();
+    });
+    let mut peer = PeerNamespace {
+        done: Some(done_tx),
+        thread: Some(thread),
+    };
+    let fail = |peer: &mut PeerNamespace| -> ! {
+        match peer.thread.take().map(JoinHandle::join) {
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => panic!("the peer namespace thread stopped early"),
+        }
+    };
+    let Ok(tid) = tid_rx.recv() else {
+        fail(&mut peer)
+    };
+    ip(&["link", "set", "dev", PEER_IF, "netns", &tid.to_string()]);
+    let _ = moved_tx.send(());
+    let Ok(sockets) = sockets_rx.recv() else {
+        fail(&mut peer)
+    };
+    (peer, sockets)
+}
+
+/// Creates the veth pair in the calling thread's (fresh) namespace and
+/// configures the relay end.
+fn setup_relay_end(peers: usize) {
+    ip(&[
+        "link",
+        "add",
+        RELAY_IF,
+        "address",
+        &mac_text(RELAY_MAC),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        PEER_IF,
+        "address",
+        &mac_text(PEER_MAC),
+    ]);
+    ip(&["addr", "add", &format!("{RELAY_IP}/24"), "dev", RELAY_IF]);
+    ip(&["link", "set", "lo", "up"]);
+    ip(&["link", "set", RELAY_IF, "up"]);
+    // The kernel relay sends without an ARP round trip, like the worker.
+    for addr in (0..peers).map(subscriber_ip).chain([SENDER_IP]) {
+        ip(&[
+            "neigh",
+            "replace",
+            &addr.to_string(),
+            "lladdr",
+            &mac_text(PEER_MAC),
+            "dev",
+            RELAY_IF,
+            "nud",
+            "permanent",
+        ]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The source: a pool of signed datagrams
+// ---------------------------------------------------------------------------
+
+/// Encoded BLOCK datagrams, `MAX_DATAGRAM` bytes apart.
+struct Pool {
+    data: Vec<u8>,
+    lens: Vec<u16>,
+}
+
+impl Pool {
+    fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    fn datagram(&self, i: usize) -> &[u8] {
+        let start = i * MAX_DATAGRAM;
+        &self.data[start..start + usize::from(self.lens[i])]
+    }
+}
+
+/// Signs `batches` batches starting at batch `first`, every block with the
+/// signature and its full proof path, and keeps the blocks of clubs below
+/// `clubs` (those the relay serves).
+fn sign_range(first: u64, batches: u64, clubs: u16) -> Pool {
+    let signer = BatchSigner::new(SourceKey::from_seed(&SOURCE_SEED));
+    let blocks = (batches * BATCH_BLOCKS * u64::from(clubs)).div_ceil(CLUBS) as usize + 16;
+    let mut pool = Pool {
+        data: Vec::with_capacity(blocks * MAX_DATAGRAM),
+        lens: Vec::with_capacity(blocks),
+    };
+    let full = ProofPlan {
+        signature: true,
+        hashes: 16,
+    };
+    let mut payloads = vec![vec![0u8; PAYLOAD_LEN]; BATCH_BLOCKS as usize];
+    for batch in first..first + batches {
+        let first_seq = batch * BATCH_BLOCKS;
+        for (i, p) in payloads.iter_mut().enumerate() {
+            let seq = first_seq + i as u64;
+            for (j, byte) in p.iter_mut().enumerate() {
+                *byte = (seq as usize).wrapping_mul(13).wrapping_add(j) as u8;
+            }
+        }
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let signed = signer
+            .sign(batch, first_seq, now_us(), &refs)
+            .expect("sign a batch");
+        for index in 0..signed.count() {
+            let seq = signed.seq(index);
+            if (seq % CLUBS) as u16 >= clubs {
+                continue;
+            }
+            let hop = HopFields {
+                club: (seq % CLUBS) as u16,
+                sent_at_us: now_us(),
+                delay_threshold_ms: 750,
+                bitrate_kbps: 2500,
+            };
+            let block = signed.block(index, full, hop);
+            let at = pool.data.len();
+            pool.data.resize(at + MAX_DATAGRAM, 0);
+            let len = block
+                .encode(&mut pool.data[at..at + MAX_DATAGRAM])
+                .expect("a block with full proof fits a datagram");
+            pool.lens.push(len as u16);
+        }
+    }
+    pool
+}
+
+/// Signs at least `blocks` blocks of clubs below `clubs` (whole batches of
+/// the 12-club stream) on every core.
+fn build_pool(blocks: usize, clubs: u16) -> Pool {
+    let kept_per_12 = u64::from(clubs);
+    let batches = (blocks as u64 * CLUBS).div_ceil(BATCH_BLOCKS * kept_per_12) + 1;
+    let threads = thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let per = batches.div_ceil(threads);
+    let parts: Vec<JoinHandle<Pool>> = (0..threads)
+        .map(|t| {
+            let first = t * per;
+            let count = per.min(batches.saturating_sub(first));
+            thread::spawn(move || sign_range(first, count, clubs))
+        })
+        .collect();
+    let mut pool = Pool {
+        data: Vec::new(),
+        lens: Vec::new(),
+    };
+    for part in parts {
+        let part = part.join().expect("a signing thread panicked");
+        if pool.lens.is_empty() {
+            pool = part;
+        } else {
+            pool.data.extend_from_slice(&part.data);
+            pool.lens.extend_from_slice(&part.lens);
+        }
+    }
+    pool
+}
+
+// ---------------------------------------------------------------------------
+// Sender and subscriber drain
+// ---------------------------------------------------------------------------
+
+/// Sends the pool from the start with `sendmmsg`, keeping at most `window`
+/// blocks ahead of `absorbed`, until `stop` or the pool's end (`done`).
+fn run_sender(
+    socket: &UdpSocket,
+    pool: &Pool,
+    window: u64,
+    absorbed: &AtomicU64,
+    sent: &AtomicU64,
+    done: &AtomicBool,
+    stop: &AtomicBool,
+) {
+    let fd = socket.as_raw_fd();
+    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(MMSG);
+    // SAFETY: an all-zero mmsghdr is a valid empty header.
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; MMSG];
+    let mut next = 0usize;
+    let mut blocked_since: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) && next < pool.len() {
+        let ahead = (next as u64).saturating_sub(absorbed.load(Ordering::Relaxed));
+        if ahead + MMSG as u64 > window {
+            let since = *blocked_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < Duration::from_millis(2) {
+                thread::yield_now();
+                continue;
+            }
+        }
+        blocked_since = None;
+        let n = MMSG.min(pool.len() - next);
+        iovs.clear();
+        for i in 0..n {
+            let d = pool.datagram(next + i);
+            iovs.push(libc::iovec {
+                iov_base: d.as_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            });
+        }
+        for (msg, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+            msg.msg_len = 0;
+        }
+        // SAFETY: `n` headers, each naming one iovec over pool memory that
+        // outlives the call; the socket is connected (no address needed).
+        let rc = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as u32, 0) };
+        if rc > 0 {
+            next += rc as usize;
+            sent.store(next as u64, Ordering::Relaxed);
+        } else {
+            thread::yield_now();
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+}
+
+/// Counts datagrams arriving on the subscriber sockets (contents truncated
+/// to 64 bytes and dropped) until `stop`.
+fn run_drain(sockets: &[UdpSocket], received: &AtomicU64, stop: &AtomicBool) {
+    let mut bufs = vec![[0u8; 64]; MMSG];
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: an all-zero mmsghdr is a valid empty header.
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; MMSG];
+    for (msg, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+        msg.msg_hdr.msg_iov = iov;
+        msg.msg_hdr.msg_iovlen = 1;
+    }
+    let mut total = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut got_any = false;
+        for socket in sockets {
+            loop {
+                // SAFETY: MMSG headers, each naming one 64-byte buffer that
+                // lives as long as `bufs`; no address is asked for.
+                let rc = unsafe {
+                    libc::recvmmsg(
+                        socket.as_raw_fd(),
+                        msgs.as_mut_ptr(),
+                        MMSG as u32,
+                        libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                        std::ptr::null_mut(),
+                    )
+                };
+                if rc <= 0 {
+                    break;
+                }
+                got_any = true;
+                total += rc as u64;
+                if (rc as usize) < MMSG {
+                    break;
+                }
+            }
+        }
+        received.store(total, Ordering::Relaxed);
+        if !got_any {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Phases
+// ---------------------------------------------------------------------------
+
+/// What a relay thread measured between the marks.
+#[derive(Debug, Default, Clone)]
+struct RelayWindow {
+    seconds: f64,
+    cpu_seconds: f64,
+    ingress: u64,
+    forwarded_blocks: u64,
+    egress_frames: u64,
+    egress_bytes: u64,
+    /// Nanoseconds, per forwarded block.
+    latency: Option<Histogram<u64>>,
+}
+
+/// Phase marks the main thread sets for the relay thread.
+const MARK_WARMUP: u8 = 0;
+const MARK_MEASURE: u8 = 1;
+const MARK_STOP: u8 = 2;
+
+/// Everything about one phase, for the report.
+#[derive(Debug, Clone)]
+struct PhaseResult {
+    io: &'static str,
+    relay: RelayWindow,
+    sent: u64,
+    delivered: u64,
+    /// CPU seconds of the whole process (relay, sender, drain, and the
+    /// softirq work charged to them) over the window.
+    process_cpu: f64,
+    pool_ran_out: bool,
+}
+
+impl PhaseResult {
+    fn egress_pps(&self) -> f64 {
+        self.delivered as f64 / self.relay.seconds
+    }
+
+    fn egress_gbps(&self) -> f64 {
+        // Delivered datagrams at the relay's mean frame size.
+        let mean = if self.relay.egress_frames > 0 {
+            self.relay.egress_bytes as f64 / self.relay.egress_frames as f64
+        } else {
+            0.0
+        };
+        self.delivered as f64 * mean * 8.0 / self.relay.seconds / 1e9
+    }
+
+    fn cpu_per_mpps(&self) -> f64 {
+        if self.delivered == 0 {
+            return f64::NAN;
+        }
+        self.relay.cpu_seconds / (self.delivered as f64 / 1e6)
+    }
+
+    fn quantile_us(&self, q: f64) -> f64 {
+        self.relay
+            .latency
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map_or(f64::NAN, |h| h.value_at_quantile(q) as f64 / 1e3)
+    }
+}
+
+/// Drives one phase: starts the sender, marks warm-up and measurement for
+/// `relay` (which watches `mark`), reads the shared counters at the marks.
+#[allow(clippy::too_many_arguments)]
+fn drive_phase(
+    io: &'static str,
+    args: &Args,
+    sender: &UdpSocket,
+    pool: &Arc<Pool>,
+    delivered: &AtomicU64,
+    absorbed: &Arc<AtomicU64>,
+    mark: &AtomicU8,
+    relay: JoinHandle<RelayWindow>,
+) -> PhaseResult {
+    let sent = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = sender.try_clone().expect("clone the sender socket");
+    let sender_thread = {
+        let (pool, absorbed, sent, done, stop) = (
+            Arc::clone(pool),
+            Arc::clone(absorbed),
+            Arc::clone(&sent),
+            Arc::clone(&done),
+            Arc::clone(&stop),
+        );
+        let window = args.window;
+        thread::spawn(move || run_sender(&sender, &pool, window, &absorbed, &sent, &done, &stop))
+    };
+    thread::sleep(Duration::from_millis(args.warmup_ms));
+    let sent0 = sent.load(Ordering::Relaxed);
+    let delivered0 = delivered.load(Ordering::Relaxed);
+    let process0 = process_cpu_seconds();
+    mark.store(MARK_MEASURE, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+    while Instant::now() < deadline && !done.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let pool_ran_out = done.load(Ordering::Relaxed);
+    mark.store(MARK_STOP, Ordering::Relaxed);
+    let sent1 = sent.load(Ordering::Relaxed);
+    let delivered1 = delivered.load(Ordering::Relaxed);
+    let process_cpu = process_cpu_seconds() - process0;
+    stop.store(true, Ordering::Relaxed);
+    sender_thread.join().expect("the sender panicked");
+    let relay = relay.join().expect("the relay thread panicked");
+    if pool_ran_out {
+        let _ = writeln!(
+            io::stderr(),
+            "{io}: the pool ran out after {:.2} s of measuring (raise --pool-blocks)",
+            relay.seconds
+        );
+    }
+    PhaseResult {
+        io,
+        relay,
+        sent: sent1 - sent0,
+        delivered: delivered1 - delivered0,
+        process_cpu,
+        pool_ran_out,
+    }
+}
+
+/// Snapshot of a relay's counters at a mark.
+struct Snapshot {
+    at: Instant,
+    cpu: f64,
+    stats: WorkerStats,
+    latency: Histogram<u64>,
+}
+
+/// Phase 1: the AF_XDP worker.
+fn xdp_relay(mut worker: Worker, absorbed: Arc<AtomicU64>, mark: Arc<AtomicU8>) -> RelayWindow {
+    let fd = worker.fd();
+    let snap = |w: &Worker| Snapshot {
+        at: Instant::now(),
+        cpu: thread_cpu_seconds(),
+        stats: w.stats(),
+        latency: w.latency().clone(),
+    };
+    let mut start: Option<Snapshot> = None;
+    let mut empty = 0u32;
+    loop {
+        match mark.load(Ordering::Relaxed) {
+            MARK_MEASURE if start.is_none() => start = Some(snap(&worker)),
+            MARK_STOP => break,
+            _ => {}
+        }
+        let n = worker.poll_once();
+        absorbed.store(worker.stats().rx_frames, Ordering::Relaxed);
+        if n == 0 {
+            empty += 1;
+            if empty >= 64 {
+                // Idle: sleep until a frame comes (or 1 ms), so a shared
+                // core goes to the sender rather than to spinning.
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                unsafe { libc::poll(&mut pfd, 1, 1) };
+            } else {
+                thread::yield_now();
+            }
+        } else {
+            empty = 0;
+        }
+    }
+    let end = snap(&worker);
+    let Some(start) = start else {
+        return RelayWindow::default();
+    };
+    let mut latency = end.latency;
+    latency
+        .subtract(&start.latency)
+        .expect("same histogram bounds");
+    let (a, b) = (start.stats, end.stats);
+    // Let the worker's last frames go out before the next phase.
+    let stop = AtomicBool::new(true);
+    worker.run(&stop);
+    RelayWindow {
+        seconds: (end.at - start.at).as_secs_f64(),
+        cpu_seconds: end.cpu - start.cpu,
+        ingress: b.rx_frames - a.rx_frames,
+        forwarded_blocks: b.forwarded_blocks - a.forwarded_blocks,
+        egress_frames: b.tx_frames - a.tx_frames,
+        egress_bytes: b.tx_bytes - a.tx_bytes,
+        latency: Some(latency),
+    }
+}
+
+/// Counters of the UDP relay: datagrams in, blocks forwarded, copies sent,
+/// their frame bytes.
+type Totals = (u64, u64, u64, u64);
+
+/// Phase 2: the same relay logic on a kernel UDP socket.
+fn udp_relay(
+    socket: UdpSocket,
+    stream: StreamId,
+    subscribers: Vec<Vec<SocketAddrV4>>,
+    batch: usize,
+    absorbed: Arc<AtomicU64>,
+    mark: Arc<AtomicU8>,
+) -> RelayWindow {
+    let fd = socket.as_raw_fd();
+    let mut verifier = BatchVerifier::new(stream, clubcast::auth::verifier::DEFAULT_WINDOW);
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
+    // Destination addresses, per club, as sockaddr_in.
+    let dests: Vec<Vec<libc::sockaddr_in>> = subscribers
+        .iter()
+        .map(|club| club.iter().map(|a| sockaddr_in(*a)).collect())
+        .collect();
+    let most_copies = dests.iter().map(Vec::len).max().unwrap_or(0).max(1);
+
+    let mut rx_bufs = vec![[0u8; 2048]; batch];
+    let mut rx_iovs: Vec<libc::iovec> = rx_bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: an all-zero mmsghdr is a valid empty header.
+    let mut rx_msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; batch];
+    for (msg, iov) in rx_msgs.iter_mut().zip(rx_iovs.iter_mut()) {
+        msg.msg_hdr.msg_iov = iov;
+        msg.msg_hdr.msg_iovlen = 1;
+    }
+    let mut out_bufs = vec![[0u8; MAX_DATAGRAM]; batch];
+    let mut out_lens = vec![0usize; batch];
+    let mut out_clubs = vec![0u16; batch];
+    let mut tx_iovs: Vec<libc::iovec> = Vec::with_capacity(batch);
+    // SAFETY: an all-zero mmsghdr is a valid empty header.
+    let mut tx_msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; batch * most_copies];
+
+    // Datagrams in, blocks forwarded, copies sent, their frame bytes.
+    let mut stats: Totals = (0, 0, 0, 0);
+    let mut start: Option<(Instant, f64, Totals)> = None;
+    loop {
+        match mark.load(Ordering::Relaxed) {
+            MARK_MEASURE if start.is_none() => {
+                latency.reset();
+                start = Some((Instant::now(), thread_cpu_seconds(), stats));
+            }
+            MARK_STOP => break,
+            _ => {}
+        }
+        // SAFETY: `batch` headers, each naming one 2048-byte buffer that
+        // lives as long as `rx_bufs`; no source address is asked for.
+        let rc = unsafe {
+            libc::recvmmsg(
+                fd,
+                rx_msgs.as_mut_ptr(),
+                batch as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc <= 0 {
+            continue; // timeout (SO_RCVTIMEO) or a transient error
+        }
+        let got = rc as usize;
+        let ingress = Instant::now();
+        stats.0 += got as u64;
+        absorbed.store(stats.0, Ordering::Relaxed);
+        let now = now_us();
+        let mut blocks = 0usize;
+        for (msg, buf) in rx_msgs[..got].iter().zip(rx_bufs.iter()) {
+            let len = (msg.msg_len as usize).min(buf.len());
+            let Ok(Message::Block(block)) = Message::parse(&buf[..len]) else {
+                continue;
+            };
+            match verifier.verify(&block) {
+                Ok(v) if v.fresh => {}
+                _ => continue,
+            }
+            let club = usize::from(block.club);
+            if dests.get(club).is_none_or(Vec::is_empty) {
+                continue;
+            }
+            let Some(proof) = verifier.forwarding_proof(block.batch, block.index) else {
+                continue;
+            };
+            let out = Block {
+                sent_at_us: now,
+                signature: Some(BatchSignature {
+                    timestamp_us: proof.timestamp_us,
+                    signature: &proof.signature,
+                }),
+                proof: &proof.siblings[..proof.depth],
+                ..block
+            };
+            let Ok(out_len) = out.encode(&mut out_bufs[blocks][..]) else {
+                continue;
+            };
+            out_lens[blocks] = out_len;
+            out_clubs[blocks] = block.club;
+            blocks += 1;
+        }
+        if blocks == 0 {
+            continue;
+        }
+        tx_iovs.clear();
+        for k in 0..blocks {
+            tx_iovs.push(libc::iovec {
+                iov_base: out_bufs[k].as_mut_ptr().cast(),
+                iov_len: out_lens[k],
+            });
+        }
+        let mut copies = 0usize;
+        for k in 0..blocks {
+            for dest in &dests[usize::from(out_clubs[k])] {
+                let msg = &mut tx_msgs[copies];
+                msg.msg_hdr.msg_name = (dest as *const libc::sockaddr_in).cast_mut().cast();
+                msg.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                msg.msg_hdr.msg_iov = &mut tx_iovs[k];
+                msg.msg_hdr.msg_iovlen = 1;
+                msg.msg_len = 0;
+                copies += 1;
+                stats.3 += out_lens[k] as u64 + L2_OVERHEAD;
+            }
+        }
+        let mut done = 0usize;
+        let mut failures = 0;
+        while done < copies && failures < 100 {
+            // SAFETY: `copies - done` headers naming iovecs over `out_bufs`
+            // and addresses in `dests`, all alive across the call.
+            let rc = unsafe {
+                libc::sendmmsg(fd, tx_msgs[done..].as_mut_ptr(), (copies - done) as u32, 0)
+            };
+            if rc > 0 {
+                done += rc as usize;
+            } else {
+                failures += 1;
+            }
+        }
+        stats.1 += blocks as u64;
+        stats.2 += done as u64;
+        let ns = u64::try_from(ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        latency.saturating_record_n(ns.clamp(1, 10_000_000_000), blocks as u64);
+    }
+    let Some((at, cpu, s)) = start else {
+        return RelayWindow::default();
+    };
+    RelayWindow {
+        seconds: at.elapsed().as_secs_f64(),
+        cpu_seconds: thread_cpu_seconds() - cpu,
+        ingress: stats.0 - s.0,
+        forwarded_blocks: stats.1 - s.1,
+        egress_frames: stats.2 - s.2,
+        egress_bytes: stats.3 - s.3,
+        latency: Some(latency),
+    }
+}
+
+fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// Phase 3: a plain AF_XDP TX loop of prebuilt frames. Returns (frames
+/// completed, seconds, CPU seconds, frames delivered to subscribers).
+fn txonly(args: &Args, delivered: &AtomicU64) -> (u64, f64, f64, u64) {
+    const FRAMES: u32 = 8192;
+    const RING: u32 = 8192;
+    let ring = |n| QueueSize::new(n).expect("ring size");
+    let umem_config = UmemConfig::builder()
+        .frame_size(FrameSize::new(2048).expect("frame size"))
+        .fill_queue_size(ring(RING))
+        .comp_queue_size(ring(RING))
+        .frame_headroom(0)
+        .build()
+        .expect("UMEM config");
+    let (umem, mut free) = Umem::new(umem_config, NonZeroU32::new(FRAMES).expect("frames"), false)
+        .expect("create the TX-only UMEM");
+    let interface = Interface::new(std::ffi::CString::new(RELAY_IF).expect("interface name"));
+    let socket_config = SocketConfig::builder()
+        .rx_queue_size(ring(64))
+        .tx_queue_size(ring(RING))
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(BindFlags::XDP_COPY)
+        .build();
+    // The worker's socket was just closed: the queue may be busy a moment.
+    let mut tries = 0;
+    let (mut tx, _rx, rings) = loop {
+        // SAFETY: a fresh UMEM used by this socket only.
+        match unsafe { Socket::new(socket_config, &umem, &interface, 0) } {
+            Ok(s) => break s,
+            Err(e) if tries < 40 => {
+                tries += 1;
+                let _ = e;
+                thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("bind the TX-only AF_XDP socket: {e}"),
+        }
+    };
+    let (_fill, mut comp) = rings.expect("a new UMEM comes with its rings");
+    let fd: RawFd = tx.fd().as_raw_fd();
+
+    // Prebuild every frame, subscribers round-robin.
+    let payload = vec![0xabu8; TXONLY_FRAME - HEADERS_LEN];
+    for (i, desc) in free.iter_mut().enumerate() {
+        // SAFETY: each descriptor names its own frame of this UMEM, not yet
+        // handed to the kernel.
+        let mut data = unsafe { umem.data_mut(desc) };
+        data.cursor().set_pos(TXONLY_FRAME);
+        let headers = UdpHeaders {
+            src_mac: RELAY_MAC,
+            dst_mac: PEER_MAC,
+            src: SocketAddrV4::new(RELAY_IP, RELAY_PORT),
+            dst: SocketAddrV4::new(subscriber_ip(i % args.peers), SUBSCRIBER_PORT),
+            ip_id: i as u16,
+            checksum: UdpChecksum::Compute,
+        };
+        let n = frame::write_frame(data.contents_mut(), &headers, &payload)
+            .expect("write a TX-only frame");
+        assert_eq!(n, TXONLY_FRAME);
+    }
+    let mut comp_descs = vec![FrameDesc::default(); 256];
+    let mut completed = 0u64;
+    let warm_end = Instant::now() + Duration::from_millis(args.warmup_ms);
+    let mut start: Option<(Instant, f64, u64, u64)> = None;
+    let mut end_at = None;
+    loop {
+        let now = Instant::now();
+        if start.is_none() && now >= warm_end {
+            start = Some((
+                now,
+                thread_cpu_seconds(),
+                completed,
+                delivered.load(Ordering::Relaxed),
+            ));
+            end_at = Some(now + Duration::from_secs_f64(args.seconds));
+        }
+        if end_at.is_some_and(|e| now >= e) {
+            break;
+        }
+        // SAFETY: the completion ring names frames of this UMEM that were
+        // submitted; the kernel is done with them.
+        let n = unsafe { comp.consume(&mut comp_descs) };
+        for desc in &mut comp_descs[..n] {
+            // Completion resets the length: set it again (contents stay).
+            // SAFETY: the frame is back in user space's hands.
+            let mut data = unsafe { umem.data_mut(desc) };
+            data.cursor().set_pos(TXONLY_FRAME);
+            free.push(*desc);
+        }
+        completed += n as u64;
+        if !free.is_empty() {
+            let take = free.len().min(256);
+            let at = free.len() - take;
+            // SAFETY: the frames are owned by user space, written and with
+            // their lengths set.
+            let produced = unsafe { tx.produce(&free[at..]) };
+            // The ring took the first `produced` of them; the rest stay free.
+            free.drain(at..at + produced);
+        }
+        for _ in 0..16 {
+            // SAFETY: a zero-length sendto on this process's AF_XDP socket.
+            let rc = unsafe {
+                libc::sendto(
+                    fd,
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+                break;
+            }
+            if tx.nb_free_exact() == RING {
+                break;
+            }
+        }
+    }
+    let Some((at, cpu, c0, d0)) = start else {
+        return (0, 0.0, 0.0, 0);
+    };
+    let result = (
+        completed - c0,
+        at.elapsed().as_secs_f64(),
+        thread_cpu_seconds() - cpu,
+        delivered.load(Ordering::Relaxed) - d0,
+    );
+    // Let the ring drain before the socket closes.
+    thread::sleep(Duration::from_millis(100));
+    result
+}
+
+// ---------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------
+
+fn json_line(r: &PhaseResult, peers: usize) -> String {
+    let num = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.3}")
+        } else {
+            "null".to_owned()
+        }
+    };
+    format!(
+        "{{\"io\":\"{}\",\"peers\":{},\"egress_pps\":{},\"egress_gbps\":{},\
+         \"ingress_blocks_per_s\":{},\"lat_us_p50\":{},\"lat_us_p99\":{},\
+         \"lat_us_p999\":{},\"cpu_per_mpps\":{}}}",
+        r.io,
+        peers,
+        num(r.egress_pps()),
+        num(r.egress_gbps()),
+        num(r.relay.ingress as f64 / r.relay.seconds),
+        num(r.quantile_us(0.5)),
+        num(r.quantile_us(0.99)),
+        num(r.quantile_us(0.999)),
+        num(r.cpu_per_mpps()),
+    )
+}
+
+fn print_figures(r: &PhaseResult) {
+    let s = r.relay.seconds;
+    println!(
+        "{:>4}: {:.2} s  sender {:.0} blocks/s  relay ingress {:.0} blocks/s  \
+         forwarded {:.0} blocks/s  relay egress {:.0} pps  subscribers {:.0} pps  \
+         {:.3} Gbit/s  latency p50/p99/p99.9 {:.1}/{:.1}/{:.1} us  relay CPU {:.2} s \
+         ({:.0}%)  {:.3} CPU-s per M packets  process CPU {:.0}% of one core{}",
+        r.io,
+        s,
+        r.sent as f64 / s,
+        r.relay.ingress as f64 / s,
+        r.relay.forwarded_blocks as f64 / s,
+        r.relay.egress_frames as f64 / s,
+        r.egress_pps(),
+        r.egress_gbps(),
+        r.quantile_us(0.5),
+        r.quantile_us(0.99),
+        r.quantile_us(0.999),
+        r.relay.cpu_seconds,
+        100.0 * r.relay.cpu_seconds / s,
+        r.cpu_per_mpps(),
+        100.0 * r.process_cpu / s,
+        if r.pool_ran_out {
+            "  (pool ran out)"
+        } else {
+            ""
+        },
+    );
+}
+
+fn main() -> ExitCode {
+    let mut args = Args::parse();
+    if !has_bpf_privileges() {
+        let _ = writeln!(
+            io::stderr(),
+            "bench_relay: AF_XDP, XDP programs and network namespaces need root \
+             (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); run `sudo -E scripts/bench-relay.sh`"
+        );
+        return ExitCode::from(1);
+    }
+    if args.peers == 0
+        || args.peers > 150
+        || args.clubs == 0
+        || args.clubs > CLUBS as usize
+        || !(1..=1024).contains(&args.batch)
+    {
+        let _ = writeln!(
+            io::stderr(),
+            "bench_relay: --peers must be 1..=150, --clubs 1..={CLUBS}, --batch 1..=1024"
+        );
+        return ExitCode::from(2);
+    }
+    args.clubs = args.clubs.min(args.peers);
+    if args.pool_blocks == 0 {
+        let secs = args.seconds + args.warmup_ms as f64 / 1e3;
+        let per_second = if args.full_stream {
+            300_000.0
+        } else {
+            100_000.0
+        };
+        args.pool_blocks = (per_second * secs) as usize;
+    }
+
+    let t = Instant::now();
+    let sent_clubs = if args.full_stream {
+        CLUBS as u16
+    } else {
+        args.clubs as u16
+    };
+    let pool = Arc::new(build_pool(args.pool_blocks, sent_clubs));
+    println!(
+        "signed a stream of {BATCH_BLOCKS}-block batches over clubs 0..{} \
+         ({PAYLOAD_LEN}-byte payloads, {} bytes per datagram) in {:.1} s; the pool keeps \
+         the {} blocks of clubs 0..{}; {} subscribers on clubs 0..{} ({} per club)",
+        CLUBS - 1,
+        pool.lens.first().copied().unwrap_or(0),
+        t.elapsed().as_secs_f64(),
+        pool.len(),
+        sent_clubs - 1,
+        args.peers,
+        args.clubs - 1,
+        args.peers / args.clubs,
+    );
+
+    // Everything runs on a thread of its own namespace; it all goes away
+    // when the thread ends.
+    let bench = thread::spawn(move || run_all(&args, &pool));
+    let (results, txonly_pps, peers) = match bench.join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    for r in &results {
+        print_figures(r);
+    }
+    println!("txonly ceiling: {txonly_pps:.0} frames/s of {TXONLY_FRAME} bytes");
+    for r in &results {
+        println!("{}", json_line(r, peers));
+    }
+    let xdp = results[0].egress_pps();
+    let udp = results[1].egress_pps();
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 && a.is_finite() {
+            format!("{:.3}", a / b)
+        } else {
+            "null".to_owned()
+        }
+    };
+    println!(
+        "{{\"xdp_over_udp_egress\":{},\"xdp_over_txonly_ceiling\":{}}}",
+        ratio(xdp, udp),
+        ratio(xdp, txonly_pps)
+    );
+    ExitCode::SUCCESS
+}
+
+/// Builds the topology and runs the three phases.
+fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
+    enter_private_netns();
+    setup_relay_end(args.peers);
+    let (peer_ns, peers) = start_peer_namespace(args.peers);
+    let stream = SourceKey::from_seed(&SOURCE_SEED).stream_id();
+
+    let delivered = Arc::new(AtomicU64::new(0));
+    let drain_stop = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let (delivered, stop) = (Arc::clone(&delivered), Arc::clone(&drain_stop));
+        let sockets = peers.subscribers;
+        thread::spawn(move || run_drain(&sockets, &delivered, &stop))
+    };
+    let mut by_club: Vec<Vec<SocketAddrV4>> = vec![Vec::new(); CLUBS as usize];
+    for i in 0..args.peers {
+        by_club[usize::from(subscriber_club(i, args.clubs))]
+            .push(SocketAddrV4::new(subscriber_ip(i), SUBSCRIBER_PORT));
+    }
+
+    // Phase 1: AF_XDP worker.
+    let xdp = {
+        let steering = SteeringProgram::load(RELAY_PORT).expect("load the steering program");
+        let xsk = open_xsk_retrying();
+        let (publisher, updates) = fanout_channel(2);
+        let worker = Worker::new(
+            WorkerConfig {
+                idle: IdlePolicy::Yield,
+                batch: args.batch,
+                ..WorkerConfig::default()
+            },
+            xsk,
+            &steering,
+            LocalEndpoint {
+                mac: RELAY_MAC,
+                addr: SocketAddrV4::new(RELAY_IP, RELAY_PORT),
+            },
+            stream,
+            updates,
+        )
+        .expect("create the worker");
+        let mut builder = FanoutTable::builder(FanoutLimits::default());
+        for (club, addrs) in by_club.iter().enumerate() {
+            for addr in addrs {
+                builder
+                    .add(
+                        club as u16,
+                        Subscriber {
+                            mac: PEER_MAC,
+                            addr: *addr,
+                        },
+                    )
+                    .expect("within the fan-out limits");
+            }
+        }
+        publisher
+            .publish(Arc::new(builder.build()))
+            .expect("publish the table");
+        let ifindex = nix::net::if_::if_nametoindex(RELAY_IF).expect("relay ifindex");
+        let attachment = steering
+            .attach(ifindex, XdpMode::Native)
+            .expect("attach the steering program");
+        let absorbed = Arc::new(AtomicU64::new(0));
+        let mark = Arc::new(AtomicU8::new(MARK_WARMUP));
+        let relay = {
+            let (absorbed, mark) = (Arc::clone(&absorbed), Arc::clone(&mark));
+            thread::spawn(move || xdp_relay(worker, absorbed, mark))
+        };
+        let r = drive_phase(
+            "xdp",
+            args,
+            &peers.sender,
+            pool,
+            &delivered,
+            &absorbed,
+            &mark,
+            relay,
+        );
+        drop(attachment);
+        drop(publisher);
+        r
+    };
+    thread::sleep(Duration::from_millis(200));
+
+    // Phase 2: kernel UDP, no XDP program attached.
+    let udp = {
+        let socket = UdpSocket::bind((RELAY_IP, RELAY_PORT)).expect("bind the relay's UDP socket");
+        set_buffers(&socket);
+        socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("SO_RCVTIMEO");
+        let absorbed = Arc::new(AtomicU64::new(0));
+        let mark = Arc::new(AtomicU8::new(MARK_WARMUP));
+        let relay = {
+            let (absorbed, mark, by_club) =
+                (Arc::clone(&absorbed), Arc::clone(&mark), by_club.clone());
+            let batch = args.batch;
+            thread::spawn(move || udp_relay(socket, stream, by_club, batch, absorbed, mark))
+        };
+        drive_phase(
+            "udp",
+            args,
+            &peers.sender,
+            pool,
+            &delivered,
+            &absorbed,
+            &mark,
+            relay,
+        )
+    };
+    thread::sleep(Duration::from_millis(200));
+
+    // Phase 3: the raw AF_XDP TX ceiling.
+    let (frames, secs, cpu, got) = txonly(args, &delivered);
+    let txonly_pps = frames as f64 / secs;
+    println!(
+        "txonly: {secs:.2} s  {txonly_pps:.0} frames/s completed  subscribers {:.0} pps  \
+         {:.3} Gbit/s  CPU {cpu:.2} s  {:.3} CPU-s per M packets",
+        got as f64 / secs,
+        txonly_pps * TXONLY_FRAME as f64 * 8.0 / 1e9,
+        cpu / (frames as f64 / 1e6),
+    );
+
+    thread::sleep(Duration::from_millis(100));
+    drain_stop.store(true, Ordering::Relaxed);
+    drain.join().expect("the drain thread panicked");
+    drop(peers.sender);
+    drop(peer_ns);
+    (vec![xdp, udp], txonly_pps, args.peers)
+}
+
+/// Opens the relay's AF_XDP socket, retrying a busy queue for a moment.
+fn open_xsk_retrying() -> XskSocket {
+    let config = XskConfig {
+        bind_mode: BindMode::Copy,
+        ..XskConfig::default()
+    };
+    let mut tries = 0;
+    loop {
+        match XskSocket::open(RELAY_IF, 0, &config) {
+            Ok(xsk) => return xsk,
+            Err(XskError::Busy { .. }) if tries < 40 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("bind the relay's AF_XDP socket: {e}"),
+        }
+    }
+}
