@@ -65,13 +65,17 @@
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN). Without it it says
 //! why and exits with status 1.
 
+#[path = "../tests/support/netns.rs"]
+mod netns;
+
+use netns::{enter_private_netns, ip, mac_text, NamespaceThread};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -195,38 +199,6 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
 // Topology (a copy of the test's setup, adapted)
 // ---------------------------------------------------------------------------
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run `ip` (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn mac_text(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn enter_private_netns() {
-    // SAFETY: unshare(2) with CLONE_NEWNET only changes the calling
-    // thread's network namespace; it touches no memory.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "unshare(CLONE_NEWNET): {}",
-        io::Error::last_os_error()
-    );
-}
-
 fn set_buffers(socket: &UdpSocket) {
     use nix::sys::socket::{setsockopt, sockopt};
     setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUF).expect("SO_RCVBUFFORCE");
@@ -239,35 +211,10 @@ struct PeerSockets {
     subscribers: Vec<UdpSocket>,
 }
 
-/// The helper thread that holds the peer namespace until dropped.
-struct PeerNamespace {
-    done: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for PeerNamespace {
-    fn drop(&mut self) {
-        drop(self.done.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Makes the peer namespace, moves `PEER_IF` into it, configures it and
 /// returns its sockets.
-fn start_peer_namespace(peers: usize) -> (PeerNamespace, PeerSockets) {
-    let (tid_tx, tid_rx) = mpsc::channel::<i32>();
-    let (moved_tx, moved_rx) = mpsc::channel::<()>();
-    let (sockets_tx, sockets_rx) = mpsc::channel::<PeerSockets>();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let thread = thread::spawn(move || {
-        enter_private_netns();
-        // SAFETY: gettid(2) has no preconditions.
-        let tid = unsafe { libc::gettid() };
-        if tid_tx.send(tid).is_err() || moved_rx.recv().is_err() {
-            return;
-        }
+fn start_peer_namespace(peers: usize) -> (NamespaceThread, PeerSockets) {
+    NamespaceThread::start(PEER_IF, move || {
         for i in 0..peers {
             let addr = subscriber_ip(i);
             ip(&["addr", "add", &format!("{addr}/24"), "dev", PEER_IF]);
@@ -299,36 +246,11 @@ fn start_peer_namespace(peers: usize) -> (PeerNamespace, PeerSockets) {
                 socket
             })
             .collect();
-        if sockets_tx
-            .send(PeerSockets {
-                sender,
-                subscribers,
-            })
-            .is_err()
-        {
-            return;
+        PeerSockets {
+            sender,
+            subscribers,
         }
-        let _ = done_rx.recv();
-    });
-    let mut peer = PeerNamespace {
-        done: Some(done_tx),
-        thread: Some(thread),
-    };
-    let fail = |peer: &mut PeerNamespace| -> ! {
-        match peer.thread.take().map(JoinHandle::join) {
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            _ => panic!("the peer namespace thread stopped early"),
-        }
-    };
-    let Ok(tid) = tid_rx.recv() else {
-        fail(&mut peer)
-    };
-    ip(&["link", "set", "dev", PEER_IF, "netns", &tid.to_string()]);
-    let _ = moved_tx.send(());
-    let Ok(sockets) = sockets_rx.recv() else {
-        fail(&mut peer)
-    };
-    (peer, sockets)
+    })
 }
 
 /// Creates the veth pair in the calling thread's (fresh) namespace and

@@ -32,14 +32,17 @@
 //! per thread with its own global allocator, to prove the worker's loop
 //! allocates nothing.
 
+#[path = "support/netns.rs"]
+mod netns;
+
+use netns::{enter_private_netns, ip, mac_text, NamespaceThread};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,7 +57,6 @@ use clubcast::relay::{
     XdpAttachment, XdpMode, XskConfig, XskError, XskSocket,
 };
 use clubcast::wire::{Block, KeepAlive, Message, StreamTag, MAX_DATAGRAM};
-use nix::libc;
 
 // ---------------------------------------------------------------------------
 // Allocation counting
@@ -166,38 +168,6 @@ const BATCH_BLOCKS: u64 = 16;
 /// run even if nobody reads until the end.
 const SUBSCRIBER_RCVBUF: usize = 8 << 20;
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run `ip` (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn mac_text(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn enter_private_netns() {
-    // SAFETY: unshare(2) with CLONE_NEWNET only changes the calling
-    // thread's network namespace; it touches no memory.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "unshare(CLONE_NEWNET): {}",
-        io::Error::last_os_error()
-    );
-}
-
 /// The sockets of the peer namespace: one sender and the subscribers.
 struct PeerSockets {
     sender: UdpSocket,
@@ -205,36 +175,10 @@ struct PeerSockets {
     subscribers: Vec<(u16, SocketAddrV4, UdpSocket)>,
 }
 
-/// The helper thread that holds the peer namespace. Dropping it lets the
-/// thread end; the namespace goes once its sockets are closed too.
-struct PeerNamespace {
-    done: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for PeerNamespace {
-    fn drop(&mut self) {
-        drop(self.done.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Makes the peer namespace, moves `PEER_IF` (which must exist in the
 /// caller's namespace) into it, configures it and returns its sockets.
-fn start_peer_namespace() -> (PeerNamespace, PeerSockets) {
-    let (tid_tx, tid_rx) = mpsc::channel::<i32>();
-    let (moved_tx, moved_rx) = mpsc::channel::<()>();
-    let (sockets_tx, sockets_rx) = mpsc::channel::<PeerSockets>();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let thread = thread::spawn(move || {
-        enter_private_netns();
-        // SAFETY: gettid(2) has no preconditions.
-        let tid = unsafe { libc::gettid() };
-        if tid_tx.send(tid).is_err() || moved_rx.recv().is_err() {
-            return;
-        }
+fn start_peer_namespace() -> (NamespaceThread, PeerSockets) {
+    NamespaceThread::start(PEER_IF, move || {
         for (_, addr) in SUBSCRIBERS {
             ip(&["addr", "add", &format!("{addr}/24"), "dev", PEER_IF]);
         }
@@ -271,36 +215,11 @@ fn start_peer_namespace() -> (PeerNamespace, PeerSockets) {
                 (club, addr, socket)
             })
             .collect();
-        if sockets_tx
-            .send(PeerSockets {
-                sender,
-                subscribers,
-            })
-            .is_err()
-        {
-            return;
+        PeerSockets {
+            sender,
+            subscribers,
         }
-        let _ = done_rx.recv();
-    });
-    let mut peer = PeerNamespace {
-        done: Some(done_tx),
-        thread: Some(thread),
-    };
-    let fail = |peer: &mut PeerNamespace| -> ! {
-        match peer.thread.take().map(JoinHandle::join) {
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            _ => panic!("the peer namespace thread stopped early"),
-        }
-    };
-    let Ok(tid) = tid_rx.recv() else {
-        fail(&mut peer)
-    };
-    ip(&["link", "set", "dev", PEER_IF, "netns", &tid.to_string()]);
-    let _ = moved_tx.send(());
-    let Ok(sockets) = sockets_rx.recv() else {
-        fail(&mut peer)
-    };
-    (peer, sockets)
+    })
 }
 
 /// Everything a test drives: the relay's worker (not yet running), its
@@ -313,7 +232,7 @@ struct Rig {
     peers: PeerSockets,
     // Dropped last, in this order: detach, then end the peer namespace.
     _attachment: XdpAttachment,
-    _peer_ns: PeerNamespace,
+    _peer_ns: NamespaceThread,
 }
 
 /// Runs `body` on a fresh thread inside a fresh relay namespace with the
