@@ -52,9 +52,9 @@ use clubcast::auth::{
     BatchSigner, BatchVerifier, ProofLedger, ProofPlan, SignedBatch, SourceKey, StreamId,
 };
 use clubcast::relay::{
-    fanout_channel, has_bpf_privileges, BindMode, FanoutLimits, FanoutPublisher, FanoutTable,
-    IdlePolicy, LocalEndpoint, SteerCounters, SteeringProgram, Subscriber, Worker, WorkerConfig,
-    XdpAttachment, XdpMode, XskConfig, XskError, XskSocket,
+    fanout_channel, BindMode, FanoutLimits, FanoutPublisher, FanoutTable, IdlePolicy,
+    LocalEndpoint, SteerCounters, SteeringProgram, Subscriber, Worker, WorkerConfig, XdpAttachment,
+    XdpMode, XskConfig, XskError, XskSocket,
 };
 use clubcast::wire::{Block, KeepAlive, Message, StreamTag, MAX_DATAGRAM};
 
@@ -116,25 +116,9 @@ fn allocations_on_this_thread() -> u64 {
 // Privileges
 // ---------------------------------------------------------------------------
 
-/// True if the test may go on. Without privileges: panics under `CI=true`,
-/// otherwise says why the test is skipped and returns false.
-fn privileged(test: &str) -> bool {
-    if has_bpf_privileges() {
-        return true;
-    }
-    let why = "AF_XDP, XDP programs and network namespaces need root \
-               (run `sudo -E cargo test --test relay_dataplane`)";
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: {why}; CI=true, so this is a failure, not a skip");
-    }
-    // Straight to stderr, past the harness's capture: a skip must be seen.
-    let _ = writeln!(io::stderr(), "SKIPPED {test}: {why}");
-    false
-}
-
 macro_rules! require_privileges {
     ($name:literal) => {
-        if !privileged($name) {
+        if !netns::privileged($name, "AF_XDP, XDP programs and network namespaces need root (run `sudo -E cargo test --test relay_dataplane`)") {
             return;
         }
     };

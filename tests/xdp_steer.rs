@@ -18,15 +18,17 @@
 //! the namespace tests). Without it they fail when `CI=true` and otherwise
 //! print `SKIPPED` with the reason and return.
 
-use std::io::{self, Write};
+#[path = "support/netns.rs"]
+mod netns;
+
+use netns::ip;
+use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clubcast::relay::{
-    has_bpf_privileges, SteerCounters, SteerError, SteeringProgram, XdpAction, XdpMode,
-};
+use clubcast::relay::{SteerCounters, SteerError, SteeringProgram, XdpAction, XdpMode};
 use nix::libc;
 use xsk_rs::config::{LibxdpFlags, SocketConfig, UmemConfig};
 use xsk_rs::{FrameDesc, Socket, Umem};
@@ -68,26 +70,9 @@ const IP_B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 // Privileges
 // ---------------------------------------------------------------------------
 
-/// True if the test may go on. Without privileges: panics under `CI=true`,
-/// otherwise says why the test is skipped and returns false.
-fn privileged(test: &str) -> bool {
-    if has_bpf_privileges() {
-        return true;
-    }
-    let why = "loading XDP programs needs root or CAP_BPF+CAP_NET_ADMIN \
-               (run `sudo -E cargo test --test xdp_steer`)";
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: {why}; CI=true, so this is a failure, not a skip");
-    }
-    // Straight to stderr, not `eprintln!`, which the harness swallows for a
-    // passing test: a skip must be seen.
-    let _ = writeln!(io::stderr(), "SKIPPED {test}: {why}");
-    false
-}
-
 macro_rules! require_privileges {
     ($name:literal) => {
-        if !privileged($name) {
+        if !netns::privileged($name, "loading XDP programs needs root or CAP_BPF+CAP_NET_ADMIN (run `sudo -E cargo test --test xdp_steer`)") {
             return;
         }
     };
@@ -539,19 +524,6 @@ struct Veth {
 
 const VETH_A: &str = "ccsteer-a";
 const VETH_B: &str = "ccsteer-b";
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run `ip` (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn ip_output(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run `ip`");

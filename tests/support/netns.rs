@@ -13,6 +13,24 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
+/// True if a privileged test may go on. Without root (or CAP_BPF and
+/// CAP_NET_ADMIN): panics under `CI=true`, where such tests must run;
+/// otherwise says on stderr why `test` is skipped and returns false.
+pub fn privileged(test: &str, why: &str) -> bool {
+    if clubcast::relay::has_bpf_privileges() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: {why}; CI=true, so this is a failure, not a skip");
+    }
+    // Straight to stderr, past the harness's capture: a skip must be seen.
+    let _ = io::Write::write_all(
+        &mut io::stderr(),
+        format!("SKIPPED {test}: {why}\n").as_bytes(),
+    );
+    false
+}
+
 /// Runs `ip ARGS` (iproute2), panicking with its stderr on failure.
 pub fn ip(args: &[&str]) {
     let out = Command::new("ip")
