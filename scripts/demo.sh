@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: builds clubcast and runs a whole swarm on loopback UDP, a
-# tracker, a source with a synthetic 2 Mbit/s feed and 60 peers, each on its
-# own socket, for 20 s. Prints progress once a second and a summary table,
-# and writes the summary JSON to target/demo-summary.json.
+# tracker, a source with a synthetic 2 Mbit/s feed, a super-peer relay and
+# 60 peers, each on its own socket, for 20 s. The relay runs on kernel UDP
+# for now (its AF_XDP data plane is not wired into the demo yet). Prints
+# progress once a second and a summary table, and writes the summary JSON
+# to target/demo-summary.json.
 #
 # Usage: scripts/demo.sh [extra `clubcast demo` flags, e.g. --peers 200 --duration 30]
 set -euo pipefail
@@ -10,5 +12,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --quiet
-exec target/release/clubcast demo --peers 60 --duration 20 --bitrate-kbps 2000 \
+exec target/release/clubcast demo --peers 60 --duration 20 --bitrate-kbps 2000 --relay \
     --summary-json target/demo-summary.json "$@"
