@@ -233,3 +233,41 @@ fn relay_serves_many_peers_per_club() {
     assert!(r.stats().blocks_out > r.stats().unique_blocks * 2);
     assert_eq!(r.playout_stats().due(), 0, "a relay plays nothing");
 }
+
+/// The demo's summary JSON holds exactly the fields scripts rely on, in
+/// order.
+#[test]
+fn summary_json_has_the_documented_fields() {
+    let mut swarm = Swarm::new(6, 1_000_000, LinkProfile::with_latency_ms(2));
+    for _ in 0..6 {
+        swarm.add_peer();
+    }
+    swarm.net.run_until(Time(3_000_000));
+    let ids = swarm.peers.clone();
+    let json = swarm.summary(&ids, 3.0, 1000).to_json();
+    let keys: Vec<&str> = json
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .filter_map(|kv| kv.split(':').next())
+        .map(|k| k.trim_matches('"'))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "peers",
+            "clubs",
+            "duration_s",
+            "bitrate_kbps",
+            "continuity_min",
+            "continuity_mean",
+            "startup_ms_p50",
+            "startup_ms_max",
+            "delay_ms_p50",
+            "delay_ms_p99",
+            "dup_ratio",
+            "control_overhead",
+            "forged_rejected"
+        ]
+    );
+    assert!(json.starts_with("{\"peers\":6,\"clubs\":12,"), "{json}");
+}
