@@ -68,7 +68,7 @@
 #[path = "../tests/support/netns.rs"]
 mod netns;
 
-use netns::{enter_private_netns, ip, mac_text, NamespaceThread};
+use netns::{configure_side, enter_private_netns, ip, mac_text, NamespaceThread};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::num::NonZeroU32;
@@ -88,7 +88,7 @@ use clubcast::relay::{
     LocalEndpoint, SteeringProgram, Subscriber, Worker, WorkerConfig, WorkerStats, XdpMode,
     XskConfig, XskError, XskSocket,
 };
-use clubcast::wire::{BatchSignature, Block, Message, MAX_DATAGRAM};
+use clubcast::wire::{Message, MAX_DATAGRAM};
 use hdrhistogram::Histogram;
 use nix::libc;
 use xsk_rs::config::{
@@ -215,24 +215,12 @@ struct PeerSockets {
 /// returns its sockets.
 fn start_peer_namespace(peers: usize) -> (NamespaceThread, PeerSockets) {
     NamespaceThread::start(PEER_IF, move || {
-        for i in 0..peers {
-            let addr = subscriber_ip(i);
-            ip(&["addr", "add", &format!("{addr}/24"), "dev", PEER_IF]);
-        }
-        ip(&["addr", "add", &format!("{SENDER_IP}/24"), "dev", PEER_IF]);
-        ip(&["link", "set", "lo", "up"]);
-        ip(&["link", "set", PEER_IF, "up"]);
-        ip(&[
-            "neigh",
-            "replace",
-            &RELAY_IP.to_string(),
-            "lladdr",
-            &mac_text(RELAY_MAC),
-            "dev",
+        configure_side(
             PEER_IF,
-            "nud",
-            "permanent",
-        ]);
+            (0..peers).map(subscriber_ip).chain([SENDER_IP]),
+            RELAY_IP,
+            RELAY_MAC,
+        );
         let sender = UdpSocket::bind((SENDER_IP, 0)).expect("bind the sender");
         sender
             .connect((RELAY_IP, RELAY_PORT))
@@ -787,15 +775,7 @@ fn udp_relay(
             let Some(proof) = verifier.forwarding_proof(block.batch, block.index) else {
                 continue;
             };
-            let out = Block {
-                sent_at_us: now,
-                signature: Some(BatchSignature {
-                    timestamp_us: proof.timestamp_us,
-                    signature: &proof.signature,
-                }),
-                proof: &proof.siblings[..proof.depth],
-                ..block
-            };
+            let out = proof.full_block(&block, now);
             let Ok(out_len) = out.encode(&mut out_bufs[blocks][..]) else {
                 continue;
             };

@@ -35,7 +35,7 @@
 #[path = "support/netns.rs"]
 mod netns;
 
-use netns::{enter_private_netns, ip, mac_text, NamespaceThread};
+use netns::{configure_side, enter_private_netns, ip, mac_text, NamespaceThread};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -163,24 +163,12 @@ struct PeerSockets {
 /// caller's namespace) into it, configures it and returns its sockets.
 fn start_peer_namespace() -> (NamespaceThread, PeerSockets) {
     NamespaceThread::start(PEER_IF, move || {
-        for (_, addr) in SUBSCRIBERS {
-            ip(&["addr", "add", &format!("{addr}/24"), "dev", PEER_IF]);
-        }
-        ip(&["addr", "add", &format!("{SENDER_IP}/24"), "dev", PEER_IF]);
-        ip(&["link", "set", "lo", "up"]);
-        ip(&["link", "set", PEER_IF, "up"]);
-        // No ARP round trip before the first BLOCK.
-        ip(&[
-            "neigh",
-            "replace",
-            &RELAY_IP.to_string(),
-            "lladdr",
-            &mac_text(RELAY_MAC),
-            "dev",
+        configure_side(
             PEER_IF,
-            "nud",
-            "permanent",
-        ]);
+            SUBSCRIBERS.iter().map(|&(_, a)| a).chain([SENDER_IP]),
+            RELAY_IP,
+            RELAY_MAC,
+        );
         let sender = UdpSocket::bind((SENDER_IP, 0)).expect("bind the sender");
         sender
             .connect((RELAY_IP, RELAY_PORT))

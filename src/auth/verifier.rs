@@ -16,7 +16,7 @@ use super::keys::StreamId;
 use super::statement::BatchStatement;
 use super::tree::{batch_root, leaf_cv, parent, Cv, NodeId, Path, CHUNK_LEN, MAX_PATH};
 use super::{AuthError, MAX_BATCH_BLOCKS};
-use crate::wire::{Block, StreamTag};
+use crate::wire::{BatchSignature, Block, StreamTag};
 
 /// Default number of batches kept verified (256 blocks of 16-block batches
 /// span about one second at 2 Mbit/s; 64 batches span four).
@@ -51,6 +51,23 @@ pub struct ForwardProof {
     pub siblings: [Cv; MAX_PATH],
     /// Levels in the block's path.
     pub depth: usize,
+}
+
+impl ForwardProof {
+    /// `block` as sent on to a receiver that may hold none of its batch's
+    /// authentication data: with the signature and the whole proof path,
+    /// sent at `sent_at_us`.
+    pub fn full_block<'a>(&'a self, block: &Block<'a>, sent_at_us: u64) -> Block<'a> {
+        Block {
+            sent_at_us,
+            signature: Some(BatchSignature {
+                timestamp_us: self.timestamp_us,
+                signature: &self.signature,
+            }),
+            proof: &self.siblings[..self.depth],
+            ..*block
+        }
+    }
 }
 
 /// Counters, for metrics and benches.

@@ -36,7 +36,7 @@ use super::steer::SteeringProgram;
 use super::xsk::{self, Kick, XskError, XskKernelStats, XskSocket};
 use crate::auth::verifier::DEFAULT_WINDOW;
 use crate::auth::{AuthError, BatchVerifier, StreamId};
-use crate::wire::{BatchSignature, Block, Message, MAX_DATAGRAM};
+use crate::wire::{Block, Message, MAX_DATAGRAM};
 
 /// Default most RX frames handled per loop: with 8192-entry rings, batches
 /// of 256 were lossless on veth (DESIGN.md, measured).
@@ -634,15 +634,7 @@ impl Forwarder {
             self.stats.no_forward_proof += 1;
             return;
         };
-        let out = Block {
-            sent_at_us: now_us,
-            signature: Some(BatchSignature {
-                timestamp_us: proof.timestamp_us,
-                signature: &proof.signature,
-            }),
-            proof: &proof.siblings[..proof.depth],
-            ..*block
-        };
+        let out = proof.full_block(block, now_us);
         let Ok(len) = out.encode(&mut self.template[..]) else {
             self.stats.template_errors += 1;
             return;

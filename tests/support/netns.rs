@@ -66,6 +66,33 @@ pub fn enter_private_netns() {
     );
 }
 
+/// Configures a veth end that stands for many hosts: puts `addrs` on
+/// `iface`, brings it and `lo` up, and pins the neighbour entry of `gateway`
+/// (so no ARP round trip precedes the first datagram).
+pub fn configure_side(
+    iface: &str,
+    addrs: impl IntoIterator<Item = std::net::Ipv4Addr>,
+    gateway: std::net::Ipv4Addr,
+    gateway_mac: [u8; 6],
+) {
+    for addr in addrs {
+        ip(&["addr", "add", &format!("{addr}/24"), "dev", iface]);
+    }
+    ip(&["link", "set", "lo", "up"]);
+    ip(&["link", "set", iface, "up"]);
+    ip(&[
+        "neigh",
+        "replace",
+        &gateway.to_string(),
+        "lladdr",
+        &mac_text(gateway_mac),
+        "dev",
+        iface,
+        "nud",
+        "permanent",
+    ]);
+}
+
 /// A helper thread holding a second namespace. Dropping it lets the thread
 /// end; the namespace goes once the sockets made in it are closed too.
 pub struct NamespaceThread {
