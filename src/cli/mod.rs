@@ -5,6 +5,7 @@
 
 mod demo;
 mod keygen;
+mod relay;
 mod roles;
 mod selfcheck;
 
@@ -35,9 +36,9 @@ enum Command {
     /// Run a viewer peer: join two clubs, relay their blocks, play the
     /// stream.
     Peer(roles::PeerArgs),
-    /// Run a super-peer relay on a kernel UDP socket: serve many clubs and
-    /// many peers per club.
-    Relay(roles::RelayArgs),
+    /// Run a super-peer relay: serve many clubs and many peers per club,
+    /// with BLOCKs on AF_XDP (or the kernel socket).
+    Relay(relay::RelayArgs),
     /// Sign a synthetic feed with a source key, send it through the wire
     /// format and the verifier, tamper with it, and report.
     Selfcheck(selfcheck::Args),
@@ -52,7 +53,7 @@ pub fn main() -> ExitCode {
         Command::Tracker(args) => roles::run_tracker(&args),
         Command::Source(args) => roles::run_source(&args),
         Command::Peer(args) => roles::run_peer(&args),
-        Command::Relay(args) => roles::run_relay(&args),
+        Command::Relay(args) => relay::run(&args),
         Command::Selfcheck(args) => selfcheck::run(&args),
     };
     match result {

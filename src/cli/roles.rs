@@ -1,5 +1,6 @@
 //! `clubcast tracker`, `clubcast source` and `clubcast peer`: one role per
-//! process on a UDP socket, with a status line every second.
+//! process on a UDP socket, with a status line every second; the helpers
+//! here also run `clubcast relay` (`super::relay`).
 
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
@@ -107,36 +108,10 @@ pub struct PeerArgs {
 }
 
 /// A generator seeded from the operating system.
-fn os_rng() -> Result<SmallRng, String> {
+pub(super) fn os_rng() -> Result<SmallRng, String> {
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| format!("no random seed: {e}"))?;
     Ok(SmallRng::seed_from_u64(u64::from_le_bytes(seed)))
-}
-
-/// Arguments of `clubcast relay`.
-#[derive(Debug, clap::Args)]
-pub struct RelayArgs {
-    /// The stream id to relay (64 hex digits).
-    #[arg(long)]
-    stream_id: StreamId,
-    /// The tracker's address.
-    #[arg(long)]
-    tracker: SocketAddr,
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0:7100")]
-    listen: SocketAddr,
-    /// Clubs to serve (comma-separated; default: every club).
-    #[arg(long, value_delimiter = ',')]
-    clubs: Option<Vec<u16>>,
-    /// Clubs in the swarm; must match the tracker's.
-    #[arg(long, default_value_t = 12)]
-    club_count: u16,
-    /// Peers per club the relay uploads to before it trims.
-    #[arg(long, default_value_t = 64)]
-    peers_per_club: usize,
-    /// Stop after this many seconds (default: run until killed).
-    #[arg(long)]
-    duration: Option<u64>,
 }
 
 fn bind(addr: SocketAddr) -> Result<UdpSocket, String> {
@@ -144,14 +119,14 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket, String> {
 }
 
 /// A random id for the tracker to tell this node's restarts apart.
-fn random_id() -> Result<u64, String> {
+pub(super) fn random_id() -> Result<u64, String> {
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| format!("no random seed: {e}"))?;
     Ok(u64::from_le_bytes(seed))
 }
 
 /// Binds `listen` and says what now runs there.
-fn bind_announced(
+pub(super) fn bind_announced(
     listen: SocketAddr,
     what: &str,
     stream: StreamId,
@@ -167,7 +142,7 @@ fn bind_announced(
 
 /// Runs `node` on `socket` until `duration` passes, calling `between`
 /// after every slice of `slice` and `report` once a second.
-fn drive<N: Node>(
+pub(super) fn drive<N: Node>(
     socket: UdpSocket,
     node: N,
     duration: Option<u64>,
@@ -353,43 +328,6 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
                 ps.on_time + ps.late,
                 ps.skipped,
                 ps.continuity()
-            );
-        },
-    )?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Runs a super-peer relay on a kernel UDP socket.
-pub fn run_relay(args: &RelayArgs) -> Result<ExitCode, String> {
-    let mut pc = PeerConfig::new(args.stream_id, Some(args.tracker));
-    pc.mode = crate::roles::Mode::Relay;
-    pc.clubs = args.clubs.clone();
-    pc.club_count = args.club_count.max(1);
-    pc.relay_uploads = args.peers_per_club.max(1);
-    pc.peer_id = random_id()?;
-    let socket = bind_announced(
-        args.listen,
-        "relay (kernel UDP)",
-        args.stream_id,
-        args.tracker,
-    )?;
-    let relay = Peer::new(pc, clock::now(), os_rng()?);
-    drive(
-        socket,
-        relay,
-        args.duration,
-        Duration::from_millis(100),
-        |p| while p.poll_event().is_some() {},
-        |p, t| {
-            let st = p.stats();
-            println!(
-                "t={t}s clubs {} down {} up {} blocks in {} out {} forged {}",
-                p.clubs().len(),
-                p.connections().downloads.len(),
-                p.connections().uploads.len(),
-                st.unique_blocks,
-                st.blocks_out,
-                st.forged_rejected
             );
         },
     )?;

@@ -8,23 +8,38 @@
 //! around a datagram; [`fanout`] holds the club-to-subscribers table the
 //! control plane publishes; [`worker`] is the per-queue loop that verifies
 //! each BLOCK and copies it to the club's subscribers out of UMEM frames.
-//! The control plane that fills the fan-out table, and the pinning of one
-//! worker thread per queue, are not here yet.
+//! [`uplink`] carries the verified blocks from the workers back to the
+//! control plane; [`neighbours`] reads next-hop MAC addresses from the
+//! kernel; [`control`] is the control plane (the relay-mode peer state
+//! machine on the kernel socket) that turns its uploads into fan-out
+//! tables; [`node`] runs the relay on either backend through one `Node`;
+//! [`dataplane`] starts and stops the steering program and one
+//! pinned worker thread per queue.
 
+pub mod control;
+pub mod dataplane;
 pub mod fanout;
 pub mod frame;
+pub mod neighbours;
+pub mod node;
 pub mod steer;
+pub mod uplink;
 pub mod worker;
 pub mod xsk;
 
+pub use control::{ControlPlane, ControlStats};
+pub use dataplane::{ControlHandles, StartError, WorkerReport, XdpDataPlane, XdpOptions};
 pub use fanout::{
     fanout_channel, FanoutError, FanoutLimits, FanoutPublisher, FanoutTable, FanoutTableBuilder,
     FanoutUpdates, PublishError, Subscriber,
 };
+pub use neighbours::{InterfaceInfo, NeighbourTable};
+pub use node::RelayNode;
 pub use steer::{
     has_bpf_privileges, SteerCounters, SteerError, SteeringProgram, XdpAction, XdpAttachment,
     XdpMode, MAX_QUEUES,
 };
+pub use uplink::{Uplink, UplinkSender};
 pub use worker::{
     IdlePolicy, LatencySummary, LocalEndpoint, Worker, WorkerConfig, WorkerError, WorkerStats,
 };

@@ -9,7 +9,8 @@
 //! cache, so any receiver can check it alone, and a new send time) that it
 //! copies into one free TX frame per subscriber of the block's club. It then
 //! submits the TX batch, kicks the kernel, and hands the RX frames back to
-//! the fill ring. Every outcome is counted in [`WorkerStats`], and the
+//! the fill ring. With an uplink ([`Worker::with_uplink`]) it also reports
+//! every verified block to the control plane (`super::uplink`). Every outcome is counted in [`WorkerStats`], and the
 //! ingress-to-submit latency of each forwarded block goes into a histogram.
 //! Blocks are verified one by one (`BatchVerifier::verify`), not with
 //! `verify_many`: its whole-batch hash caches only the root, and the full
@@ -33,6 +34,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 use super::fanout::{FanoutTable, FanoutUpdates};
 use super::frame::{self, MacAddr, PayloadSum, UdpChecksum, UdpHeaders, HEADERS_LEN};
 use super::steer::SteeringProgram;
+use super::uplink::UplinkSender;
 use super::xsk::{self, Kick, XskError, XskKernelStats, XskSocket};
 use crate::auth::verifier::DEFAULT_WINDOW;
 use crate::auth::{AuthError, BatchVerifier, StreamId};
@@ -62,6 +64,9 @@ pub enum IdlePolicy {
     Spin,
     /// Yield the CPU to other threads (shared cores, tests).
     Yield,
+    /// Sleep in `poll(2)` until frames arrive, at most 1 ms (an idle or
+    /// lightly loaded relay; costs a wake-up's latency).
+    Wait,
 }
 
 /// Settings of one worker.
@@ -173,6 +178,10 @@ pub struct WorkerStats {
     pub fill_wakeups: u64,
     /// Fan-out tables swapped in.
     pub table_swaps: u64,
+    /// Verified blocks reported to the control plane.
+    pub uplinked: u64,
+    /// Verified blocks the uplink had no free slot for.
+    pub uplink_dropped: u64,
 }
 
 /// Percentiles of the ingress-to-submit latency, in nanoseconds.
@@ -235,6 +244,7 @@ struct Forwarder {
     /// Blocks with frames in `tx_pending`, for the latency histogram.
     pending_blocks: u64,
     ip_id: u16,
+    uplink: Option<UplinkSender>,
     stats: WorkerStats,
 }
 
@@ -338,6 +348,7 @@ impl Worker {
                 tx_pending: Vec::with_capacity(tx_frames),
                 pending_blocks: 0,
                 ip_id: 0,
+                uplink: None,
                 stats: WorkerStats::default(),
             },
             updates,
@@ -345,6 +356,14 @@ impl Worker {
             ifname,
             queue,
         })
+    }
+
+    /// Reports every verified block to the control plane through `uplink`:
+    /// a fresh one as the full datagram it fans out, a duplicate as
+    /// received.
+    pub fn with_uplink(mut self, uplink: UplinkSender) -> Self {
+        self.fwd.uplink = Some(uplink);
+        self
     }
 
     /// One loop: at most `batch` frames in, their copies out. Returns the
@@ -397,6 +416,7 @@ impl Worker {
                 match self.config.idle {
                     IdlePolicy::Spin => std::hint::spin_loop(),
                     IdlePolicy::Yield => std::thread::yield_now(),
+                    IdlePolicy::Wait => xsk::wait_rx(self.rings.fd, 1),
                 }
             }
         }
@@ -604,6 +624,8 @@ impl Forwarder {
             Ok(verified) if verified.fresh => {}
             Ok(_) => {
                 stats.duplicates += 1;
+                // The sender still counts as alive to the control plane.
+                self.report(udp.src, udp.payload);
                 return;
             }
             Err(err) => {
@@ -618,13 +640,19 @@ impl Forwarder {
                 return;
             }
         }
-        self.fan_out(&block, now_us);
+        self.fan_out(udp.src, &block, now_us);
     }
 
-    /// Copies a verified fresh block to every subscriber of its club.
-    fn fan_out(&mut self, block: &Block<'_>, now_us: u64) {
+    /// Hands a verified datagram to the control plane, if it listens.
+    fn report(&mut self, from: SocketAddrV4, datagram: &[u8]) {
+        report(self.uplink.as_ref(), &mut self.stats, from, datagram);
+    }
+
+    /// Reports a verified fresh block and copies it to every subscriber of
+    /// its club.
+    fn fan_out(&mut self, from: SocketAddrV4, block: &Block<'_>, now_us: u64) {
         let subscribers = self.table.subscribers(block.club);
-        if subscribers.is_empty() {
+        if subscribers.is_empty() && self.uplink.is_none() {
             self.stats.no_subscribers += 1;
             return;
         }
@@ -639,6 +667,16 @@ impl Forwarder {
             self.stats.template_errors += 1;
             return;
         };
+        report(
+            self.uplink.as_ref(),
+            &mut self.stats,
+            from,
+            &self.template[..len],
+        );
+        if subscribers.is_empty() {
+            self.stats.no_subscribers += 1;
+            return;
+        }
         let payload = &self.template[..len];
         let sum = match self.checksum {
             UdpChecksum::Compute => PayloadSum::of(payload),
@@ -647,6 +685,9 @@ impl Forwarder {
         let frame_len = HEADERS_LEN + len;
         let mut queued = 0u64;
         for (i, subscriber) in subscribers.iter().enumerate() {
+            if subscriber.addr == from {
+                continue; // it has the block: it sent it
+            }
             let Some(mut desc) = self.tx_free.pop() else {
                 self.stats.no_free_tx_frame += (subscribers.len() - i) as u64;
                 break;
@@ -682,6 +723,22 @@ impl Forwarder {
             self.pending_blocks += 1;
         } else {
             self.stats.unsent_blocks += 1;
+        }
+    }
+}
+
+/// Hands `datagram` to `uplink`, if there is one, counting the outcome.
+fn report(
+    uplink: Option<&UplinkSender>,
+    stats: &mut WorkerStats,
+    from: SocketAddrV4,
+    datagram: &[u8],
+) {
+    if let Some(uplink) = uplink {
+        if uplink.send(from, datagram) {
+            stats.uplinked += 1;
+        } else {
+            stats.uplink_dropped += 1;
         }
     }
 }

@@ -574,6 +574,53 @@ pub(crate) fn kick_rx(fd: RawFd) {
     };
 }
 
+/// `SO_PREFER_BUSY_POLL` (asm-generic/socket.h; not in every libc).
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+/// `SO_BUSY_POLL_BUDGET` (asm-generic/socket.h).
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+/// Turns on preferred busy polling on the AF_XDP socket `fd`: the kernel
+/// busy-polls the queue for up to `usecs` microseconds, `budget` packets
+/// at a time, when the worker calls into it, instead of waiting for
+/// interrupts (pair it with the `napi_defer_hard_irqs` and
+/// `gro_flush_timeout` knobs in `tuning/`).
+pub fn set_busy_poll(fd: RawFd, usecs: u32, budget: u32) -> io::Result<()> {
+    let set = |opt: libc::c_int, value: libc::c_int| -> io::Result<()> {
+        // SAFETY: setsockopt reads exactly size_of::<c_int>() bytes from a
+        // live local on a socket fd this process owns.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    let clamp = |v: u32| libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
+    set(SO_PREFER_BUSY_POLL, 1)?;
+    set(libc::SO_BUSY_POLL, clamp(usecs))?;
+    set(SO_BUSY_POLL_BUDGET, clamp(budget))
+}
+
+/// Waits up to `timeout_ms` for the AF_XDP socket `fd` to have frames to
+/// receive. Errors count as a wake-up.
+pub(crate) fn wait_rx(fd: RawFd, timeout_ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one pollfd that lives on this stack frame.
+    let _ = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+}
+
 /// The OS error inside an xsk-rs error, or the error's text.
 fn os_error(err: &(dyn std::error::Error + 'static)) -> io::Error {
     match err

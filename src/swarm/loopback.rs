@@ -1,12 +1,14 @@
 //! Swarms on loopback UDP: one socket per role, many roles per thread.
 //!
 //! A `Shard` is one kernel-UDP driver holding any mix of tracker, source
-//! and peers, each on its own 127.0.0.1 socket. `clubcast demo` runs one
-//! shard per core; the integration tests run a single shard and add or
-//! remove peers between runs to model churn.
+//! and peers, each on its own socket on one IPv4 address (127.0.0.1
+//! unless made with [`Shard::bound_to`], as the relay's network-namespace
+//! swarms are). `clubcast demo` runs one shard per core; the integration
+//! tests run a single shard and add or remove peers between runs to model
+//! churn.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -25,9 +27,9 @@ use crate::wire::StreamTag;
 /// receivers must not overflow the kernel's default).
 const SOCKET_BUFFER: usize = 1 << 20;
 
-/// A UDP socket on 127.0.0.1 with an OS-chosen port and large buffers.
-pub fn loopback_socket() -> io::Result<UdpSocket> {
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
+/// A UDP socket on `ip` with an OS-chosen port and large buffers.
+pub fn socket_on(ip: IpAddr) -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind((ip, 0))?;
     // Larger buffers are a help, not a need: a refusal is not an error.
     let _ = setsockopt(&socket, sockopt::RcvBuf, &SOCKET_BUFFER);
     let _ = setsockopt(&socket, sockopt::SndBuf, &SOCKET_BUFFER);
@@ -40,16 +42,23 @@ pub struct Shard {
     peers: Vec<NodeId>,
     source: Option<NodeId>,
     relay: Option<NodeId>,
+    ip: IpAddr,
 }
 
 impl Shard {
-    /// An empty shard.
+    /// An empty shard on loopback.
     pub fn new() -> io::Result<Self> {
+        Self::bound_to(Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// An empty shard whose nodes bind to `ip`.
+    pub fn bound_to(ip: IpAddr) -> io::Result<Self> {
         Ok(Shard {
             driver: UdpDriver::new()?,
             peers: Vec::new(),
             source: None,
             relay: None,
+            ip,
         })
     }
 
@@ -63,7 +72,7 @@ impl Shard {
         let mut cfg = TrackerConfig::new(StreamTag::of_key(&stream.to_bytes()));
         cfg.clubs = clubs;
         let tracker = Tracker::new(cfg, SmallRng::seed_from_u64(seed));
-        let socket = loopback_socket()?;
+        let socket = socket_on(self.ip)?;
         let addr = socket.local_addr()?;
         self.driver
             .add(socket, SwarmNode::Tracker(Box::new(tracker)))?;
@@ -87,7 +96,7 @@ impl Shard {
             ..SourceConfig::default()
         };
         let source = Source::new(key, sc, pc, clock::now(), SmallRng::seed_from_u64(seed));
-        let socket = loopback_socket()?;
+        let socket = socket_on(self.ip)?;
         let addr = socket.local_addr()?;
         let id = self
             .driver
@@ -103,12 +112,17 @@ impl Shard {
         tracker: SocketAddr,
         seed: u64,
     ) -> io::Result<NodeId> {
-        let mut pc = PeerConfig::new(stream, Some(tracker));
+        self.add_peer_with(PeerConfig::new(stream, Some(tracker)), seed)
+    }
+
+    /// Starts a viewer peer configured by `pc` (its `peer_id` becomes
+    /// `seed`).
+    pub fn add_peer_with(&mut self, mut pc: PeerConfig, seed: u64) -> io::Result<NodeId> {
         pc.peer_id = seed;
         let peer = Peer::new(pc, clock::now(), SmallRng::seed_from_u64(seed));
         let id = self
             .driver
-            .add(loopback_socket()?, SwarmNode::Peer(Box::new(peer)))?;
+            .add(socket_on(self.ip)?, SwarmNode::Peer(Box::new(peer)))?;
         self.peers.push(id);
         Ok(id)
     }
@@ -127,7 +141,7 @@ impl Shard {
         pc.mode = crate::roles::Mode::Relay;
         pc.relay_uploads = uploads_per_club;
         let relay = Peer::new(pc, clock::now(), SmallRng::seed_from_u64(seed));
-        let socket = loopback_socket()?;
+        let socket = socket_on(self.ip)?;
         let addr = socket.local_addr()?;
         let id = self.driver.add(socket, SwarmNode::Relay(Box::new(relay)))?;
         self.relay = Some(id);
@@ -137,6 +151,11 @@ impl Shard {
     /// The relay's state machine, if this shard holds one.
     pub fn relay_peer(&self) -> Option<&Peer> {
         self.driver.node(self.relay?)?.relay()
+    }
+
+    /// The address node `id` listens on.
+    pub fn local_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        self.driver.local_addr(id)
     }
 
     /// Stops a peer abruptly: its socket closes, nothing is said.

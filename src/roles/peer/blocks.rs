@@ -181,7 +181,9 @@ impl Peer {
             .record(now.0.saturating_sub(source_time.0).max(1));
         if self.in_club(block.club) {
             self.announce_have(block.club, block.seq, from);
-            self.queue_forwards(block.club, block.seq, from);
+            if !(self.cfg.external_fanout && self.cfg.mode == Mode::Relay) {
+                self.queue_forwards(block.club, block.seq, from);
+            }
         }
     }
 

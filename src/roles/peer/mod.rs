@@ -132,6 +132,11 @@ pub struct PeerConfig {
     pub quality: QualityRule,
     /// Most datagrams queued for sending.
     pub outbox: usize,
+    /// Relay only: a data plane outside the state machine (the AF_XDP
+    /// workers) copies every fresh block to the uploads of its club, so the
+    /// state machine stores, announces and serves catch-up, but does not
+    /// push fresh blocks itself.
+    pub external_fanout: bool,
 }
 
 impl PeerConfig {
@@ -172,6 +177,7 @@ impl PeerConfig {
             playout: PlayoutConfig::default(),
             quality: QualityRule::default(),
             outbox: 8_192,
+            external_fanout: false,
         }
     }
 }

@@ -1,0 +1,446 @@
+//! The AF_XDP relay serving a real swarm: tracker, source and 40 viewer
+//! peers in one network namespace, the relay (control plane on its kernel
+//! socket, one AF_XDP worker, steering program in native mode, copy bind)
+//! in another, joined by a veth pair.
+//!
+//! ```text
+//!   relay netns (test thread)                swarm netns (helper threads)
+//!   ccrs-r0 02:cc:0:0:3:1 10.83.0.1 <-veth-> ccrs-s0 02:cc:0:0:3:2 10.83.0.2
+//!     steering program (native XDP)            tracker, source (2 Mbit/s),
+//!     AF_XDP worker, queue 0, copy mode        40 peers, each in 2 clubs
+//!     control plane on 10.83.0.1:7300          (all 12 clubs covered)
+//! ```
+//!
+//! The peers know no tracker: they bootstrap from the relay alone, so every
+//! block a peer plays came through the relay's data plane (or, for the
+//! catch-up of a new connection, its control plane). The relay finds the
+//! source through the tracker. Mid-run a stranger in the swarm namespace
+//! sends the relay 100 forged BLOCKs (signed by another key under this
+//! stream's tag) and a PING on the relay port; later three peers vanish
+//! without a word. The relay's next hops come
+//! from the kernel's neighbour table, which nothing pins: ARP resolves them
+//! when the control plane answers.
+//!
+//! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN). Without it the test
+//! fails under `CI=true` and otherwise prints `SKIPPED` and returns.
+
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use netns::{enter_private_netns, ip, mac_text, privileged, NamespaceThread};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use clubcast::auth::signer::HopFields;
+use clubcast::auth::{BatchSigner, ProofPlan, SourceKey, StreamId};
+use clubcast::io::clock;
+use clubcast::io::udp::UdpDriver;
+use clubcast::relay::worker::{IdlePolicy, WorkerConfig};
+use clubcast::relay::{
+    BindMode, FanoutLimits, RelayNode, WorkerReport, XdpMode, XdpOptions, XskConfig,
+};
+use clubcast::roles::PeerConfig;
+use clubcast::swarm::loopback::Shard;
+use clubcast::wire::{Message, Ping, StreamTag, MAX_DATAGRAM};
+
+const RELAY_IF: &str = "ccrs-r0";
+const PEER_IF: &str = "ccrs-s0";
+const RELAY_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 3, 1];
+const PEER_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 3, 2];
+const RELAY_IP: Ipv4Addr = Ipv4Addr::new(10, 83, 0, 1);
+const SWARM_IP: Ipv4Addr = Ipv4Addr::new(10, 83, 0, 2);
+const RELAY_PORT: u16 = 7300;
+const PEERS: u64 = 60;
+/// Distinct peers the relay must serve at once.
+const SERVED: usize = 40;
+const CLUBS: u16 = 12;
+const BITRATE_BPS: u64 = 2_000_000;
+const SOURCE_SEED: [u8; 32] = [0x3c; 32];
+/// Seconds the peers run.
+const PEER_SECONDS: u64 = 20;
+/// When, after the peers start, the stranger sends its forgeries.
+const FORGE_AT: Duration = Duration::from_secs(10);
+/// When, after the peers start, some peers vanish without a word.
+const VANISH_AT: Duration = Duration::from_secs(12);
+/// How many vanish.
+const VANISHING: usize = 3;
+
+/// What the swarm namespace reports back.
+struct SwarmResult {
+    /// Per peer: (clubs, played, skipped, continuity, forged seen).
+    peers: Vec<(Vec<u16>, u64, u64, f64, u64)>,
+    source_blocks: u64,
+    pong: bool,
+}
+
+/// 100 BLOCKs signed by another key, claiming this stream's tag.
+fn forgeries(tag: StreamTag) -> Vec<Vec<u8>> {
+    let impostor = BatchSigner::new(SourceKey::from_seed(&[0x66; 32]));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let mut out = Vec::new();
+    for b in 0..7u64 {
+        let batch = 1_000_000 + b;
+        let payloads: Vec<Vec<u8>> = (0..16).map(|i| vec![i as u8; 500]).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let signed = impostor.sign(batch, batch * 16, now, &refs).expect("sign");
+        for index in 0..16u16 {
+            if out.len() == 100 {
+                return out;
+            }
+            let seq = signed.seq(index);
+            let hop = HopFields {
+                club: (seq % u64::from(CLUBS)) as u16,
+                sent_at_us: now,
+                delay_threshold_ms: 2_000,
+                bitrate_kbps: 2_000,
+            };
+            let plan = ProofPlan {
+                signature: true,
+                hashes: 16,
+            };
+            let block = signed.block(index, plan, hop);
+            let mut buf = [0u8; MAX_DATAGRAM];
+            let len = Message::Block(clubcast::wire::Block {
+                stream: tag,
+                ..block
+            })
+            .encode(&mut buf)
+            .expect("encode");
+            out.push(buf[..len].to_vec());
+        }
+    }
+    out
+}
+
+/// Sends the forgeries and a PING to the relay from a stranger's socket;
+/// true if the PONG came back.
+fn stranger(tag: StreamTag) -> bool {
+    let socket = UdpSocket::bind((SWARM_IP, 0)).expect("stranger socket");
+    let relay = SocketAddrV4::new(RELAY_IP, RELAY_PORT);
+    for datagram in forgeries(tag) {
+        socket.send_to(&datagram, relay).expect("send a forgery");
+    }
+    let mut buf = [0u8; MAX_DATAGRAM];
+    let mut len = 0;
+    let ping = Message::Ping(Ping {
+        nonce: 0xC0FFEE,
+        club: 3,
+    });
+    let n = ping.encode(&mut buf).expect("encode PING");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    for _ in 0..10 {
+        socket.send_to(&buf[..n], relay).expect("send PING");
+        let mut rx = [0u8; 1500];
+        if let Ok((got, from)) = socket.recv_from(&mut rx) {
+            if from == SocketAddr::V4(relay) {
+                len = got;
+                buf[..got].copy_from_slice(&rx[..got.min(MAX_DATAGRAM)]);
+                break;
+            }
+        }
+    }
+    matches!(Message::parse(&buf[..len]), Ok(Message::Pong(p)) if p.nonce == 0xC0FFEE)
+}
+
+/// The swarm namespace: tracker and source at once; the peers when the
+/// relay says it is up; `VANISHING` of them vanish at `VANISH_AT` (their
+/// addresses go to `vanished_tx`).
+fn run_swarm(
+    key: SourceKey,
+    tracker_tx: mpsc::Sender<SocketAddr>,
+    relay_up: mpsc::Receiver<()>,
+    vanished_tx: mpsc::Sender<SocketAddrV4>,
+) -> SwarmResult {
+    let stream = key.stream_id();
+    let tag = StreamTag::of_key(&stream.to_bytes());
+    let mut shard = Shard::bound_to(SWARM_IP.into()).expect("driver");
+    let tracker = shard.add_tracker(stream, CLUBS, 1).expect("tracker");
+    shard
+        .add_source(key, tracker, CLUBS, BITRATE_BPS, 2)
+        .expect("source");
+    tracker_tx.send(tracker).expect("hand over the tracker");
+    let stop = AtomicBool::new(false);
+    // Let the source and tracker run while the relay starts.
+    while relay_up.try_recv().is_err() {
+        shard
+            .run_until(Instant::now() + Duration::from_millis(20), &stop)
+            .expect("swarm runs");
+    }
+    let relay = SocketAddr::V4(SocketAddrV4::new(RELAY_IP, RELAY_PORT));
+    for i in 0..PEERS {
+        let mut pc = PeerConfig::new(stream, Some(tracker));
+        pc.bootstrap = vec![relay];
+        shard.add_peer_with(pc, 100 + i).expect("peer");
+    }
+    let started = Instant::now();
+    shard
+        .run_until(started + FORGE_AT, &stop)
+        .expect("swarm runs");
+    let forger = thread::spawn(move || stranger(tag));
+    shard
+        .run_until(started + VANISH_AT, &stop)
+        .expect("swarm runs");
+    let ids: Vec<_> = shard.peers().map(|(id, _)| id).take(VANISHING).collect();
+    for id in ids {
+        if let Some(SocketAddr::V4(addr)) = shard.local_addr(id) {
+            vanished_tx.send(addr).expect("report a vanished peer");
+        }
+        shard.remove_peer(id);
+    }
+    shard
+        .run_until(started + Duration::from_secs(PEER_SECONDS), &stop)
+        .expect("swarm runs");
+    let pong = forger.join().expect("stranger thread");
+
+    let peers = shard
+        .peers()
+        .map(|(_, p)| {
+            let ps = p.playout_stats();
+            (
+                p.clubs().to_vec(),
+                ps.on_time + ps.late,
+                ps.skipped,
+                ps.continuity(),
+                p.stats().forged_rejected,
+            )
+        })
+        .collect();
+    SwarmResult {
+        peers,
+        source_blocks: shard.source_blocks().unwrap_or(0),
+        pong,
+    }
+}
+
+/// What the relay namespace reports back.
+struct RelayResult {
+    subscribers: usize,
+    clubs_served: usize,
+    relay_forged: u64,
+    relay_unique: u64,
+    kernel_pushes: u64,
+    workers: Vec<WorkerReport>,
+    uplinked: u64,
+    /// Every receiver the relay's fan-out table ever held (sampled).
+    ever_subscribed: HashSet<SocketAddrV4>,
+    /// The receivers of the last table.
+    last_subscribed: HashSet<SocketAddrV4>,
+}
+
+fn run_relay(stream: StreamId, tracker: SocketAddr, until: Instant) -> RelayResult {
+    let socket = UdpSocket::bind((RELAY_IP, RELAY_PORT)).expect("relay socket");
+    let local = socket.local_addr().expect("local address");
+    let mut pc = PeerConfig::new(stream, Some(tracker));
+    pc.club_count = CLUBS;
+    pc.peer_id = 7;
+    let opts = XdpOptions {
+        ifname: RELAY_IF.into(),
+        queues: vec![0],
+        cores: Vec::new(),
+        attach: XdpMode::Native,
+        xsk: XskConfig {
+            bind_mode: BindMode::Copy,
+            ..XskConfig::default()
+        },
+        worker: WorkerConfig {
+            idle: IdlePolicy::Wait,
+            ..WorkerConfig::default()
+        },
+        busy_poll_us: 0,
+        uplink_slots: 4096,
+    };
+    let (node, plane) = RelayNode::xdp(
+        pc,
+        clock::now(),
+        SmallRng::seed_from_u64(7),
+        local,
+        &opts,
+        FanoutLimits::default(),
+        20,
+    )
+    .expect("start the AF_XDP relay");
+    assert_eq!(plane.bind_mode(), BindMode::Copy);
+    let mut driver = UdpDriver::new().expect("driver");
+    let id = driver.add(socket, node).expect("add the relay");
+    // Most subscribers seen at once, and the clubs they covered then.
+    let mut best = (0usize, 0usize);
+    let mut ever = HashSet::new();
+    let stop = AtomicBool::new(false);
+    while Instant::now() < until {
+        driver
+            .run_until(Instant::now() + Duration::from_millis(500), &stop)
+            .expect("relay runs");
+        if let Some(c) = driver.node(id).and_then(RelayNode::control) {
+            best = best.max((c.subscribers(), c.clubs_served()));
+            ever.extend(c.subscriber_addrs());
+        }
+    }
+    let node = driver.remove(id).expect("the relay node");
+    let control = node.control().expect("an AF_XDP relay");
+    let last_subscribed = control.subscriber_addrs().into_iter().collect();
+    let control = control.stats();
+    let peer = node.peer().stats();
+    let workers = plane.stop();
+    RelayResult {
+        subscribers: best.0,
+        clubs_served: best.1,
+        relay_forged: peer.forged_rejected,
+        relay_unique: peer.unique_blocks,
+        kernel_pushes: peer.blocks_out,
+        workers,
+        uplinked: control.uplinked,
+        ever_subscribed: ever,
+        last_subscribed,
+    }
+}
+
+#[test]
+fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
+    if !privileged(
+        "af_xdp_relay_serves_forty_peers_in_twelve_clubs",
+        "needs root for XDP, AF_XDP and network namespaces",
+    ) {
+        return;
+    }
+    let result = thread::spawn(|| {
+        enter_private_netns();
+        ip(&[
+            "link",
+            "add",
+            RELAY_IF,
+            "address",
+            &mac_text(RELAY_MAC),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            PEER_IF,
+            "address",
+            &mac_text(PEER_MAC),
+        ]);
+        ip(&["addr", "add", &format!("{RELAY_IP}/24"), "dev", RELAY_IF]);
+        ip(&["link", "set", "lo", "up"]);
+        ip(&["link", "set", RELAY_IF, "up"]);
+        let key = SourceKey::from_seed(&SOURCE_SEED);
+        let stream = key.stream_id();
+        let (tracker_tx, tracker_rx) = mpsc::channel();
+        let (up_tx, up_rx) = mpsc::channel();
+        let (vanished_tx, vanished_rx) = mpsc::channel();
+        let (swarm_ns, swarm) = NamespaceThread::start(PEER_IF, move || {
+            ip(&["addr", "add", &format!("{SWARM_IP}/24"), "dev", PEER_IF]);
+            ip(&["link", "set", "lo", "up"]);
+            ip(&["link", "set", PEER_IF, "up"]);
+            // Threads started here stay in this namespace.
+            thread::spawn(move || run_swarm(key, tracker_tx, up_rx, vanished_tx))
+        });
+        let tracker = tracker_rx.recv().expect("the tracker's address");
+        let until = Instant::now() + Duration::from_secs(PEER_SECONDS + 2);
+        let relay = thread::scope(|s| {
+            let relay = s.spawn(|| run_relay(stream, tracker, until));
+            // The relay's control socket is bound within a moment.
+            thread::sleep(Duration::from_millis(300));
+            let _ = up_tx.send(());
+            relay.join().expect("relay thread")
+        });
+        let swarm = swarm.join().expect("swarm thread");
+        drop(swarm_ns);
+        let vanished: Vec<SocketAddrV4> = vanished_rx.try_iter().collect();
+        (relay, swarm, vanished)
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let (relay, swarm, vanished) = result;
+
+    let w = relay
+        .workers
+        .first()
+        .map(|r| r.stats)
+        .expect("one worker report");
+    eprintln!(
+        "relay: subscribers {} clubs {} unique {} uplinked {} kernel pushes {} worker rx {} forwarded {} tx {} forged {} dup {} uplink dropped {} tx-ring-full {} no-free-frame {}",
+        relay.subscribers,
+        relay.clubs_served,
+        relay.relay_unique,
+        relay.uplinked,
+        relay.kernel_pushes,
+        w.rx_frames,
+        w.forwarded_blocks,
+        w.tx_frames,
+        w.forged,
+        w.duplicates,
+        w.uplink_dropped,
+        w.tx_ring_full,
+        w.no_free_tx_frame
+    );
+    let worst = swarm.peers.iter().map(|p| p.3).fold(1.0f64, f64::min);
+    let least_played = swarm.peers.iter().map(|p| p.1).min().unwrap_or(0);
+    eprintln!(
+        "swarm: {} peers, source blocks {}, worst continuity {worst:.4}, least played {least_played}, pong {}",
+        swarm.peers.len(),
+        swarm.source_blocks,
+        swarm.pong
+    );
+
+    assert!(
+        relay.subscribers >= SERVED,
+        "the relay served {} peers at once, want {SERVED}",
+        relay.subscribers
+    );
+    assert_eq!(relay.clubs_served, usize::from(CLUBS), "clubs fanned out");
+    assert!(w.tx_frames > 0 && w.forwarded_blocks > 0, "{w:?}");
+    // Every fresh block went up to the control plane.
+    assert_eq!(w.uplink_dropped, 0, "{w:?}");
+    // 250 blocks/s for the peers' 20 s: each played most of them.
+    let expected = BITRATE_BPS / 8 / 1000 * (PEER_SECONDS - 3);
+    for (clubs, played, skipped, continuity, forged) in &swarm.peers {
+        assert!(
+            *continuity >= 0.999,
+            "peer in clubs {clubs:?}: continuity {continuity:.4} ({played} played, {skipped} skipped)"
+        );
+        assert!(
+            *played >= expected,
+            "peer in clubs {clubs:?} played {played} blocks, want at least {expected}"
+        );
+        assert_eq!(*forged, 0, "a forged block reached peer {clubs:?}");
+    }
+    assert_eq!(w.forged, 100, "the worker counts every forgery: {w:?}");
+    assert_eq!(
+        relay.relay_forged, 0,
+        "forgeries never reach the control plane"
+    );
+    assert!(
+        swarm.pong,
+        "a PING on the relay port reaches the control plane"
+    );
+    // Peers that vanish are dropped from the fan-out (their uploads time
+    // out), while the others played on (checked above).
+    assert_eq!(vanished.len(), VANISHING);
+    assert!(
+        vanished.iter().any(|a| relay.ever_subscribed.contains(a)),
+        "the relay served none of the vanishing peers; the check would prove nothing"
+    );
+    for a in &vanished {
+        assert!(
+            !relay.last_subscribed.contains(a),
+            "{a} vanished 8 s before the end and is still in the fan-out table"
+        );
+    }
+    // The data plane, not the kernel socket, carried the relay's blocks.
+    assert!(
+        w.tx_frames >= 5 * relay.kernel_pushes,
+        "AF_XDP sent {} copies, the kernel socket {}",
+        w.tx_frames,
+        relay.kernel_pushes
+    );
+}
