@@ -68,7 +68,7 @@
 #[path = "../tests/support/netns.rs"]
 mod netns;
 
-use netns::{configure_side, enter_private_netns, ip, mac_text, NamespaceThread};
+use netns::{configure_side, enter_private_netns, ip, mac_text, start_namespace, NamespaceThread};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::num::NonZeroU32;
@@ -214,7 +214,7 @@ struct PeerSockets {
 /// Makes the peer namespace, moves `PEER_IF` into it, configures it and
 /// returns its sockets.
 fn start_peer_namespace(peers: usize) -> (NamespaceThread, PeerSockets) {
-    NamespaceThread::start(PEER_IF, move || {
+    start_namespace(PEER_IF, move || {
         configure_side(
             PEER_IF,
             (0..peers).map(subscriber_ip).chain([SENDER_IP]),

@@ -35,7 +35,7 @@
 #[path = "support/netns.rs"]
 mod netns;
 
-use netns::{configure_side, enter_private_netns, ip, mac_text, NamespaceThread};
+use netns::{configure_side, enter_private_netns, ip, mac_text, start_namespace, NamespaceThread};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -162,7 +162,7 @@ struct PeerSockets {
 /// Makes the peer namespace, moves `PEER_IF` (which must exist in the
 /// caller's namespace) into it, configures it and returns its sockets.
 fn start_peer_namespace() -> (NamespaceThread, PeerSockets) {
-    NamespaceThread::start(PEER_IF, move || {
+    start_namespace(PEER_IF, move || {
         configure_side(
             PEER_IF,
             SUBSCRIBERS.iter().map(|&(_, a)| a).chain([SENDER_IP]),

@@ -34,7 +34,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use netns::{enter_private_netns, ip, mac_text, privileged, NamespaceThread};
+use netns::{enter_private_netns, ip, mac_text, privileged, start_namespace};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -337,7 +337,7 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         let (tracker_tx, tracker_rx) = mpsc::channel();
         let (up_tx, up_rx) = mpsc::channel();
         let (vanished_tx, vanished_rx) = mpsc::channel();
-        let (swarm_ns, swarm) = NamespaceThread::start(PEER_IF, move || {
+        let (swarm_ns, swarm) = start_namespace(PEER_IF, move || {
             ip(&["addr", "add", &format!("{SWARM_IP}/24"), "dev", PEER_IF]);
             ip(&["link", "set", "lo", "up"]);
             ip(&["link", "set", PEER_IF, "up"]);

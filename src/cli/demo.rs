@@ -1,21 +1,61 @@
-//! `clubcast demo`: a whole swarm on loopback in one command.
+//! `clubcast demo`: a whole swarm in one command.
 //!
 //! Starts a tracker, a source with a synthetic feed and N peers, each on
-//! its own 127.0.0.1 socket, spread over one driver thread per core. Prints
-//! progress once a second and a summary table at the end, and can write the
-//! summary as one JSON object for scripts.
+//! its own socket, spread over one driver thread per core, and with
+//! `--relay` a super-peer relay. Prints progress once a second and a
+//! summary table at the end, and can write the summary as one JSON object
+//! for scripts. Without a relay, or with `--relay-io udp`, everything runs
+//! on 127.0.0.1 and the relay on kernel UDP. With an AF_XDP relay (the
+//! default when run as root) the relay gets a network namespace of its
+//! own and the swarm another, joined by a veth pair (`swarm::netns`): the
+//! steering program sits on the relay's veth end in native mode, and the
+//! relay's BLOCKs go through its AF_XDP worker; the peers know the relay
+//! from the start (bootstrap) as well as through the tracker.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::auth::SourceKey;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::auth::{SourceKey, StreamId};
 use crate::io::clock;
+use crate::io::udp::UdpDriver;
+use crate::relay::worker::{IdlePolicy, WorkerConfig};
+use crate::relay::{
+    has_bpf_privileges, BindMode, FanoutLimits, RelayNode, WorkerReport, XdpMode, XdpOptions,
+    XskConfig,
+};
+use crate::roles::PeerConfig;
 use crate::swarm::loopback::Shard;
+use crate::swarm::netns::{add_veth, bring_up, NamespaceThread};
 use crate::swarm::SwarmSummary;
+
+/// The relay's veth end, in the relay's namespace.
+const RELAY_IF: &str = "ccdemo-r0";
+/// The swarm's veth end, in the swarm's namespace.
+const SWARM_IF: &str = "ccdemo-s0";
+const RELAY_MAC: [u8; 6] = [0x02, 0xcc, 0xde, 0, 0, 1];
+const SWARM_MAC: [u8; 6] = [0x02, 0xcc, 0xde, 0, 0, 2];
+const RELAY_IP: Ipv4Addr = Ipv4Addr::new(10, 84, 0, 1);
+const SWARM_IP: Ipv4Addr = Ipv4Addr::new(10, 84, 0, 2);
+const RELAY_PORT: u16 = 7100;
+
+/// Which backend the demo's relay runs its BLOCKs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelayIo {
+    /// AF_XDP in a network namespace of its own (needs root).
+    Xdp,
+    /// Kernel UDP on loopback.
+    Udp,
+    /// AF_XDP when run as root, else kernel UDP on loopback (said so).
+    Auto,
+}
 
 /// Arguments of `clubcast demo`.
 #[derive(Debug, clap::Args)]
@@ -38,10 +78,12 @@ pub struct Args {
     /// Driver threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Put a super-peer relay (kernel UDP) into the swarm, serving every
-    /// club.
+    /// Put a super-peer relay into the swarm, serving every club.
     #[arg(long)]
     relay: bool,
+    /// The relay's backend for BLOCKs.
+    #[arg(long, value_enum, default_value_t = RelayIo::Auto)]
+    relay_io: RelayIo,
     /// Uploads per club the relay accepts.
     #[arg(long, default_value_t = 64)]
     relay_uploads_per_club: usize,
@@ -76,17 +118,174 @@ fn progress_of(shard: &Shard) -> Progress {
     p
 }
 
+/// What the AF_XDP relay did, for the summary.
+struct RelayReport {
+    /// Most distinct peers in its fan-out table at once.
+    subscribers_max: usize,
+    /// Clubs in its fan-out table then.
+    clubs: usize,
+    /// Verified blocks its control plane took.
+    blocks_in: u64,
+    /// Copies its control plane sent on the kernel socket (catch-up).
+    kernel_out: u64,
+    /// The workers' counters.
+    workers: Vec<WorkerReport>,
+    /// How the steering program was attached.
+    attach: String,
+    /// How the AF_XDP socket was bound.
+    bind: BindMode,
+}
+
+/// Where the swarm runs and with which relay.
+enum Layout {
+    /// Everything on 127.0.0.1; the relay, if any, on kernel UDP.
+    Loopback,
+    /// Relay on AF_XDP in its own namespace, swarm in another.
+    Namespaces,
+}
+
 /// Runs the demo.
 pub fn run(args: &Args) -> Result<ExitCode, String> {
+    let layout = match (args.relay, args.relay_io) {
+        (false, _) | (true, RelayIo::Udp) => Layout::Loopback,
+        (true, RelayIo::Xdp) if !has_bpf_privileges() => {
+            return Err("--relay-io xdp needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) for XDP, AF_XDP and network namespaces; use --relay-io udp".into())
+        }
+        (true, RelayIo::Xdp) => Layout::Namespaces,
+        (true, RelayIo::Auto) if has_bpf_privileges() => Layout::Namespaces,
+        (true, RelayIo::Auto) => {
+            println!("relay on kernel UDP on loopback: its AF_XDP data plane needs root (CAP_BPF, CAP_NET_ADMIN), which this run lacks");
+            Layout::Loopback
+        }
+    };
     let threads = args
         .threads
         .unwrap_or_else(|| thread::available_parallelism().map_or(2, |n| n.get()))
         .clamp(1, args.peers.max(1));
     let key = SourceKey::generate().map_err(|e| e.to_string())?;
     let stream = key.stream_id();
-    let err = |e: std::io::Error| format!("cannot set up loopback sockets: {e}");
+    let started = Instant::now();
+    let end = started + Duration::from_secs(args.duration);
+    let (shards, relay_thread) = match layout {
+        Layout::Loopback => {
+            let shards = build_shards(ShardArgs::of(args), threads, key, Ipv4Addr::LOCALHOST, None)?;
+            (shards, None)
+        }
+        Layout::Namespaces => {
+            let (tx, rx) = mpsc::channel();
+            let shard_args = ShardArgs::of(args);
+            let relay = thread::spawn(move || relay_namespace(shard_args, threads, key, end, tx));
+            match rx.recv() {
+                Ok(Ok(shards)) => (shards, Some(relay)),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(match relay.join() {
+                        Ok(Err(e)) => e,
+                        _ => "the relay's namespace thread stopped early".into(),
+                    })
+                }
+            }
+        }
+    };
+    let tracker = shards[0].tracker_addr();
+    let where_ = match layout {
+        Layout::Loopback => "on loopback".to_string(),
+        Layout::Namespaces => format!("in a network namespace ({SWARM_IP})"),
+    };
+    println!(
+        "clubcast demo: tracker {}, source and {} peers {where_}, {} clubs, {} kbit/s, {} s, {threads} threads",
+        tracker.map_or("?".into(), |t| t.to_string()),
+        args.peers, args.clubs, args.bitrate_kbps, args.duration
+    );
+    println!("stream id {stream}");
+    if let Some(addr) = shards.iter().find_map(Shard::relay_addr) {
+        println!("relay on {addr} (kernel UDP), serving every club");
+    }
+    if relay_thread.is_some() {
+        println!(
+            "relay on {RELAY_IP}:{RELAY_PORT} in its own network namespace, BLOCKs on AF_XDP ({RELAY_IF}, veth to the swarm), serving every club"
+        );
+    }
+
+    let start_time = clock::now();
+    let shards = run_shards(shards, started, end)?;
+    let relay = match relay_thread {
+        Some(h) => Some(
+            h.join()
+                .map_err(|_| "the relay thread panicked".to_string())??,
+        ),
+        None => None,
+    };
+    let now = clock::now();
+    let elapsed = (now.0.saturating_sub(start_time.0)) as f64 / 1e6;
+    let source = shards.iter().find_map(Shard::source_peer);
+    let summary = SwarmSummary::of(
+        shards.iter().flat_map(|s| s.peers().map(|(_, p)| p)),
+        source,
+        now,
+        elapsed,
+        args.bitrate_kbps,
+    );
+    print_table(&summary);
+    if let Some(r) = shards.iter().find_map(Shard::relay_peer) {
+        let st = r.stats();
+        println!(
+            "  relay             {} uploads, {} blocks in, {} blocks out (kernel UDP)",
+            r.connections().uploads.len(),
+            st.unique_blocks,
+            st.blocks_out
+        );
+    }
+    if let Some(r) = &relay {
+        print_relay(r);
+    }
+    let json = summary.to_json();
+    println!("{json}");
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, format!("{json}\n"))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The settings `build_shards` needs, copyable into a thread.
+#[derive(Debug, Clone, Copy)]
+struct ShardArgs {
+    peers: usize,
+    bitrate_kbps: u64,
+    clubs: u16,
+    relay: bool,
+    relay_uploads_per_club: usize,
+    seed: u64,
+}
+
+impl ShardArgs {
+    fn of(args: &Args) -> Self {
+        ShardArgs {
+            peers: args.peers,
+            bitrate_kbps: args.bitrate_kbps,
+            clubs: args.clubs,
+            relay: args.relay,
+            relay_uploads_per_club: args.relay_uploads_per_club,
+            seed: args.seed,
+        }
+    }
+}
+
+/// The tracker, the source, the peers (and, on loopback, the kernel-UDP
+/// relay), spread over `threads` shards bound to `ip`. Peers also know
+/// `bootstrap` from the start.
+fn build_shards(
+    args: ShardArgs,
+    threads: usize,
+    key: SourceKey,
+    ip: Ipv4Addr,
+    bootstrap: Option<SocketAddr>,
+) -> Result<Vec<Shard>, String> {
+    let stream = key.stream_id();
+    let err = |e: std::io::Error| format!("cannot set up sockets on {ip}: {e}");
     let mut shards: Vec<Shard> = (0..threads)
-        .map(|_| Shard::new())
+        .map(|_| Shard::bound_to(IpAddr::V4(ip)))
         .collect::<Result<_, _>>()
         .map_err(err)?;
     let tracker = shards[0]
@@ -101,32 +300,147 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             args.seed + 1,
         )
         .map_err(err)?;
-    let relay = if args.relay {
-        Some(
-            shards[0]
-                .add_relay(stream, tracker, args.relay_uploads_per_club, args.seed + 7)
-                .map_err(err)?,
-        )
-    } else {
-        None
-    };
-    for i in 0..args.peers {
-        shards[i % threads]
-            .add_peer(stream, tracker, args.seed * 1_000_003 + i as u64 + 2)
+    if args.relay && bootstrap.is_none() {
+        shards[0]
+            .add_relay(stream, tracker, args.relay_uploads_per_club, args.seed + 7)
             .map_err(err)?;
     }
-    println!(
-        "clubcast demo: tracker {tracker}, source and {} peers on loopback, {} clubs, {} kbit/s, {} s, {threads} threads",
-        args.peers, args.clubs, args.bitrate_kbps, args.duration
-    );
-    println!("stream id {stream}");
-    if let Some(addr) = relay {
-        println!("relay on {addr} (kernel UDP), serving every club");
+    for i in 0..args.peers {
+        let mut pc = PeerConfig::new(stream, Some(tracker));
+        pc.bootstrap.extend(bootstrap);
+        shards[i % threads]
+            .add_peer_with(pc, args.seed * 1_000_003 + i as u64 + 2)
+            .map_err(err)?;
     }
+    Ok(shards)
+}
 
-    let started = Instant::now();
-    let start_time = clock::now();
-    let end = started + Duration::from_secs(args.duration);
+/// The relay's namespace thread: makes the veth pair and the swarm's
+/// namespace, builds the shards there and hands them over `shards_tx`,
+/// then runs the AF_XDP relay until `end`.
+fn relay_namespace(
+    args: ShardArgs,
+    threads: usize,
+    key: SourceKey,
+    end: Instant,
+    shards_tx: mpsc::Sender<Result<Vec<Shard>, String>>,
+) -> Result<RelayReport, String> {
+    let stream = key.stream_id();
+    let relay_addr = SocketAddr::V4(SocketAddrV4::new(RELAY_IP, RELAY_PORT));
+    let setup = || -> Result<(NamespaceThread, Vec<Shard>), String> {
+        crate::swarm::netns::enter_private_netns()
+            .map_err(|e| format!("cannot make a network namespace: {e}"))?;
+        add_veth(RELAY_IF, RELAY_MAC, SWARM_IF, SWARM_MAC)?;
+        bring_up(RELAY_IF, [RELAY_IP])?;
+        let (ns, shards) = NamespaceThread::start(SWARM_IF, move || {
+            bring_up(SWARM_IF, [SWARM_IP])?;
+            build_shards(args, threads, key, SWARM_IP, Some(relay_addr))
+        })?;
+        Ok((ns, shards?))
+    };
+    let (swarm_ns, shards) = match setup() {
+        Ok(made) => made,
+        Err(e) => {
+            let _ = shards_tx.send(Err(e.clone()));
+            return Err(e);
+        }
+    };
+    let relay = start_relay(stream, shards[0].tracker_addr(), &args);
+    let (mut driver, id, plane) = match relay {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = shards_tx.send(Err(e.clone()));
+            return Err(e);
+        }
+    };
+    if shards_tx.send(Ok(shards)).is_err() {
+        return Err("the demo stopped".into());
+    }
+    let mut best = (0usize, 0usize);
+    let stop = AtomicBool::new(false);
+    while Instant::now() < end {
+        let slice = (Instant::now() + Duration::from_millis(250)).min(end);
+        driver
+            .run_until(slice, &stop)
+            .map_err(|e| format!("relay driver failed: {e}"))?;
+        if let Some(c) = driver.node(id).and_then(RelayNode::control) {
+            best = best.max((c.subscribers(), c.clubs_served()));
+        }
+    }
+    let node = driver
+        .remove(id)
+        .ok_or("the relay vanished from its driver")?;
+    let attach = plane
+        .attach_mode()
+        .map_or("?".into(), |m| m.to_string());
+    let bind = plane.bind_mode();
+    let workers = plane.stop();
+    drop(swarm_ns);
+    let st = node.peer().stats();
+    Ok(RelayReport {
+        subscribers_max: best.0,
+        clubs: best.1,
+        blocks_in: st.unique_blocks,
+        kernel_out: st.blocks_out,
+        workers,
+        attach,
+        bind,
+    })
+}
+
+/// Binds the relay's control socket and starts its AF_XDP data plane.
+fn start_relay(
+    stream: StreamId,
+    tracker: Option<SocketAddr>,
+    args: &ShardArgs,
+) -> Result<(UdpDriver<RelayNode>, crate::io::udp::NodeId, crate::relay::XdpDataPlane), String> {
+    let socket = UdpSocket::bind((RELAY_IP, RELAY_PORT))
+        .map_err(|e| format!("cannot bind the relay on {RELAY_IP}:{RELAY_PORT}: {e}"))?;
+    let local = socket.local_addr().map_err(|e| e.to_string())?;
+    let uploads_per_club = args.relay_uploads_per_club.max(1);
+    let mut pc = PeerConfig::new(stream, tracker);
+    pc.club_count = args.clubs;
+    pc.relay_uploads = uploads_per_club;
+    pc.peer_id = args.seed + 7;
+    let opts = XdpOptions {
+        ifname: RELAY_IF.into(),
+        queues: vec![0],
+        cores: Vec::new(),
+        attach: XdpMode::Native,
+        xsk: XskConfig {
+            bind_mode: BindMode::Copy,
+            ..XskConfig::default()
+        },
+        worker: WorkerConfig {
+            idle: IdlePolicy::Wait,
+            ..WorkerConfig::default()
+        },
+        busy_poll_us: 0,
+        uplink_slots: crate::relay::uplink::DEFAULT_UPLINK_SLOTS,
+    };
+    let limits = FanoutLimits {
+        max_subscribers_per_club: uploads_per_club,
+        ..FanoutLimits::default()
+    };
+    let (node, plane) = RelayNode::xdp(
+        pc,
+        clock::now(),
+        SmallRng::seed_from_u64(args.seed + 7),
+        local,
+        &opts,
+        limits,
+        crate::relay::control::DEFAULT_REFRESH_MS,
+    )
+    .map_err(|e| format!("cannot start the AF_XDP relay on {RELAY_IF}: {e}"))?;
+    let mut driver = UdpDriver::new().map_err(|e| e.to_string())?;
+    let id = driver.add(socket, node).map_err(|e| e.to_string())?;
+    Ok((driver, id, plane))
+}
+
+/// Runs every shard on its own thread until `end`, printing a progress
+/// line once a second; returns the shards.
+fn run_shards(shards: Vec<Shard>, started: Instant, end: Instant) -> Result<Vec<Shard>, String> {
+    let threads = shards.len();
     let stop = Arc::new(AtomicBool::new(false));
     let board: Arc<Mutex<Vec<Progress>>> = Arc::new(Mutex::new(vec![Progress::default(); threads]));
     let handles: Vec<_> = shards
@@ -153,24 +467,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         thread::sleep(next_report.saturating_duration_since(Instant::now()));
         next_report += Duration::from_secs(1);
         if let Ok(b) = board.lock() {
-            let peers: usize = b.iter().map(|p| p.peers).sum();
-            let playing: usize = b.iter().map(|p| p.playing).sum();
-            let cont: Vec<f64> = b
-                .iter()
-                .flat_map(|p| p.continuity.iter().copied())
-                .collect();
-            let min = cont.iter().copied().fold(1.0, f64::min);
-            let mean = if cont.is_empty() {
-                0.0
-            } else {
-                cont.iter().sum::<f64>() / cont.len() as f64
-            };
-            let blocks = b.iter().find_map(|p| p.blocks_published).unwrap_or(0);
-            let conns: usize = b.iter().map(|p| p.connections).sum();
-            println!(
-                "t={:>3}s  blocks {blocks:>6}  playing {playing:>4}/{peers:<4}  continuity min {min:.4} mean {mean:.4}  downloads {conns}",
-                started.elapsed().as_secs()
-            );
+            print_progress(&b, started);
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -182,33 +479,51 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             Err(_) => return Err("a driver thread panicked".into()),
         }
     }
-    let now = clock::now();
-    let elapsed = (now.0.saturating_sub(start_time.0)) as f64 / 1e6;
-    let source = shards.iter().find_map(Shard::source_peer);
-    let summary = SwarmSummary::of(
-        shards.iter().flat_map(|s| s.peers().map(|(_, p)| p)),
-        source,
-        now,
-        elapsed,
-        args.bitrate_kbps,
+    Ok(shards)
+}
+
+/// One progress line from the shards' reports.
+fn print_progress(b: &[Progress], started: Instant) {
+    let peers: usize = b.iter().map(|p| p.peers).sum();
+    let playing: usize = b.iter().map(|p| p.playing).sum();
+    let cont: Vec<f64> = b
+        .iter()
+        .flat_map(|p| p.continuity.iter().copied())
+        .collect();
+    let min = cont.iter().copied().fold(1.0, f64::min);
+    let mean = if cont.is_empty() {
+        0.0
+    } else {
+        cont.iter().sum::<f64>() / cont.len() as f64
+    };
+    let blocks = b.iter().find_map(|p| p.blocks_published).unwrap_or(0);
+    let conns: usize = b.iter().map(|p| p.connections).sum();
+    println!(
+        "t={:>3}s  blocks {blocks:>6}  playing {playing:>4}/{peers:<4}  continuity min {min:.4} mean {mean:.4}  downloads {conns}",
+        started.elapsed().as_secs()
     );
-    print_table(&summary);
-    if let Some(r) = shards.iter().find_map(Shard::relay_peer) {
-        let st = r.stats();
+}
+
+/// The AF_XDP relay's lines of the summary.
+fn print_relay(r: &RelayReport) {
+    println!(
+        "  relay (AF_XDP)    {} peers in its fan-out over {} clubs at most, {} blocks in, {} catch-up copies on the kernel socket; XDP {}, bind {}",
+        r.subscribers_max, r.clubs, r.blocks_in, r.kernel_out, r.attach, r.bind
+    );
+    for w in &r.workers {
+        let s = &w.stats;
         println!(
-            "  relay             {} uploads, {} blocks in, {} blocks out",
-            r.connections().uploads.len(),
-            st.unique_blocks,
-            st.blocks_out
+            "  relay worker q{}   {} frames in, {} blocks fanned out as {} copies, {} forged dropped, {} duplicates; latency p50 {:.1} us p99 {:.1} us",
+            w.queue,
+            s.rx_frames,
+            s.forwarded_blocks,
+            s.tx_frames,
+            s.forged,
+            s.duplicates,
+            w.latency.p50_ns as f64 / 1000.0,
+            w.latency.p99_ns as f64 / 1000.0
         );
     }
-    let json = summary.to_json();
-    println!("{json}");
-    if let Some(path) = &args.summary_json {
-        std::fs::write(path, format!("{json}\n"))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_table(s: &SwarmSummary) {

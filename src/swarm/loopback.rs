@@ -42,6 +42,7 @@ pub struct Shard {
     peers: Vec<NodeId>,
     source: Option<NodeId>,
     relay: Option<NodeId>,
+    tracker: Option<NodeId>,
     ip: IpAddr,
 }
 
@@ -58,6 +59,7 @@ impl Shard {
             peers: Vec::new(),
             source: None,
             relay: None,
+            tracker: None,
             ip,
         })
     }
@@ -74,8 +76,10 @@ impl Shard {
         let tracker = Tracker::new(cfg, SmallRng::seed_from_u64(seed));
         let socket = socket_on(self.ip)?;
         let addr = socket.local_addr()?;
-        self.driver
+        let id = self
+            .driver
             .add(socket, SwarmNode::Tracker(Box::new(tracker)))?;
+        self.tracker = Some(id);
         Ok(addr)
     }
 
@@ -146,6 +150,16 @@ impl Shard {
         let id = self.driver.add(socket, SwarmNode::Relay(Box::new(relay)))?;
         self.relay = Some(id);
         Ok(addr)
+    }
+
+    /// The tracker's address, if this shard holds the tracker.
+    pub fn tracker_addr(&self) -> Option<SocketAddr> {
+        self.driver.local_addr(self.tracker?)
+    }
+
+    /// The kernel-UDP relay's address, if this shard holds one.
+    pub fn relay_addr(&self) -> Option<SocketAddr> {
+        self.driver.local_addr(self.relay?)
     }
 
     /// The relay's state machine, if this shard holds one.

@@ -5,8 +5,11 @@
 //! `SwarmNode` per tracker, source or peer. `SwarmSummary` reduces the
 //! peers' counters to the figures a run reports: continuity, startup time,
 //! delay, duplicate ratio, control overhead and forged blocks rejected.
+//! `loopback` runs swarms on kernel UDP sockets; `netns` puts a relay and a
+//! swarm in network namespaces of their own, joined by veth.
 
 pub mod loopback;
+pub mod netns;
 mod node;
 mod summary;
 
