@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # A relay test bench in network namespaces: the source, the relay and N
-# peers each get a namespace, joined to the relay by veth pairs. Addresses
-# live in 10.77.0.0/16, inside namespaces this script creates, so no traffic
-# leaves the machine. The relay namespace forwards between its links.
+# peers each get a namespace with one veth link to a shared Ethernet segment
+# (a bridge in a namespace of its own), as a super-peer relay sits on a LAN
+# with its peers: the relay's AF_XDP data plane serves its one interface and
+# reaches every peer through it. Addresses live in 10.77.0.0/24, inside
+# namespaces this script creates, so no traffic leaves the machine.
 #
 #   scripts/netns-topology.sh up [PEERS] [PREFIX]    create (default 4 peers, prefix "cc")
 #   scripts/netns-topology.sh down [PREFIX]          remove everything with that prefix
 #   scripts/netns-topology.sh show [PREFIX]          list namespaces and addresses
 #
 # Layout, for prefix P:
-#   P-relay   : one veth per neighbour, P-r0 (to the source) and P-r1..N (to peers)
-#   P-src     : P-s  10.77.0.2/30  <-> P-r0 10.77.0.1/30
-#   P-peerI   : P-pI 10.77.I.2/30  <-> P-rI 10.77.I.1/30   (I = 1..N)
-# Each namespace routes 10.77.0.0/16 via the relay, which forwards.
+#   P-lan     : bridge P-br with one port per namespace below (P-lr, P-ls, P-lI)
+#   P-relay   : P-r   10.77.0.1/24   (run `clubcast relay --io xdp --listen 10.77.0.1:7100` here)
+#   P-src     : P-s   10.77.0.2/24   (tracker and source)
+#   P-peerI   : P-pI  10.77.0.(10+I)/24, I = 1..N
+# The relay's end needs no XDP program on the far side: AF_XDP transmits in
+# copy mode through the veth, and the bridge forwards as for any frame.
 set -euo pipefail
 
 cmd=${1:-}
@@ -40,41 +44,42 @@ if ! [[ $prefix =~ ^[a-z][a-z0-9]{0,5}$ ]]; then
 fi
 
 down() {
-    for ns in $(ip netns list | awk '{print $1}' | grep -E "^${prefix}-(relay|src|peer[0-9]+)$" || true); do
+    for ns in $(ip netns list | awk '{print $1}' | grep -E "^${prefix}-(lan|relay|src|peer[0-9]+)$" || true); do
         ip netns delete "$ns" 2>/dev/null || true
     done
 }
 
-link() {
-    # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
-    ip link add "$2" type veth peer name "$5"
+attach() {
+    # attach NS IF ADDR PORT: a veth from NS (IF, ADDR) to bridge port PORT
+    ip link add "$2" type veth peer name "$4"
     ip link set "$2" netns "$1"
-    ip link set "$5" netns "$4"
+    ip link set "$4" netns "${prefix}-lan"
     ip -n "$1" addr add "$3" dev "$2"
-    ip -n "$4" addr add "$6" dev "$5"
     ip -n "$1" link set "$2" up
-    ip -n "$4" link set "$5" up
+    ip -n "${prefix}-lan" link set "$4" master "${prefix}-br" up
+}
+
+space() {
+    ip netns add "$1"
+    ip -n "$1" link set lo up
 }
 
 up() {
-    if ((peers < 1 || peers > 250)); then
-        echo "netns-topology: 1 to 250 peers" >&2
+    if ((peers < 1 || peers > 200)); then
+        echo "netns-topology: 1 to 200 peers" >&2
         exit 2
     fi
     trap 'echo "netns-topology: setup failed, tearing down" >&2; down' ERR
-    ip netns add "${prefix}-relay"
-    ip -n "${prefix}-relay" link set lo up
-    ip netns exec "${prefix}-relay" sysctl -qw net.ipv4.ip_forward=1
-    ip netns add "${prefix}-src"
-    ip -n "${prefix}-src" link set lo up
-    link "${prefix}-relay" "${prefix}-r0" 10.77.0.1/30 "${prefix}-src" "${prefix}-s" 10.77.0.2/30
-    ip -n "${prefix}-src" route add 10.77.0.0/16 via 10.77.0.1
+    space "${prefix}-lan"
+    ip -n "${prefix}-lan" link add "${prefix}-br" type bridge
+    ip -n "${prefix}-lan" link set "${prefix}-br" up
+    space "${prefix}-relay"
+    attach "${prefix}-relay" "${prefix}-r" 10.77.0.1/24 "${prefix}-lr"
+    space "${prefix}-src"
+    attach "${prefix}-src" "${prefix}-s" 10.77.0.2/24 "${prefix}-ls"
     for i in $(seq 1 "$peers"); do
-        ns="${prefix}-peer${i}"
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-        link "${prefix}-relay" "${prefix}-r${i}" "10.77.${i}.1/30" "$ns" "${prefix}-p${i}" "10.77.${i}.2/30"
-        ip -n "$ns" route add 10.77.0.0/16 via "10.77.${i}.1"
+        space "${prefix}-peer${i}"
+        attach "${prefix}-peer${i}" "${prefix}-p${i}" "10.77.0.$((10 + i))/24" "${prefix}-l${i}"
     done
     trap - ERR
 }

@@ -168,7 +168,8 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let end = started + Duration::from_secs(args.duration);
     let (shards, relay_thread) = match layout {
         Layout::Loopback => {
-            let shards = build_shards(ShardArgs::of(args), threads, key, Ipv4Addr::LOCALHOST, None)?;
+            let shards =
+                build_shards(ShardArgs::of(args), threads, key, Ipv4Addr::LOCALHOST, None)?;
             (shards, None)
         }
         Layout::Namespaces => {
@@ -370,9 +371,7 @@ fn relay_namespace(
     let node = driver
         .remove(id)
         .ok_or("the relay vanished from its driver")?;
-    let attach = plane
-        .attach_mode()
-        .map_or("?".into(), |m| m.to_string());
+    let attach = plane.attach_mode().map_or("?".into(), |m| m.to_string());
     let bind = plane.bind_mode();
     let workers = plane.stop();
     drop(swarm_ns);
@@ -393,7 +392,14 @@ fn start_relay(
     stream: StreamId,
     tracker: Option<SocketAddr>,
     args: &ShardArgs,
-) -> Result<(UdpDriver<RelayNode>, crate::io::udp::NodeId, crate::relay::XdpDataPlane), String> {
+) -> Result<
+    (
+        UdpDriver<RelayNode>,
+        crate::io::udp::NodeId,
+        crate::relay::XdpDataPlane,
+    ),
+    String,
+> {
     let socket = UdpSocket::bind((RELAY_IP, RELAY_PORT))
         .map_err(|e| format!("cannot bind the relay on {RELAY_IP}:{RELAY_PORT}: {e}"))?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;

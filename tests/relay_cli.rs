@@ -1,0 +1,303 @@
+//! `clubcast relay` as an operator runs it: separate processes for the
+//! tracker, source, relay and peers, each in its own network namespace of
+//! `scripts/netns-topology.sh` (one Ethernet segment, a bridge), the relay
+//! with `--io xdp`. Also the backend choice: `--io xdp` fails with a clear
+//! error where AF_XDP cannot start, and `--io auto` falls back to kernel UDP
+//! and says why.
+//!
+//! Needs root. Without it the tests fail under `CI=true` and otherwise
+//! print `SKIPPED` and return. Namespaces get a prefix unique to this
+//! process and are removed on drop, failure included; every child is ended
+//! by its PID.
+
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use netns::privileged;
+
+const BIN: &str = env!("CARGO_BIN_EXE_clubcast");
+
+/// The topology of `scripts/netns-topology.sh`, torn down on drop.
+struct Topology {
+    prefix: String,
+}
+
+impl Topology {
+    fn up(peers: usize, tag: &str) -> Topology {
+        let prefix = format!("{tag}{}", std::process::id() % 10_000);
+        let topo = Topology { prefix };
+        let out = topo.script(&["up", &peers.to_string(), &topo.prefix]);
+        assert!(
+            out.status.success(),
+            "netns-topology.sh up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        topo
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/netns-topology.sh");
+        Command::new("bash")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("run netns-topology.sh")
+    }
+
+    fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// Starts `clubcast ARGS` in namespace `name`, output to `log`.
+    fn spawn(&self, name: &str, args: &[&str], log: &Path) -> Kid {
+        let file = std::fs::File::create(log).expect("log file");
+        let err = file.try_clone().expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(name), BIN])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .expect("start clubcast in a namespace");
+        Kid(Some(child))
+    }
+
+    /// Runs `clubcast ARGS` in namespace `name` to the end.
+    fn run(&self, name: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(name), BIN])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run clubcast in a namespace")
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = self.script(&["down", &self.prefix]);
+    }
+}
+
+/// A child process, killed by its PID on drop if still running.
+struct Kid(Option<Child>);
+
+impl Kid {
+    fn wait(mut self) -> bool {
+        self.0
+            .take()
+            .and_then(|mut c| c.wait().ok())
+            .is_some_and(|s| s.success())
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn logs_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clubcast-relay-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("log directory");
+    dir
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The number after `key ` in `line`.
+fn field(line: &str, key: &str) -> Option<f64> {
+    let rest = line.split(&format!("{key} ")).nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
+    if !privileged(
+        "relay_command_on_af_xdp_serves_peers_in_other_namespaces",
+        "needs root for network namespaces, XDP and AF_XDP",
+    ) {
+        return;
+    }
+    let topo = Topology::up(3, "cl");
+    let dir = logs_dir();
+    let key = dir.join("source.key");
+    let _ = std::fs::remove_file(&key);
+    let out = Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let sid = text
+        .split_whitespace()
+        .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .expect("a stream id")
+        .to_string();
+    let key = key.to_str().expect("utf-8 path").to_string();
+    let tracker = "10.77.0.2:7000";
+    let t = topo.spawn(
+        "src",
+        &[
+            "tracker",
+            "--listen",
+            tracker,
+            "--stream-id",
+            &sid,
+            "--duration",
+            "12",
+        ],
+        &dir.join("tracker.log"),
+    );
+    let relay_log = dir.join("relay.log");
+    let r = topo.spawn(
+        "relay",
+        &[
+            "relay",
+            "--io",
+            "xdp",
+            "--listen",
+            "10.77.0.1:7100",
+            "--stream-id",
+            &sid,
+            "--tracker",
+            tracker,
+            "--xdp-mode",
+            "drv",
+            "--bind",
+            "copy",
+            "--batch",
+            "64",
+            "--duration",
+            "11",
+        ],
+        &relay_log,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let s = topo.spawn(
+        "src",
+        &[
+            "source",
+            "--key",
+            &key,
+            "--tracker",
+            tracker,
+            "--listen",
+            "10.77.0.2:7001",
+            "--synthetic-kbps",
+            "2000",
+            "--duration",
+            "10",
+        ],
+        &dir.join("source.log"),
+    );
+    let peers: Vec<Kid> = (1..=3)
+        .map(|i| {
+            topo.spawn(
+                &format!("peer{i}"),
+                &[
+                    "peer",
+                    "--stream-id",
+                    &sid,
+                    "--tracker",
+                    tracker,
+                    "--listen",
+                    &format!("10.77.0.{}:7200", 10 + i),
+                    "--duration",
+                    "8",
+                ],
+                &dir.join(format!("peer{i}.log")),
+            )
+        })
+        .collect();
+    let peers_ok: Vec<bool> = peers.into_iter().map(Kid::wait).collect();
+    let (s_ok, r_ok, t_ok) = (s.wait(), r.wait(), t.wait());
+    let relay = read(&relay_log);
+    eprintln!("relay log:\n{relay}");
+    assert!(r_ok && s_ok && t_ok, "every role exits cleanly");
+    assert!(peers_ok.iter().all(|ok| *ok), "every peer exits cleanly");
+    assert!(relay.contains("relay blocks on xdp"), "{relay}");
+    assert!(relay.contains("XDP native (drv), bind copy"), "{relay}");
+    let worker = relay
+        .lines()
+        .find(|l| l.starts_with("worker q0:"))
+        .expect("the worker's final line");
+    let forwarded = field(worker, "forwarded").expect("forwarded");
+    let tx = field(worker, "tx").expect("tx");
+    assert!(forwarded > 500.0 && tx >= forwarded, "{worker}");
+    let served = relay
+        .lines()
+        .filter_map(|l| field(l, "subscriptions to"))
+        .fold(0.0, f64::max);
+    assert!(served >= 3.0, "the relay served {served} of 3 peers");
+    for i in 1..=3 {
+        let log = read(&dir.join(format!("peer{i}.log")));
+        let last = log
+            .lines()
+            .rfind(|l| l.contains("continuity"))
+            .unwrap_or_else(|| panic!("peer {i} reported nothing:\n{log}"));
+        let continuity = field(last, "continuity").expect("continuity");
+        let played = field(last, "played").expect("played");
+        assert!(continuity >= 0.99 && played > 1000.0, "peer {i}: {last}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn relay_backend_choice_is_explicit() {
+    if !privileged(
+        "relay_backend_choice_is_explicit",
+        "needs root for network namespaces",
+    ) {
+        return;
+    }
+    let topo = Topology::up(1, "io");
+    let sid = "11".repeat(32);
+    let common = [
+        "relay",
+        "--listen",
+        "10.77.0.1:7100",
+        "--stream-id",
+        &sid,
+        "--tracker",
+        "10.77.0.2:7000",
+        "--duration",
+        "1",
+    ];
+    // No such interface: --io xdp is an error that names it.
+    let mut args = common.to_vec();
+    args.extend(["--io", "xdp", "--interface", "nosuch0"]);
+    let out = topo.run("relay", &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "--io xdp must fail: {err}");
+    assert!(
+        err.contains("nosuch0"),
+        "the error names the interface: {err}"
+    );
+    // --io auto falls back to kernel UDP and says why.
+    let mut args = common.to_vec();
+    args.extend(["--io", "auto", "--interface", "nosuch0"]);
+    let out = topo.run("relay", &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("falls back to kernel UDP"), "{err}");
+    assert!(text.contains("relay blocks on udp"), "{text}");
+    // A ring size that is not a power of two is refused, not rounded.
+    let mut args = common.to_vec();
+    args.extend(["--io", "xdp", "--rx-ring", "1000"]);
+    let out = topo.run("relay", &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("power"), "{err}");
+}
