@@ -44,7 +44,10 @@ enum steer_counter {
 	/* BLOCK whose rx queue has no AF_XDP socket in the XSKMAP: passed by
 	 * bpf_redirect_map's XDP_PASS fallback. */
 	STEER_PASSED_NO_SOCKET = 8,
-	STEER_COUNTER_MAX = 9,
+	/* UDP datagram to the port dropped by the `sink_port` program (the far
+	 * end of a bench or test link, not the relay). */
+	STEER_SINK_DROPPED = 9,
+	STEER_COUNTER_MAX = 10,
 };
 
 #endif /* CLUBCAST_BPF_CLUBCAST_H */

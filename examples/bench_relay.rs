@@ -11,21 +11,21 @@
 //!   relay netns (bench thread)               peer netns (helper thread)
 //!   ccbr-r0  02:cc:0:0:2:1  10.79.0.1  <-veth->  ccbr-s0  02:cc:0:0:2:2
 //!     phase xdp: steering program + AF_XDP worker   10.79.0.2  sender
-//!     phase udp: kernel UDP socket 10.79.0.1:7411   10.79.0.100+i subscribers
+//!     phase udp: kernel UDP socket 10.79.0.1:7411   10.79.0.10+i subscribers
 //!     phase txonly: plain AF_XDP TX loop
 //! ```
 //!
 //! The source is real: batches of 16 blocks with 979-byte payloads (the
 //! most a block with signature and full proof carries in a 1232-byte
 //! datagram), signed by a `BatchSigner`, over clubs 0..11 (block n in club
-//! n mod 12). The relay serves clubs 0..`--clubs` (default 2), with
-//! `--peers` subscribers (default 8) spread evenly over them, and, as in
-//! the protocol, receives only the blocks of the clubs it serves, so each
-//! ingress block fans out to peers/clubs copies (4 by default) and one
-//! signature check covers the 2-3 blocks of a batch it gets
-//! (`--full-stream` sends it all 12 clubs instead: one check per 16
-//! blocks, and the blocks of clubs without subscribers are verified and
-//! dropped). Every block carries the batch signature and its full proof
+//! n mod 12). The relay serves clubs 0..`--clubs` (default all 12, a
+//! super-peer's job), with `--peers` subscribers (default 240, 20 per club)
+//! spread evenly over them, and, as in the protocol, receives only the
+//! blocks of the clubs it serves, so each ingress block fans out to
+//! peers/clubs copies and one signature check covers the blocks of a batch
+//! it gets (16 when it serves every club; `--full-stream` sends it all 12
+//! clubs even when it serves fewer, and the blocks of clubs without
+//! subscribers are verified and dropped). Every block carries the batch signature and its full proof
 //! path, so a block lost in a flood never makes later ones unverifiable.
 //! The batches are signed before the phases (on all cores) into one pool
 //! that each phase replays from the start, each phase with a fresh
@@ -54,13 +54,18 @@
 //!    subscribers, kicked with `sendto`: the transmit ceiling (completed
 //!    frames per second).
 //!
-//! `egress_pps` in the JSON is datagrams received by the subscriber sockets
-//! (one drain thread, `recvmmsg` with `MSG_TRUNC`), the same measurement for
-//! every backend; the relay-side count is printed beside it. `egress_gbps`
+//! `egress_pps` in the JSON is the copies that reached the subscribers' end
+//! of the veth, the same measurement for every backend; the relay-side
+//! count is printed beside it. With `--sink xdp` (the default) an XDP
+//! program on that end (`sink_port` in `bpf/relay.bpf.c`) counts and drops
+//! them, as another machine's NIC would take them off the wire; with
+//! `--sink socket` the kernel delivers them to the subscribers' UDP
+//! sockets, drained by one thread with `recvmmsg` and `MSG_TRUNC`. `egress_gbps`
 //! counts Ethernet frame bytes (14+20+8+datagram). `cpu_per_mpps` is relay
 //! CPU seconds per million egress packets. On veth the receive work of the
 //! far end runs on the transmitting CPU, so the relay's CPU figure includes
-//! the kernel's delivery to the subscriber sockets, for every backend.
+//! the far end's work for every backend: an XDP drop with `--sink xdp`, the
+//! whole socket delivery with `--sink socket`.
 //!
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN). Without it it says
 //! why and exits with status 1.
@@ -85,8 +90,8 @@ use clubcast::auth::{BatchSigner, BatchVerifier, ProofPlan, SourceKey, StreamId}
 use clubcast::relay::frame::{self, UdpChecksum, UdpHeaders, HEADERS_LEN};
 use clubcast::relay::{
     fanout_channel, has_bpf_privileges, BindMode, FanoutLimits, FanoutTable, IdlePolicy,
-    LocalEndpoint, SteeringProgram, Subscriber, Worker, WorkerConfig, WorkerStats, XdpMode,
-    XskConfig, XskError, XskSocket,
+    LocalEndpoint, SteeringProgram, Subscriber, Worker, WorkerConfig, WorkerStats, XdpAttachment,
+    XdpMode, XskConfig, XskError, XskSocket,
 };
 use clubcast::wire::{Message, MAX_DATAGRAM};
 use hdrhistogram::Histogram;
@@ -107,10 +112,10 @@ struct Args {
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
     /// Subscribers in all, spread evenly over `--clubs` clubs.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 240)]
     peers: usize,
     /// Clubs with subscribers (clubs 0..N of the stream's 12).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 12)]
     clubs: usize,
     /// Warm-up per phase before measuring, milliseconds.
     #[arg(long, default_value_t = 500)]
@@ -132,6 +137,21 @@ struct Args {
     /// serves.
     #[arg(long)]
     full_stream: bool,
+    /// Where egress is counted: `xdp` (an XDP program on the subscribers'
+    /// veth end counts and drops the copies, as another machine's NIC
+    /// would take them) or `socket` (the kernel delivers them to the
+    /// subscribers' UDP sockets, which on veth costs the relay's CPU).
+    #[arg(long, value_enum, default_value_t = Sink::Xdp)]
+    sink: Sink,
+}
+
+/// Where the subscribers' copies are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Sink {
+    /// XDP program on the far veth end: count and drop.
+    Xdp,
+    /// Subscriber UDP sockets drained with recvmmsg.
+    Socket,
 }
 
 const RELAY_PORT: u16 = 7411;
@@ -159,9 +179,12 @@ const L2_OVERHEAD: u64 = HEADERS_LEN as u64;
 const TXONLY_FRAME: usize = 1200;
 
 fn subscriber_ip(i: usize) -> Ipv4Addr {
-    // `--peers` is capped at 150 in `main`.
-    Ipv4Addr::new(10, 79, 0, 100 + i as u8)
+    // `--peers` is capped at MAX_PEERS in `main`.
+    Ipv4Addr::new(10, 79, 0, 10 + i as u8)
 }
+
+/// Most subscribers: addresses 10.79.0.10 to 10.79.0.249.
+const MAX_PEERS: usize = 240;
 
 fn subscriber_club(i: usize, clubs: usize) -> u16 {
     (i % clubs) as u16
@@ -205,15 +228,16 @@ fn set_buffers(socket: &UdpSocket) {
     setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUF).expect("SO_SNDBUFFORCE");
 }
 
-/// The sockets of the peer namespace.
+/// The sockets of the peer namespace, and its sink program if any.
 struct PeerSockets {
     sender: UdpSocket,
     subscribers: Vec<UdpSocket>,
+    sink: Option<(SteeringProgram, XdpAttachment)>,
 }
 
 /// Makes the peer namespace, moves `PEER_IF` into it, configures it and
 /// returns its sockets.
-fn start_peer_namespace(peers: usize) -> (NamespaceThread, PeerSockets) {
+fn start_peer_namespace(peers: usize, sink: Sink) -> (NamespaceThread, PeerSockets) {
     start_namespace(PEER_IF, move || {
         configure_side(
             PEER_IF,
@@ -234,9 +258,18 @@ fn start_peer_namespace(peers: usize) -> (NamespaceThread, PeerSockets) {
                 socket
             })
             .collect();
+        let sink = (sink == Sink::Xdp).then(|| {
+            let prog = SteeringProgram::load(SUBSCRIBER_PORT).expect("load the sink program");
+            let ifindex = nix::net::if_::if_nametoindex(PEER_IF).expect("peer ifindex");
+            let link = prog
+                .attach_sink(ifindex, XdpMode::Native)
+                .expect("attach the sink program");
+            (prog, link)
+        });
         PeerSockets {
             sender,
             subscribers,
+            sink,
         }
     })
 }
@@ -434,6 +467,17 @@ fn run_sender(
         }
     }
     done.store(true, Ordering::Relaxed);
+}
+
+/// Copies the sink program's drop count into `received` every
+/// millisecond until `stop`.
+fn run_sink_reader(prog: &SteeringProgram, received: &AtomicU64, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(c) = prog.counters() {
+            received.store(c.sink_dropped, Ordering::Relaxed);
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Counts datagrams arriving on the subscriber sockets (contents truncated
@@ -1050,14 +1094,14 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     if args.peers == 0
-        || args.peers > 150
+        || args.peers > MAX_PEERS
         || args.clubs == 0
         || args.clubs > CLUBS as usize
         || !(1..=1024).contains(&args.batch)
     {
         let _ = writeln!(
             io::stderr(),
-            "bench_relay: --peers must be 1..=150, --clubs 1..={CLUBS}, --batch 1..=1024"
+            "bench_relay: --peers must be 1..={MAX_PEERS}, --clubs 1..={CLUBS}, --batch 1..=1024"
         );
         return ExitCode::from(2);
     }
@@ -1128,15 +1172,20 @@ fn main() -> ExitCode {
 fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
     enter_private_netns();
     setup_relay_end(args.peers);
-    let (peer_ns, peers) = start_peer_namespace(args.peers);
+    let (peer_ns, mut peers) = start_peer_namespace(args.peers, args.sink);
     let stream = SourceKey::from_seed(&SOURCE_SEED).stream_id();
 
     let delivered = Arc::new(AtomicU64::new(0));
     let drain_stop = Arc::new(AtomicBool::new(false));
+    // The link keeps the sink attached; the program goes to its reader.
+    let (sink, _sink_link) = peers.sink.take().unzip();
     let drain = {
         let (delivered, stop) = (Arc::clone(&delivered), Arc::clone(&drain_stop));
-        let sockets = peers.subscribers;
-        thread::spawn(move || run_drain(&sockets, &delivered, &stop))
+        let sockets = std::mem::take(&mut peers.subscribers);
+        thread::spawn(move || match sink {
+            Some(prog) => run_sink_reader(&prog, &delivered, &stop),
+            None => run_drain(&sockets, &delivered, &stop),
+        })
     };
     let mut by_club: Vec<Vec<SocketAddrV4>> = vec![Vec::new(); CLUBS as usize];
     for i in 0..args.peers {

@@ -5,8 +5,10 @@
 # unshare(CLONE_NEWNET): nothing to clean up afterwards).
 #
 # A sender thread replays genuinely signed blocks (979-byte payloads,
-# 16-block batches, clubs 0..11) as fast as the relay absorbs them; S
-# subscribers per club for a couple of clubs receive the fanned-out copies.
+# 16-block batches, clubs 0..11) as fast as the relay absorbs them; by
+# default the relay serves all 12 clubs with 20 subscribers each (240), and
+# an XDP program on the subscribers' veth end counts and drops the copies
+# (--sink socket delivers them to UDP sockets instead).
 # It prints figures per phase and one JSON line per backend; the LAST line
 # is one JSON object: {"xdp_over_udp_egress":...,"xdp_over_txonly_ceiling":...}.
 #
@@ -19,7 +21,8 @@
 # and exits 1 (with CI=true too).
 #
 # Usage: scripts/bench-relay.sh [--seconds S] [--peers N] [--clubs C]
-#        [--warmup-ms MS] [--pool-blocks B] [--window W]
+#        [--warmup-ms MS] [--pool-blocks B] [--window W] [--batch B]
+#        [--full-stream] [--sink xdp|socket]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then

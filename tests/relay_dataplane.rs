@@ -53,8 +53,8 @@ use clubcast::auth::{
 };
 use clubcast::relay::{
     fanout_channel, BindMode, FanoutLimits, FanoutPublisher, FanoutTable, IdlePolicy,
-    LocalEndpoint, SteerCounters, SteeringProgram, Subscriber, Worker, WorkerConfig, XdpAttachment,
-    XdpMode, XskConfig, XskError, XskSocket,
+    LocalEndpoint, SteerCounters, SteeringProgram, Subscriber, Uplink, Worker, WorkerConfig,
+    XdpAttachment, XdpMode, XskConfig, XskError, XskSocket,
 };
 use clubcast::wire::{Block, KeepAlive, Message, StreamTag, MAX_DATAGRAM};
 
@@ -801,8 +801,10 @@ fn control_messages_reach_the_kernel_socket_not_the_worker() {
 }
 
 /// After a warm-up, the worker's loop makes no heap allocation while it
-/// receives, verifies and fans out 320 blocks, swaps in a new table and
-/// idles: counted by this binary's allocator on the worker's thread.
+/// receives, verifies and fans out 320 blocks, reports them to the control
+/// plane's uplink until its 64 slots are full and then counts the rest as
+/// dropped, swaps in a new table and idles: counted by this binary's
+/// allocator on the worker's thread.
 #[test]
 fn worker_loop_allocates_nothing_after_warm_up() {
     require_privileges!("worker_loop_allocates_nothing_after_warm_up");
@@ -815,7 +817,8 @@ fn worker_loop_allocates_nothing_after_warm_up() {
             .expect("publish the table");
         let warmed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&warmed);
-        let mut worker = rig.worker;
+        let (uplink, uplink_tx) = Uplink::new(64);
+        let mut worker = rig.worker.with_uplink(uplink_tx);
         let thread = thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(5);
             while worker.stats().rx_frames < WARM && Instant::now() < deadline {
@@ -871,6 +874,19 @@ fn worker_loop_allocates_nothing_after_warm_up() {
         assert_eq!(s.table_swaps, 2);
         assert!(s.forwarded_blocks >= (WARM + MEASURED) / 2, "{s:?}");
         assert!(polls >= IDLE_POLLS);
+        assert_eq!(s.uplinked, 64, "{s:?}");
+        assert_eq!(
+            s.uplinked + s.uplink_dropped,
+            s.forwarded_blocks + s.no_subscribers,
+            "{s:?}"
+        );
+        let mut reported = 0;
+        uplink.drain(|from, bytes| {
+            assert_eq!(from.ip(), &SENDER_IP);
+            assert!(matches!(Message::parse(bytes), Ok(Message::Block(_))));
+            reported += 1;
+        });
+        assert_eq!(reported, 64);
         assert_eq!(allocations, 0, "the worker loop allocated");
     });
 }

@@ -817,3 +817,35 @@ fn blocks_reach_the_xsk_and_control_reaches_the_udp_socket() {
         });
     }
 }
+
+#[test]
+fn sink_program_drops_and_counts_only_its_port() {
+    require_privileges!("sink_program_drops_and_counts_only_its_port");
+    let prog = load();
+    let sink = |frame: &[u8]| {
+        let before = prog.counters().expect("counters");
+        let action = prog.test_run_sink(frame).expect("test run");
+        (action, prog.counters().expect("counters").since(&before))
+    };
+    for frame in [
+        Ipv4Frame::block(RELAY_PORT).build(),
+        Ipv4Frame::udp(RELAY_PORT, vec![0u8; 1200]).build(),
+    ] {
+        let (action, delta) = sink(&frame);
+        assert_eq!(action, XdpAction::Drop);
+        assert_eq!(delta.sink_dropped, 1, "{delta:?}");
+        assert_eq!(delta.total(), 0, "the steering slots stay untouched");
+    }
+    let mut fragment = Ipv4Frame::block(RELAY_PORT);
+    fragment.flags_offset = IP_MF;
+    for (frame, what) in [
+        (Ipv4Frame::block(OTHER_PORT).build(), "other port"),
+        (arp_request(), "ARP"),
+        (ipv6_block(), "IPv6"),
+        (fragment.build(), "fragment"),
+    ] {
+        let (action, delta) = sink(&frame);
+        assert_eq!(action, XdpAction::Pass, "{what}");
+        assert_eq!(delta.sink_dropped, 0, "{what}: {delta:?}");
+    }
+}

@@ -129,15 +129,18 @@ pub struct SteerCounters {
     pub passed_not_clubcast: u64,
     /// BLOCKs whose rx queue has no AF_XDP socket in the XSKMAP.
     pub passed_no_socket: u64,
+    /// Datagrams the sink program ([`SteeringProgram::attach_sink`])
+    /// counted and dropped.
+    pub sink_dropped: u64,
 }
 
 /// Number of counter slots, in the order of `enum steer_counter` in
 /// `bpf/clubcast.h`.
-const COUNTER_SLOTS: u32 = 9;
+const COUNTER_SLOTS: u32 = 10;
 
 impl SteerCounters {
     fn from_slots(slots: [u64; COUNTER_SLOTS as usize]) -> Self {
-        let [redirected, passed_not_ip, passed_not_udp, passed_other_port, passed_control, passed_truncated, passed_fragment, passed_not_clubcast, passed_no_socket] =
+        let [redirected, passed_not_ip, passed_not_udp, passed_other_port, passed_control, passed_truncated, passed_fragment, passed_not_clubcast, passed_no_socket, sink_dropped] =
             slots;
         Self {
             redirected,
@@ -149,6 +152,7 @@ impl SteerCounters {
             passed_fragment,
             passed_not_clubcast,
             passed_no_socket,
+            sink_dropped,
         }
     }
 
@@ -164,7 +168,7 @@ impl SteerCounters {
             + self.passed_no_socket
     }
 
-    /// Frames the program has seen.
+    /// Frames the steering program has seen.
     pub fn total(&self) -> u64 {
         self.redirected + self.passed()
     }
@@ -189,6 +193,7 @@ impl SteerCounters {
             passed_no_socket: self
                 .passed_no_socket
                 .saturating_sub(earlier.passed_no_socket),
+            sink_dropped: self.sink_dropped.saturating_sub(earlier.sink_dropped),
         }
     }
 }
@@ -365,7 +370,24 @@ impl SteeringProgram {
     /// [`XdpAttachment`] lives, even if this handle is dropped first, and is
     /// detached when it drops or the process exits.
     pub fn attach(&self, ifindex: u32, mode: XdpMode) -> Result<XdpAttachment, SteerError> {
-        let prog_fd = self.skel.progs.steer_blocks.as_fd().as_raw_fd();
+        self.attach_fd(self.skel.progs.steer_blocks.as_fd(), ifindex, mode)
+    }
+
+    /// Attaches the object's other program, `sink_port`, instead: the far
+    /// end of a bench or test link, which counts
+    /// ([`SteerCounters::sink_dropped`]) and drops every UDP datagram to
+    /// this program's port and passes the rest. Not for a relay.
+    pub fn attach_sink(&self, ifindex: u32, mode: XdpMode) -> Result<XdpAttachment, SteerError> {
+        self.attach_fd(self.skel.progs.sink_port.as_fd(), ifindex, mode)
+    }
+
+    fn attach_fd(
+        &self,
+        prog: BorrowedFd<'_>,
+        ifindex: u32,
+        mode: XdpMode,
+    ) -> Result<XdpAttachment, SteerError> {
+        let prog_fd = prog.as_raw_fd();
         let opts = libbpf_sys::bpf_link_create_opts {
             sz: mem::size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
             flags: mode.flags(),
@@ -484,6 +506,19 @@ impl SteeringProgram {
     /// bytes), even behind a metadata prefix: those fail with
     /// [`io::ErrorKind::InvalidInput`] before reaching the kernel.
     pub fn test_run(&self, frame: &[u8]) -> io::Result<XdpAction> {
+        self.test_run_prog(&self.skel.progs.steer_blocks, frame)
+    }
+
+    /// [`SteeringProgram::test_run`] for the sink program.
+    pub fn test_run_sink(&self, frame: &[u8]) -> io::Result<XdpAction> {
+        self.test_run_prog(&self.skel.progs.sink_port, frame)
+    }
+
+    fn test_run_prog(
+        &self,
+        prog: &libbpf_rs::ProgramMut<'_>,
+        frame: &[u8],
+    ) -> io::Result<XdpAction> {
         if frame.len() < ETH_HLEN {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -498,12 +533,7 @@ impl SteeringProgram {
             data_in: Some(frame),
             ..Default::default()
         };
-        let output = self
-            .skel
-            .progs
-            .steer_blocks
-            .test_run(input)
-            .map_err(to_io_error)?;
+        let output = prog.test_run(input).map_err(to_io_error)?;
         XdpAction::from_raw(output.return_value).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
