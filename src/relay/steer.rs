@@ -670,13 +670,18 @@ mod tests {
 
     #[test]
     fn counters_sum_and_subtract_by_slot() {
-        let later = SteerCounters::from_slots([5, 1, 1, 1, 1, 1, 1, 1, 1]);
-        let earlier = SteerCounters::from_slots([2, 0, 1, 0, 0, 0, 0, 0, 0]);
+        let later = SteerCounters::from_slots([5, 1, 1, 1, 1, 1, 1, 1, 1, 7]);
+        let earlier = SteerCounters::from_slots([2, 0, 1, 0, 0, 0, 0, 0, 0, 4]);
         assert_eq!(later.passed(), 8);
-        assert_eq!(later.total(), 13);
+        assert_eq!(
+            later.total(),
+            13,
+            "the sink's drops are not the steering program's"
+        );
         let delta = later.since(&earlier);
         assert_eq!(delta.redirected, 3);
         assert_eq!(delta.passed_not_udp, 0);
+        assert_eq!(delta.sink_dropped, 3);
         assert_eq!(delta.total(), 10);
     }
 
