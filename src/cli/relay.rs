@@ -96,9 +96,14 @@ pub struct RelayArgs {
     /// --listen address).
     #[arg(long)]
     interface: Option<String>,
-    /// RX queues to serve, one worker each (queues 0..N).
+    /// RX queues to serve, one worker each (queues FIRST..FIRST+N, see
+    /// --first-queue).
     #[arg(long, default_value_t = 1)]
     queues: u32,
+    /// First RX queue served (the queues the NIC steers the relay port to;
+    /// `tuning/` sets that up).
+    #[arg(long, default_value_t = 0)]
+    first_queue: u32,
     /// Cores to pin the workers to, one per queue (comma-separated;
     /// default: worker i on core i+1, leaving core 0 to the control
     /// plane, when there is more than one core).
@@ -119,6 +124,9 @@ pub struct RelayArgs {
     /// TX and completion ring entries, and UMEM frames for sending.
     #[arg(long, default_value_t = DEFAULT_RING_SIZE)]
     tx_ring: u32,
+    /// Map each UMEM in 2 MiB huge pages (reserve them: `tuning/`).
+    #[arg(long)]
+    huge_pages: bool,
     /// RX frames a worker takes per loop.
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     batch: usize,
@@ -135,7 +143,8 @@ pub struct RelayArgs {
 
 impl RelayArgs {
     fn xdp_options(&self, ifname: String) -> XdpOptions {
-        let queues: Vec<u32> = (0..self.queues.max(1)).collect();
+        let first = self.first_queue;
+        let queues: Vec<u32> = (first..first.saturating_add(self.queues.max(1))).collect();
         let cores = self.cores.clone().unwrap_or_else(|| {
             let n = core_affinity::get_core_ids().map_or(1, |c| c.len());
             if n > 1 {
@@ -167,6 +176,7 @@ impl RelayArgs {
                     BindChoice::Auto => BindMode::Auto,
                 },
                 need_wakeup: true,
+                huge_pages: self.huge_pages,
             },
             worker: WorkerConfig {
                 batch: self.batch,

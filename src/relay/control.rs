@@ -13,7 +13,11 @@
 //! served within a refresh and one that vanishes (its upload times out) is
 //! dropped from the fan-out without touching the others. Uploads to IPv6
 //! peers or to addresses the kernel has not resolved yet are left out of
-//! the table and counted.
+//! the table and counted. The workers copy a block to every subscriber of
+//! its club except its sender: the per-receiver HAVE suppression of the
+//! kernel path is not applied on the hot path, so an in-club receiver that
+//! already had a block from elsewhere counts the relay's copy as a
+//! duplicate.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -86,6 +86,9 @@ pub struct XskConfig {
     /// Bind with `XDP_USE_NEED_WAKEUP`: the kernel says when the TX ring
     /// needs a `sendto` kick instead of being kicked after every batch.
     pub need_wakeup: bool,
+    /// Map the UMEM in 2 MiB huge pages (reserve them first:
+    /// `vm.nr_hugepages`, see `tuning/`).
+    pub huge_pages: bool,
 }
 
 impl Default for XskConfig {
@@ -100,6 +103,7 @@ impl Default for XskConfig {
             comp_ring: DEFAULT_RING_SIZE,
             bind_mode: BindMode::Auto,
             need_wakeup: true,
+            huge_pages: false,
         }
     }
 }
@@ -368,7 +372,7 @@ impl XskSocket {
             reason: "no frames",
         })?;
         let (umem, mut descs) =
-            Umem::new(umem_config, frames, false).map_err(|err| XskError::Umem {
+            Umem::new(umem_config, frames, config.huge_pages).map_err(|err| XskError::Umem {
                 mib: config.umem_bytes() >> 20,
                 source: os_error(&err),
             })?;
