@@ -210,6 +210,20 @@ struct Rig {
 /// Runs `body` on a fresh thread inside a fresh relay namespace with the
 /// whole topology up. Everything is torn down when the thread ends.
 fn with_rig<T: Send + 'static>(body: impl FnOnce(Rig, Stream) -> T + Send + 'static) -> T {
+    with_sized_rig(
+        XskConfig {
+            bind_mode: BindMode::Copy,
+            ..XskConfig::default()
+        },
+        body,
+    )
+}
+
+/// [`with_rig`] with the relay's socket sized by `xsk` (copy mode).
+fn with_sized_rig<T: Send + 'static>(
+    xsk: XskConfig,
+    body: impl FnOnce(Rig, Stream) -> T + Send + 'static,
+) -> T {
     let thread = thread::spawn(move || {
         enter_private_netns();
         ip(&[
@@ -233,15 +247,8 @@ fn with_rig<T: Send + 'static>(body: impl FnOnce(Rig, Stream) -> T + Send + 'sta
 
         let stream = Stream::new();
         let steering = SteeringProgram::load(RELAY_PORT).expect("load the steering program");
-        let xsk = XskSocket::open(
-            RELAY_IF,
-            0,
-            &XskConfig {
-                bind_mode: BindMode::Copy,
-                ..XskConfig::default()
-            },
-        )
-        .expect("bind the relay's AF_XDP socket");
+        let batch = WorkerConfig::default().batch.min(xsk.rx_frames as usize);
+        let xsk = XskSocket::open(RELAY_IF, 0, &xsk).expect("bind the relay's AF_XDP socket");
         assert_eq!(xsk.bind_mode(), BindMode::Copy);
         let kernel_socket =
             UdpSocket::bind((RELAY_IP, RELAY_PORT)).expect("bind the relay's kernel socket");
@@ -249,6 +256,7 @@ fn with_rig<T: Send + 'static>(body: impl FnOnce(Rig, Stream) -> T + Send + 'sta
         let worker = Worker::new(
             WorkerConfig {
                 idle: IdlePolicy::Yield,
+                batch,
                 ..WorkerConfig::default()
             },
             xsk,
@@ -637,6 +645,73 @@ fn every_subscriber_gets_every_block_of_its_club_exactly_once() {
             (0, 0, 0)
         );
         assert_eq!(worker.latency_summary().count, 500);
+    });
+}
+
+/// A burst larger than every ring: with 64 RX frames and 32 TX frames, 128
+/// blocks arrive while the worker is not looking. The kernel counts what the
+/// full RX ring and empty fill ring dropped; the worker counts the copies
+/// it had no TX frame for. Then it recovers: the frames come back, and a
+/// paced stream afterwards reaches every subscriber whole.
+#[test]
+fn ring_exhaustion_is_counted_and_recovered_from() {
+    require_privileges!("ring_exhaustion_is_counted_and_recovered_from");
+    let small = XskConfig {
+        frame_size: 2048,
+        rx_frames: 64,
+        tx_frames: 32,
+        rx_ring: 64,
+        tx_ring: 64,
+        fill_ring: 64,
+        comp_ring: 64,
+        bind_mode: BindMode::Copy,
+        ..XskConfig::default()
+    };
+    with_sized_rig(small, |rig, mut stream| {
+        rig.publisher
+            .publish(subscriber_table())
+            .expect("publish the table");
+        let mut worker = rig.worker;
+        // The burst, with nobody draining the RX ring.
+        stream.send(&rig.peers.sender, 8, BATCH_BLOCKS);
+        thread::sleep(Duration::from_millis(50));
+        let kernel = worker.kernel_stats().expect("kernel stats");
+        assert!(
+            kernel.rx_ring_full + kernel.rx_fill_ring_empty + kernel.rx_dropped > 0,
+            "the kernel counts the frames it had no room for: {kernel:?}"
+        );
+        // One loop takes the 64 frames; their copies want more TX frames
+        // than there are.
+        assert_eq!(worker.poll_once(), 64);
+        let s = worker.stats();
+        assert!(s.no_free_tx_frame > 0, "{s:?}");
+        assert!(s.forwarded_blocks > 0, "{s:?}");
+        // Recovery: completions free the TX frames, the fill ring is whole
+        // again, and a paced stream goes through intact.
+        let running = RunningWorker::start(worker);
+        thread::sleep(Duration::from_millis(50));
+        for (_, _, socket) in &rig.peers.subscribers {
+            drain(
+                socket,
+                usize::MAX,
+                Duration::from_millis(20),
+                Duration::from_millis(200),
+            );
+        }
+        let started_us = now_us();
+        let mut sent = Vec::new();
+        for _ in 0..6 {
+            sent.extend(stream.send(&rig.peers.sender, 1, BATCH_BLOCKS));
+            thread::sleep(Duration::from_millis(20));
+        }
+        let checked = check_subscribers(&rig.peers, &stream, &sent, started_us);
+        let worker = settle_and_stop(running);
+        let steer = rig.steering.counters().expect("counters");
+        report("exhaustion", &worker, &steer);
+        assert_eq!(
+            checked, 96,
+            "every copy of the paced stream arrived (48 blocks of clubs 0 and 1, two subscribers each)"
+        );
     });
 }
 
