@@ -294,6 +294,28 @@ fn relay_backend_choice_is_explicit() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("falls back to kernel UDP"), "{err}");
     assert!(text.contains("relay blocks on udp"), "{text}");
+    // AF_XDP with preferred busy polling, a spinning worker pinned to core
+    // 1, starts on the veth and runs.
+    let mut args = common.to_vec();
+    args.extend([
+        "--io",
+        "xdp",
+        "--busy-poll-us",
+        "20",
+        "--idle",
+        "spin",
+        "--cores",
+        "1",
+    ]);
+    let out = topo.run("relay", &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("relay blocks on xdp"), "{text}");
+    assert!(text.contains("worker q0:"), "{text}");
     // A ring size that is not a power of two is refused, not rounded.
     let mut args = common.to_vec();
     args.extend(["--io", "xdp", "--rx-ring", "1000"]);
