@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod cli;
 pub mod io;
+pub mod media;
 pub mod relay;
 pub mod roles;
 pub mod sim;

@@ -2225,6 +2225,30 @@ fn missing_block_is_skipped_after_max_freeze() {
     assert_eq!(p.stats().skipped, 1);
 }
 
+/// [0060]-[0062]: a block newer than any held is not missing but not made
+/// yet (the feed paused): playback waits without a freeze or a skip, buffers
+/// again from there after a start buffer's worth of waiting, and plays on
+/// when the feed comes back.
+#[test]
+fn a_paused_feed_is_waited_for_not_skipped() {
+    let cfg = PlayoutConfig::default();
+    let src0 = Time(T0.0 - mid_delay_us());
+    let mut store = store_of(0..15, src0);
+    let mut p = Playout::new(cfg);
+    let out = play(&mut p, &store, T0, at(T0, 5_000));
+    assert_eq!(out.len(), 15, "everything held is played");
+    assert_eq!((p.stats().freezes, p.stats().skipped), (0, 0));
+    // The feed comes back 4 s later: blocks 15.. arrive.
+    for k in 15..40 {
+        store.insert(k, stored(Time(src0.0 + k * BLOCK_US + 4_000_000)));
+    }
+    let out = play(&mut p, &store, at(T0, 5_000), at(T0, 9_000));
+    let seqs: Vec<Played> = out.iter().map(|(_, x)| *x).collect();
+    assert_eq!(seqs, (15..40).map(Played::OnTime).collect::<Vec<_>>());
+    assert_eq!((p.stats().freezes, p.stats().skipped), (0, 0));
+    assert_eq!(p.stats().continuity(), 1.0);
+}
+
 // ---- [0063]: quality and graceful failure ------------------------------------------
 
 /// [0063]: each level of skips and freezes per window comes with an

@@ -14,7 +14,7 @@ pub mod source;
 pub mod tracker;
 
 pub use outbox::{Outbox, Transmit};
-pub use peer::{Mode, Peer, PeerConfig, PeerEvent, PeerStats};
+pub use peer::{Mode, Peer, PeerConfig, PeerEvent, PeerStats, PlayedBlock};
 pub use recommend::ClubRecommender;
 pub use source::{Source, SourceConfig};
 pub use tracker::{Tracker, TrackerConfig, TrackerStats};

@@ -128,6 +128,32 @@ impl Source {
         self.estimator.estimate_bps()
     }
 
+    /// Bytes of one block's payload (media framing included).
+    pub fn block_bytes(&self) -> usize {
+        self.cfg.payload_bytes
+    }
+
+    /// Appends one block's payload, already cut by a media ingest
+    /// (`crate::media::BlockCutter`); longer payloads are cut short to
+    /// [`Source::block_bytes`]. The batch is signed and sent when full.
+    pub fn push_block(&mut self, now: Time, payload: &[u8]) {
+        if !self.partial.is_empty() {
+            // Raw bytes pushed before: their block goes first.
+            let block = std::mem::take(&mut self.partial);
+            self.cut_block(now, block);
+        }
+        let len = payload.len().min(self.cfg.payload_bytes);
+        self.cut_block(now, payload[..len].to_vec());
+    }
+
+    fn cut_block(&mut self, now: Time, block: Vec<u8>) {
+        self.cut.push(block);
+        self.cut_since.get_or_insert(now);
+        if self.cut.len() == self.cfg.batch_blocks {
+            self.sign_and_send(now);
+        }
+    }
+
     /// Appends live media; full blocks are cut and full batches signed
     /// and sent ([0040]).
     pub fn push_media(&mut self, now: Time, mut bytes: &[u8]) {
@@ -138,11 +164,7 @@ impl Source {
             bytes = &bytes[take..];
             if self.partial.len() == self.cfg.payload_bytes {
                 let block = std::mem::take(&mut self.partial);
-                self.cut.push(block);
-                self.cut_since.get_or_insert(now);
-                if self.cut.len() == self.cfg.batch_blocks {
-                    self.sign_and_send(now);
-                }
+                self.cut_block(now, block);
             }
         }
     }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use super::playout::Played;
 use super::{Mode, Peer, PeerEvent};
+use super::{PlayedBlock, PLAYED_MAX};
 use crate::roles::Time;
 use crate::wire::{
     ClubList, Connect, Direction, DropReason, Heartbeat, Join, JoinRole, KeepAlive, Message, Ping,
@@ -360,10 +361,25 @@ impl Peer {
                     .iter()
                     .any(|p| p.direction == Direction::Download && u64::from(p.club) == club)
         };
+        let emit = self.cfg.emit_played;
+        let store = &self.store;
+        let played = &mut self.played;
         self.playout
-            .advance(now, self.block_us, &self.store, awaited, |p| {
+            .advance(now, self.block_us, store, awaited, |p| {
                 if first.is_none() {
                     first = Some(p);
+                }
+                if emit {
+                    if played.len() >= PLAYED_MAX {
+                        played.pop_front();
+                    }
+                    played.push_back(match p {
+                        Played::OnTime(seq) | Played::Late(seq) => PlayedBlock {
+                            seq,
+                            payload: store.get(seq).map(|b| b.payload.clone()),
+                        },
+                        Played::Skipped(seq) => PlayedBlock { seq, payload: None },
+                    });
                 }
             });
         if !was_started {

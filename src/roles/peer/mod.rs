@@ -132,6 +132,10 @@ pub struct PeerConfig {
     pub quality: QualityRule,
     /// Most datagrams queued for sending.
     pub outbox: usize,
+    /// Keep the payload of every block played, and a marker for every
+    /// block skipped, for a media output to take with
+    /// [`Peer::poll_played`] (at most `PLAYED_MAX` wait; older ones go).
+    pub emit_played: bool,
     /// Relay only: a data plane outside the state machine (the AF_XDP
     /// workers) copies every fresh block to the uploads of its club, so the
     /// state machine stores, announces and serves catch-up, but does not
@@ -178,6 +182,7 @@ impl PeerConfig {
             quality: QualityRule::default(),
             outbox: 8_192,
             external_fanout: false,
+            emit_played: false,
         }
     }
 }
@@ -312,8 +317,21 @@ pub struct Peer {
     quality: QualityMonitor,
     delays_us: Histogram<u64>,
     events: VecDeque<PeerEvent>,
+    played: VecDeque<PlayedBlock>,
     stats: PeerStats,
     next_tick: Time,
+}
+
+/// Blocks played and not yet taken that a peer keeps for its media output.
+pub const PLAYED_MAX: usize = 4096;
+
+/// One block the playback clock released, for a media output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayedBlock {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its payload; `None` if it was skipped.
+    pub payload: Option<Vec<u8>>,
 }
 
 impl Peer {
@@ -361,6 +379,7 @@ impl Peer {
             quality: QualityMonitor::new(cfg.quality, now),
             delays_us: Histogram::new(2).expect("2 significant figures are valid"),
             events: VecDeque::new(),
+            played: VecDeque::new(),
             stats: PeerStats::default(),
             next_tick: now,
             cfg,
@@ -424,6 +443,12 @@ impl Peer {
     /// The next event to report.
     pub fn poll_event(&mut self) -> Option<PeerEvent> {
         self.events.pop_front()
+    }
+
+    /// The next block played (or skipped), in order, when the peer was
+    /// made with `emit_played`.
+    pub fn poll_played(&mut self) -> Option<PlayedBlock> {
+        self.played.pop_front()
     }
 
     /// Clubs in the swarm.

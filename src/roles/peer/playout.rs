@@ -7,7 +7,11 @@
 //! speeds up above it. A block missing when due freezes playback for at most
 //! `max_freeze`; if it arrives meanwhile it is played late, otherwise it is
 //! skipped. Far behind the target range, or when no connection carries its
-//! club, a missing block is skipped at once.
+//! club, a missing block is skipped at once. A block newer than any held
+//! is not missing but not made yet (the feed paused or the buffer ran
+//! dry): playback waits for it without a freeze, and after a start
+//! buffer's worth of waiting it buffers again from there, as after the
+//! start, so a feed that comes back plays on.
 //! The counters give continuity: blocks played on time over blocks due.
 
 use super::store::BlockStore;
@@ -70,7 +74,8 @@ impl PlayoutStats {
 
 #[derive(Debug, Clone, Copy)]
 enum State {
-    Buffering,
+    /// Waiting for a start buffer: anywhere (`None`) or from a block on.
+    Buffering(Option<u64>),
     Playing {
         next: u64,
         due: Time,
@@ -104,7 +109,7 @@ impl Playout {
     pub fn new(cfg: PlayoutConfig) -> Self {
         Playout {
             cfg,
-            state: State::Buffering,
+            state: State::Buffering(None),
             started_at: None,
             speed: 1.0,
             stats: PlayoutStats::default(),
@@ -124,7 +129,7 @@ impl Playout {
     /// The next sequence number to play, once started.
     pub fn next_seq(&self) -> Option<u64> {
         match self.state {
-            State::Buffering => None,
+            State::Buffering(_) => None,
             State::Playing { next, .. } => Some(next),
         }
     }
@@ -148,16 +153,20 @@ impl Playout {
         mut on_play: impl FnMut(Played),
     ) {
         let block_us = block_us.max(1);
-        if let State::Buffering = self.state {
+        if let State::Buffering(from) = self.state {
             let need = self.cfg.start_buffer_us.div_ceil(block_us).max(1);
-            match store.first_run_of(need) {
+            let first = match from {
+                None => store.first_run_of(need),
+                Some(n) => (n..n + need).all(|s| store.has(s)).then_some(n),
+            };
+            match first {
                 Some(first) => {
                     self.state = State::Playing {
                         next: first,
                         due: now,
                         frozen_since: None,
                     };
-                    self.started_at = Some(now);
+                    self.started_at.get_or_insert(now);
                 }
                 None => return,
             }
@@ -198,6 +207,15 @@ impl Playout {
                     frozen_since: None,
                 };
                 continue;
+            }
+            if store.newest().is_none_or(|n| next > n) {
+                // The live edge: not made yet. Wait; buffer again after a
+                // start buffer's worth of waiting.
+                if frozen_since.is_none() && now.0.saturating_sub(due.0) >= self.cfg.start_buffer_us
+                {
+                    self.state = State::Buffering(Some(next));
+                }
+                return;
             }
             // Missing: far behind the range, skip at once; else freeze.
             let far_behind = delay.is_some_and(|d| d > 2 * self.cfg.max_delay_us) || !awaited(next);

@@ -1,0 +1,27 @@
+//! Media in and out: what streamers push and what players play.
+//!
+//! At the source, an ingest turns a live feed into *units*: [`rtmp`] takes
+//! a push from OBS or ffmpeg and [`flv`] wraps its messages in FLV tags;
+//! [`ts`] finds the packets of MPEG-TS over UDP or a pipe. Units that begin
+//! a random-access point (decoder configuration and a key frame) are
+//! marked, and [`cutter`] packs units into block payloads so that each such
+//! unit begins a block. Every media block starts with the [`header`]:
+//! container, random-access and restart flags, and the ingest time. At a
+//! peer, [`output`] turns the blocks its playback clock releases into the
+//! byte stream of each player, starting them at a random-access block, and
+//! [`http`] serves it at `/stream`.
+
+pub mod cutter;
+pub mod flv;
+pub mod header;
+pub mod http;
+pub mod output;
+pub mod rtmp;
+pub mod ts;
+
+pub use cutter::BlockCutter;
+pub use header::{Container, MediaHeader, MEDIA_HEADER_LEN};
+pub use http::HttpServer;
+pub use output::{Chunk, MediaOutput};
+pub use rtmp::{Ingest, RtmpServer};
+pub use ts::TsPacker;

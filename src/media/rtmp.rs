@@ -1,0 +1,253 @@
+//! The source's RTMP endpoint: OBS or ffmpeg push here.
+//!
+//! [`RtmpServer::start`] listens on a TCP address; each connection gets a
+//! thread that runs the handshake and an `rml_rtmp` server session. One
+//! publisher at a time may publish (any app and stream key); a second is
+//! refused. The publisher's audio and video messages go to the source's
+//! loop as [`Ingest`] events through a bounded channel (a slow loop slows
+//! the publisher down, as TCP does). Whatever goes wrong with a client (a
+//! handshake that fails or does not finish in time, garbage, a codec the
+//! stream cannot carry, a protocol error, silence) ends that connection with
+//! one log line that says why; the listener and the source stay up.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
+
+use super::flv;
+
+/// Events queued from the RTMP threads to the source's loop.
+pub const INGEST_QUEUE: usize = 4096;
+
+/// A handshake must finish within this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection silent for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a publisher sends, for the source's loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingest {
+    /// A publisher started (app / stream key): a new session.
+    Started(String),
+    /// A video message body (an FLV VIDEODATA body) at a time in ms.
+    Video(u32, Vec<u8>),
+    /// An audio message body (an FLV AUDIODATA body) at a time in ms.
+    Audio(u32, Vec<u8>),
+    /// The publisher stopped or went away; why.
+    Stopped(String),
+}
+
+/// The RTMP listener.
+#[derive(Debug)]
+pub struct RtmpServer {
+    addr: SocketAddr,
+    events: Receiver<Ingest>,
+}
+
+impl RtmpServer {
+    /// Listens on `addr`.
+    pub fn start(addr: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let (tx, events) = mpsc::sync_channel(INGEST_QUEUE);
+        let publishing = Arc::new(AtomicBool::new(false));
+        thread::Builder::new()
+            .name(format!("rtmp-{addr}"))
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { continue };
+                    let (tx, publishing) = (tx.clone(), Arc::clone(&publishing));
+                    let _ = thread::Builder::new()
+                        .name("rtmp-client".into())
+                        .spawn(move || client(stream, &tx, &publishing));
+                }
+            })?;
+        Ok(RtmpServer { addr, events })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The next event, if one is waiting.
+    pub fn try_event(&self) -> Option<Ingest> {
+        self.events.try_recv().ok()
+    }
+}
+
+/// Runs one connection to its end and logs why it ended.
+fn client(mut stream: TcpStream, tx: &SyncSender<Ingest>, publishing: &AtomicBool) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let mut published = false;
+    let why = session(&mut stream, tx, publishing, &mut published)
+        .err()
+        .unwrap_or_else(|| "the publisher closed the connection".into());
+    if published {
+        publishing.store(false, Ordering::Release);
+        let _ = tx.send(Ingest::Stopped(why.clone()));
+    }
+    eprintln!("clubcast: rtmp {peer}: disconnected: {why}");
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
+    stream
+        .write_all(bytes)
+        .map_err(|e| format!("write failed: {e}"))
+}
+
+/// Reads into `buf`; `Ok(0)` is a closed connection.
+fn read(stream: &mut TcpStream, buf: &mut [u8], what: &str) -> Result<usize, String> {
+    match stream.read(buf) {
+        Ok(n) => Ok(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(format!("{what}: nothing received in time"))
+        }
+        Err(e) => Err(format!("{what}: read failed: {e}")),
+    }
+}
+
+/// The handshake, then the session until it ends. `Ok` when the client
+/// closed the connection.
+fn session(
+    stream: &mut TcpStream,
+    tx: &SyncSender<Ingest>,
+    publishing: &AtomicBool,
+    published: &mut bool,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let mut handshake = Handshake::new(PeerType::Server);
+    let mut buf = vec![0u8; 64 * 1024];
+    let leftover = loop {
+        let n = read(stream, &mut buf, "handshake not completed")?;
+        if n == 0 {
+            return Err("closed during the handshake".into());
+        }
+        match handshake.process_bytes(&buf[..n]) {
+            Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
+                write_all(stream, &response_bytes)?;
+            }
+            Ok(HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            }) => {
+                write_all(stream, &response_bytes)?;
+                break remaining_bytes;
+            }
+            Err(e) => return Err(format!("handshake failed (not an RTMP client?): {e:?}")),
+        }
+    };
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let (mut server, results) = ServerSession::new(ServerSessionConfig::new())
+        .map_err(|e| format!("session setup failed: {e:?}"))?;
+    let mut pending = results;
+    let mut input = leftover;
+    loop {
+        if !input.is_empty() {
+            let results = server
+                .handle_input(&input)
+                .map_err(|e| format!("protocol error: {e:?}"))?;
+            pending.extend(results);
+            input.clear();
+        }
+        while !pending.is_empty() {
+            let batch = std::mem::take(&mut pending);
+            for result in batch {
+                match result {
+                    ServerSessionResult::OutboundResponse(packet) => {
+                        write_all(stream, &packet.bytes)?;
+                    }
+                    ServerSessionResult::RaisedEvent(event) => {
+                        pending.extend(on_event(&mut server, event, tx, publishing, published)?);
+                    }
+                    ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                }
+            }
+        }
+        let n = read(stream, &mut buf, "publisher silent")?;
+        if n == 0 {
+            return Ok(());
+        }
+        input.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Handles one session event; returns what the session wants sent.
+fn on_event(
+    server: &mut ServerSession,
+    event: ServerSessionEvent,
+    tx: &SyncSender<Ingest>,
+    publishing: &AtomicBool,
+    published: &mut bool,
+) -> Result<Vec<ServerSessionResult>, String> {
+    let refuse = |server: &mut ServerSession, id: u32, why: &str| {
+        server
+            .reject_request(id, "NetStream.Publish.BadName", why)
+            .map_err(|e| format!("refusing a request failed: {e:?}"))
+    };
+    match event {
+        ServerSessionEvent::ConnectionRequested { request_id, .. } => server
+            .accept_request(request_id)
+            .map_err(|e| format!("accepting the connection failed: {e:?}")),
+        ServerSessionEvent::PublishStreamRequested {
+            request_id,
+            app_name,
+            stream_key,
+            ..
+        } => {
+            if *published || publishing.swap(true, Ordering::AcqRel) {
+                refuse(server, request_id, "another publisher is live")?;
+                return Err("refused: another publisher is live on this source".into());
+            }
+            *published = true;
+            tx.send(Ingest::Started(format!("{app_name}/{stream_key}")))
+                .map_err(|_| "the source stopped".to_string())?;
+            server
+                .accept_request(request_id)
+                .map_err(|e| format!("accepting the publish failed: {e:?}"))
+        }
+        ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+            refuse(server, request_id, "this source only takes a publish")?;
+            Err("refused: a player asked to play; players connect to a peer's HTTP /stream".into())
+        }
+        ServerSessionEvent::VideoDataReceived {
+            data, timestamp, ..
+        } if *published => {
+            flv::check_video(&data).map_err(|e| e.to_string())?;
+            tx.send(Ingest::Video(timestamp.value, data.to_vec()))
+                .map_err(|_| "the source stopped".to_string())?;
+            Ok(Vec::new())
+        }
+        ServerSessionEvent::AudioDataReceived {
+            data, timestamp, ..
+        } if *published => {
+            flv::check_audio(&data).map_err(|e| e.to_string())?;
+            tx.send(Ingest::Audio(timestamp.value, data.to_vec()))
+                .map_err(|_| "the source stopped".to_string())?;
+            Ok(Vec::new())
+        }
+        ServerSessionEvent::PublishStreamFinished { .. } => {
+            Err("the publisher stopped publishing".into())
+        }
+        _ => Ok(Vec::new()),
+    }
+}
