@@ -1722,6 +1722,31 @@ fn every_missing_block_on_a_foreign_download_is_noticed() {
     assert!(!p.bans().is_banned(&f));
 }
 
+/// [0053]: when the whole stream pauses (the feed stopped; no fresh block
+/// from anywhere), foreign downloads are not blamed: none is dropped for
+/// silence, and blocks flow on them again when the feed comes back.
+#[test]
+fn a_feed_pause_drops_no_download() {
+    let f = addr(3);
+    let mut p = peer_with(config(&[0, 1]));
+    let start = open_foreign_download(&mut p, T0, f, 5);
+    let mut fd = feed();
+    let mut now = start;
+    for i in 0..12u64 {
+        deliver_raw(&mut p, now, f, &fd.block(5 + 12 * i, now, KBPS));
+        run(&mut p, now, at(now, CLUB_INTERVAL_MS), 10);
+        now = at(now, CLUB_INTERVAL_MS);
+    }
+    let out = run(&mut p, now, at(now, 10_000), 10);
+    assert!(drops_to(&out, f).is_empty(), "dropped during a feed pause");
+    assert_eq!(p.stats().dropped_silence, 0);
+    assert!(p
+        .connections()
+        .downloads
+        .iter()
+        .any(|d| d.from == f && d.club == 5));
+}
+
 /// [0053]: a download sends KEEPALIVE to its uploader every keepalive
 /// period; a foreign download whose blocks stop is dropped with
 /// DROP(Silence), not before `silence_ms`, and the uploader is banned.
@@ -1761,7 +1786,23 @@ fn silent_foreign_download_is_dropped_and_downloads_send_keepalives() {
         );
     }
     let last_block = Time(now.0 - ms(CLUB_INTERVAL_MS));
-    let out = run(&mut p, now, at(now, 5_000), 10);
+    // The stream goes on through another club's download: only f is quiet.
+    let g = addr(4);
+    let mut out = Vec::new();
+    now = open_foreign_download(&mut p, now, g, 6);
+    let end = at(last_block, 5_000);
+    let mut k = 0;
+    while now < end {
+        out.extend(deliver_raw(
+            &mut p,
+            now,
+            g,
+            &fd.block(6 + 12 * (20 + k), now, KBPS),
+        ));
+        out.extend(run(&mut p, now, at(now, CLUB_INTERVAL_MS), 10));
+        now = at(now, CLUB_INTERVAL_MS);
+        k += 1;
+    }
     let drops = drops_to(&out, f);
     assert_eq!(drops.len(), 1, "silent download dropped within 5 s");
     let (when, d) = drops[0];

@@ -105,6 +105,26 @@ fn thirty_peers_play_a_two_megabit_stream() {
     assert_eq!(s.forged_rejected, 0);
 }
 
+/// [0029]: a swarm too small to put a viewer in every club still plays:
+/// the source serves the clubs nobody sits in to the viewers directly.
+#[test]
+fn a_swarm_smaller_than_the_clubs_plays() {
+    for viewers in [1, 2, 3] {
+        let mut swarm = Swarm::new(3, 2_000_000, LinkProfile::with_latency_ms(5));
+        for _ in 0..viewers {
+            swarm.add_peer();
+        }
+        swarm.net.run_until(Time(8_000_000));
+        let ids = swarm.peers.clone();
+        let s = swarm.summary(&ids, 8.0, 2000);
+        assert!(
+            s.continuity_min >= 0.99 && s.startup_ms_max <= 2000.0,
+            "{viewers} viewers: {}",
+            s.to_json()
+        );
+    }
+}
+
 /// A tracker that goes away does not stop a running swarm.
 #[test]
 fn swarm_keeps_streaming_after_the_tracker_leaves() {

@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use crate::auth::{SourceKey, StreamId};
 use crate::io::clock;
 use crate::io::udp::UdpDriver;
+use crate::media::{IngestPump, PeerStream};
 use crate::roles::{
     Node, Peer, PeerConfig, PeerEvent, Source, SourceConfig, Tracker, TrackerConfig,
 };
@@ -65,12 +66,21 @@ pub struct SourceArgs {
     /// Uploads the source keeps in each club ([0029]: 2).
     #[arg(long, default_value_t = 2)]
     uploads_per_club: usize,
-    /// Feed a synthetic stream of this many kbit/s.
-    #[arg(long, conflicts_with = "stdin")]
-    synthetic_kbps: Option<u64>,
-    /// Read the live feed from standard input.
-    #[arg(long)]
+    /// Take an RTMP push (OBS, ffmpeg `-f flv rtmp://ADDR/live/KEY`) on
+    /// this address: H.264 video, AAC or MP3 audio; peers serve HTTP-FLV.
+    #[arg(long, group = "feed", value_name = "ADDR")]
+    rtmp_listen: Option<SocketAddr>,
+    /// Take MPEG-TS over UDP (ffmpeg `-f mpegts udp://ADDR`) on this
+    /// address; peers serve MPEG-TS.
+    #[arg(long, group = "feed", value_name = "ADDR")]
+    udp_ts_listen: Option<SocketAddr>,
+    /// Read MPEG-TS from standard input (ffmpeg `-f mpegts -`).
+    #[arg(long, group = "feed")]
     stdin: bool,
+    /// Feed a synthetic stream of this many kbit/s (raw bytes, for tests
+    /// and benches: peers have nothing to serve to players).
+    #[arg(long, group = "feed")]
+    synthetic_kbps: Option<u64>,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     duration: Option<u64>,
@@ -102,6 +112,10 @@ pub struct PeerArgs {
     /// One-way delay above which a download is dropped, ms ([0051]).
     #[arg(long, default_value_t = 2_000)]
     delay_threshold_ms: u32,
+    /// Serve the stream to players (VLC, mpv, ffplay) at
+    /// http://ADDR/stream: HTTP-FLV for an RTMP source, MPEG-TS otherwise.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     duration: Option<u64>,
@@ -214,8 +228,15 @@ pub fn run_tracker(args: &TrackerArgs) -> Result<ExitCode, String> {
 
 /// Runs the source.
 pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
-    if !args.stdin && args.synthetic_kbps.is_none() {
-        return Err("give the feed: --synthetic-kbps K or --stdin".into());
+    if !args.stdin
+        && args.synthetic_kbps.is_none()
+        && args.rtmp_listen.is_none()
+        && args.udp_ts_listen.is_none()
+    {
+        return Err(
+            "give the feed: --rtmp-listen ADDR, --udp-ts-listen ADDR, --stdin or --synthetic-kbps K"
+                .into(),
+        );
     }
     let key = SourceKey::load(&args.key).map_err(|e| e.to_string())?;
     let stream = key.stream_id();
@@ -230,23 +251,52 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
     pc.peer_id = random_id()?;
     let socket = bind_announced(args.listen, "source", stream, args.tracker)?;
     let source = Source::new(key, sc, pc, clock::now(), os_rng()?);
-    let feed = args.stdin.then(spawn_stdin_reader);
+    let block_bytes = source.block_bytes();
+    let pump = if let Some(addr) = args.rtmp_listen {
+        let pump = IngestPump::rtmp(addr, block_bytes)
+            .map_err(|e| format!("cannot listen for RTMP on {addr}: {e}"))?;
+        println!(
+            "rtmp: listening on {} (push to rtmp://{0}/live/KEY)",
+            pump.local_addr().map_or(addr, |a| a)
+        );
+        Some(pump)
+    } else if let Some(addr) = args.udp_ts_listen {
+        let pump = IngestPump::udp_ts(addr, block_bytes)
+            .map_err(|e| format!("cannot listen for MPEG-TS on UDP {addr}: {e}"))?;
+        println!(
+            "mpeg-ts: listening on udp://{}",
+            pump.local_addr().map_or(addr, |a| a)
+        );
+        Some(pump)
+    } else if args.stdin {
+        Some(IngestPump::pipe_ts(spawn_stdin_reader(), block_bytes))
+    } else {
+        None
+    };
+    // Both callbacks below use the pump, one at a time.
+    let pump = std::cell::RefCell::new(pump);
     drive(
         socket,
         source,
         args.duration,
         Duration::from_millis(5),
         |s| {
-            if let Some(rx) = &feed {
-                while let Ok(chunk) = rx.try_recv() {
-                    s.push_media(clock::now(), &chunk);
-                }
+            if let Some(pump) = pump.borrow_mut().as_mut() {
+                let now = clock::now();
+                pump.pump(now.0, |payload| s.push_block(now, &payload));
             }
         },
         |s, t| {
             let st = s.peer().stats();
+            let ingest = pump.borrow().as_ref().map_or(String::new(), |p| {
+                let i = p.stats();
+                format!(
+                    " ingest sessions {} bytes {} refused {} ts-skipped-bytes {} ts-malformed {}",
+                    i.sessions, i.bytes, i.refused, i.ts.skipped_bytes, i.ts.malformed
+                )
+            });
             println!(
-                "t={t}s blocks {} estimate {:.0} kbit/s uploads {} sent {} blocks",
+                "t={t}s blocks {} estimate {:.0} kbit/s uploads {} sent {} blocks{ingest}",
                 s.blocks_published(),
                 s.bitrate_estimate() / 1000.0,
                 s.peer().connections().uploads.len(),
@@ -286,13 +336,29 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
     pc.delay_threshold_ms = args.delay_threshold_ms;
     pc.peer_id = random_id()?;
     let socket = bind_announced(args.listen, "peer", args.stream_id, args.tracker)?;
+    pc.emit_played = args.http.is_some();
     let peer = Peer::new(pc, clock::now(), os_rng()?);
+    let players = match args.http {
+        Some(addr) => {
+            let s =
+                PeerStream::start(addr).map_err(|e| format!("cannot serve HTTP on {addr}: {e}"))?;
+            println!("players: http://{}/stream", s.addr());
+            Some(s)
+        }
+        None => None,
+    };
+    let slice = if players.is_some() { 10 } else { 100 };
+    // Both callbacks below use the players, one at a time.
+    let players = std::cell::RefCell::new(players);
     drive(
         socket,
         peer,
         args.duration,
-        Duration::from_millis(100),
+        Duration::from_millis(slice),
         |p| {
+            if let Some(s) = players.borrow_mut().as_mut() {
+                s.service(p, clock::now().0);
+            }
             while let Some(event) = p.poll_event() {
                 match event {
                     PeerEvent::Joined { clubs, club_count } => {
@@ -317,8 +383,19 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
         |p, t| {
             let st = p.stats();
             let ps = p.playout_stats();
+            let media = players.borrow().as_ref().map_or(String::new(), |s| {
+                let o = s.stats();
+                let l = s.output().latency();
+                format!(
+                    " players {} dropped-slow {} glass-to-glass p50 {} ms p99 {} ms",
+                    s.output().players(),
+                    o.dropped_slow,
+                    l.value_at_quantile(0.5) / 1000,
+                    l.value_at_quantile(0.99) / 1000
+                )
+            });
             println!(
-                "t={t}s clubs {:?} down {} up {} blocks {} dup {} forged {} played {} skipped {} continuity {:.4}",
+                "t={t}s clubs {:?} down {} up {} blocks {} dup {} forged {} played {} skipped {} continuity {:.4}{media}",
                 p.clubs(),
                 p.connections().downloads.len(),
                 p.connections().uploads.len(),

@@ -15,13 +15,17 @@ pub mod cutter;
 pub mod flv;
 pub mod header;
 pub mod http;
+pub mod ingest;
 pub mod output;
 pub mod rtmp;
+pub mod serve;
 pub mod ts;
 
 pub use cutter::BlockCutter;
 pub use header::{Container, MediaHeader, MEDIA_HEADER_LEN};
 pub use http::HttpServer;
+pub use ingest::{IngestPump, IngestStats};
 pub use output::{Chunk, MediaOutput};
 pub use rtmp::{Ingest, RtmpServer};
+pub use serve::PeerStream;
 pub use ts::TsPacker;

@@ -169,6 +169,7 @@ impl Peer {
     fn accept_block(&mut self, now: Time, from: SocketAddr, block: &Block<'_>, source_time: Time) {
         self.stats.unique_blocks += 1;
         self.stats.unique_payload += block.payload.len() as u64;
+        self.last_fresh = Some(now);
         if block.bitrate_kbps > 0 {
             self.bitrate_kbps = block.bitrate_kbps;
             self.block_us = block.payload.len() as u64 * 8_000 / u64::from(block.bitrate_kbps);

@@ -189,15 +189,30 @@ impl Peer {
             Direction::Download => {
                 // The source serves `source_uploads` in-club peers per club
                 // ([0029]); other clubs get its blocks through the members.
+                // A club with no member yet (a small swarm) is served to
+                // up to `source_outsiders` outsiders directly, until members
+                // come.
                 let pending_uploads = self
                     .pending
                     .iter()
                     .filter(|p| p.club == req.club && p.direction == Direction::Upload)
                     .count();
+                let in_club = self.conns.in_club_uploads_of(req.club) + pending_uploads;
+                let outsiders = self
+                    .conns
+                    .uploads
+                    .iter()
+                    .filter(|u| u.club == req.club && !u.in_club)
+                    .count();
+                let memberless =
+                    in_club == 0 && !self.contacts.members(req.club).any(|(a, _)| *a != from);
+                let full = if initiator_in_club {
+                    in_club >= self.cfg.source_uploads
+                } else {
+                    !memberless || outsiders >= self.cfg.source_outsiders
+                };
                 if self.cfg.mode == Mode::Source
-                    && (!initiator_in_club
-                        || self.conns.in_club_uploads_of(req.club) + pending_uploads
-                            >= self.cfg.source_uploads)
+                    && full
                     && self.conns.upload(from, req.club).is_none()
                 {
                     return self.refuse(from, req.request_id, RefuseReason::Full);

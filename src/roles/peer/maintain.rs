@@ -120,6 +120,11 @@ impl Peer {
         };
         let first_block = self.cfg.first_block_ms * 1000;
         let reorder = self.cfg.reorder_ms * 1000;
+        // A download is silent only while the stream is live: when no
+        // fresh block came from anywhere for half the silence limit, the
+        // feed itself paused (or has not begun), and its uploaders are not
+        // to blame.
+        let stream_live = self.last_fresh.is_some_and(|t| now.0 < t.0 + silence / 2);
         let mut to_send = Vec::new();
         let mut silent = Vec::new();
         let mut gaps = Vec::new();
@@ -145,7 +150,7 @@ impl Peer {
             } else {
                 silence
             };
-            if now.0 >= last.0 + limit {
+            if now.0 >= last.0 + limit && (d.in_club || stream_live) {
                 silent.push((d.from, d.club));
             } else if d.in_club && now.0 >= last.0 + silence / 2 {
                 to_send.push((d.from, u16::MAX));

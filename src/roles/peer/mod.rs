@@ -76,6 +76,9 @@ pub struct PeerConfig {
     pub in_club_max: usize,
     /// Uploads per club at the source ([0029]: 2).
     pub source_uploads: usize,
+    /// Source only: downloaders from outside a club that has no member
+    /// yet (a small swarm) that the source serves directly.
+    pub source_outsiders: usize,
     /// Uploads per club a relay accepts before it trims.
     pub relay_uploads: usize,
     /// Peers asked of the tracker.
@@ -157,6 +160,7 @@ impl PeerConfig {
             in_club_min: 2,
             in_club_max: 3,
             source_uploads: 2,
+            source_outsiders: 16,
             relay_uploads: 64,
             tracker_peers: 60,
             keepalive_ms: 250,
@@ -318,6 +322,8 @@ pub struct Peer {
     delays_us: Histogram<u64>,
     events: VecDeque<PeerEvent>,
     played: VecDeque<PlayedBlock>,
+    /// When the last fresh block came (from any connection).
+    last_fresh: Option<Time>,
     stats: PeerStats,
     next_tick: Time,
 }
@@ -380,6 +386,7 @@ impl Peer {
             delays_us: Histogram::new(2).expect("2 significant figures are valid"),
             events: VecDeque::new(),
             played: VecDeque::new(),
+            last_fresh: None,
             stats: PeerStats::default(),
             next_tick: now,
             cfg,
