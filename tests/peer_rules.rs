@@ -2266,6 +2266,33 @@ fn missing_block_is_skipped_after_max_freeze() {
     assert_eq!(p.stats().skipped, 1);
 }
 
+/// [0060]-[0061]: a newcomer whose catch-up reaches further back than the
+/// most play delay starts the least play delay behind the newest block,
+/// not at the oldest block it holds.
+#[test]
+fn a_newcomer_starts_near_the_live_edge() {
+    let cfg = PlayoutConfig::default();
+    // Ten seconds of blocks, the newest just made.
+    let src0 = Time(T0.0 - 100 * BLOCK_US);
+    let store = store_of(0..100, src0);
+    let mut p = Playout::new(cfg);
+    let out = play(&mut p, &store, T0, at(T0, 50));
+    let first = match out.first() {
+        Some((_, Played::OnTime(seq))) => *seq,
+        other => panic!("first played {other:?}"),
+    };
+    let behind_us = (99 - first) * BLOCK_US;
+    assert!(
+        behind_us <= cfg.min_delay_us && behind_us + BLOCK_US > cfg.min_delay_us,
+        "started at block {first}, {behind_us} us behind the newest"
+    );
+    // A store within the delay range still starts at its first block.
+    let store = store_of(0..30, src0);
+    let mut p = Playout::new(cfg);
+    let out = play(&mut p, &store, T0, at(T0, 50));
+    assert_eq!(out.first().map(|(_, x)| *x), Some(Played::OnTime(0)));
+}
+
 /// [0060]-[0062]: a block newer than any held is not missing but not made
 /// yet (the feed paused): playback waits without a freeze or a skip, buffers
 /// again from there after a start buffer's worth of waiting, and plays on

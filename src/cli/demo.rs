@@ -36,6 +36,9 @@ use crate::swarm::loopback::Shard;
 use crate::swarm::netns::{add_veth, bring_up, NamespaceThread};
 use crate::swarm::SwarmSummary;
 
+use super::demo_media::{push_testsrc, MediaSource, MediaSummary, ShardMedia};
+use crate::media::IngestPump;
+
 /// The relay's veth end, in the relay's namespace.
 const RELAY_IF: &str = "ccdemo-r0";
 /// The swarm's veth end, in the swarm's namespace.
@@ -90,6 +93,34 @@ pub struct Args {
     /// Seed for the roles' random choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Take an RTMP push (OBS, ffmpeg) on this address instead of the
+    /// synthetic feed; peers serve HTTP-FLV.
+    #[arg(long, group = "feed", value_name = "ADDR")]
+    rtmp_listen: Option<SocketAddr>,
+    /// Take MPEG-TS over UDP on this address instead of the synthetic
+    /// feed; peers serve MPEG-TS.
+    #[arg(long, group = "feed", value_name = "ADDR")]
+    udp_ts_listen: Option<SocketAddr>,
+    /// Push a test pattern with Debian's ffmpeg for the whole run (over
+    /// RTMP, or MPEG-TS with --udp-ts-listen).
+    #[arg(long, value_enum)]
+    media: Option<MediaSource>,
+    /// With a media feed, peer i serves http://127.0.0.1:(P+i)/stream.
+    #[arg(long, default_value_t = 18080, value_name = "P")]
+    http_base_port: u16,
+    /// Peers that join late, after --late-after seconds.
+    #[arg(long, default_value_t = 0)]
+    late_peers: usize,
+    /// When the late peers join, in seconds from the start.
+    #[arg(long, default_value_t = 10)]
+    late_after: u64,
+}
+
+impl Args {
+    /// True when the source takes a real feed.
+    fn media(&self) -> bool {
+        self.rtmp_listen.is_some() || self.udp_ts_listen.is_some() || self.media.is_some()
+    }
 }
 
 /// What a shard reports once per slice, for the progress line.
@@ -148,6 +179,10 @@ enum Layout {
 pub fn run(args: &Args) -> Result<ExitCode, String> {
     let layout = match (args.relay, args.relay_io) {
         (false, _) | (true, RelayIo::Udp) => Layout::Loopback,
+        (true, _) if args.media() => {
+            println!("relay on kernel UDP on loopback: a media demo keeps every peer on 127.0.0.1, where players reach them");
+            Layout::Loopback
+        }
         (true, RelayIo::Xdp) if !has_bpf_privileges() => {
             return Err("--relay-io xdp needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) for XDP, AF_XDP and network namespaces; use --relay-io udp".into())
         }
@@ -208,8 +243,28 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         );
     }
 
+    let (media, mut pusher) = if args.media() {
+        let (media, pusher) = start_media(args, &shards)?;
+        (Some(media), pusher)
+    } else {
+        (None, None)
+    };
     let start_time = clock::now();
-    let shards = run_shards(shards, started, end)?;
+    let late = LatePeers {
+        count: args.late_peers,
+        at: started + Duration::from_secs(args.late_after),
+        first_seed: args.seed * 1_000_003 + args.peers as u64 + 2,
+        first_port: args.http_base_port.saturating_add(args.peers as u16),
+        stream,
+        tracker: tracker.ok_or("the demo has no tracker")?,
+        emit_played: args.media(),
+    };
+    let outcome = run_shards(shards, media, late, started, end);
+    if let Some(child) = &mut pusher {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (shards, media) = outcome?;
     let relay = match relay_thread {
         Some(h) => Some(
             h.join()
@@ -240,7 +295,22 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     if let Some(r) = &relay {
         print_relay(r);
     }
+    let media_json = media.as_ref().map(|m| {
+        let m = MediaSummary::of(m);
+        println!(
+            "  players           {} media blocks played out, {} skipped, {} players dropped as too slow; glass-to-glass p50 {:.0} ms p99 {:.0} ms",
+            m.blocks,
+            m.skipped,
+            m.dropped_slow,
+            m.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            m.latency.value_at_quantile(0.99) as f64 / 1000.0
+        );
+        m.to_json()
+    });
     let json = summary.to_json();
+    if let Some(m) = media_json {
+        println!("{m}");
+    }
     println!("{json}");
     if let Some(path) = &args.summary_json {
         std::fs::write(path, format!("{json}\n"))
@@ -258,6 +328,8 @@ struct ShardArgs {
     relay: bool,
     relay_uploads_per_club: usize,
     seed: u64,
+    /// A real feed: no synthetic one, and peers keep what they play.
+    media: bool,
 }
 
 impl ShardArgs {
@@ -269,6 +341,7 @@ impl ShardArgs {
             relay: args.relay,
             relay_uploads_per_club: args.relay_uploads_per_club,
             seed: args.seed,
+            media: args.media(),
         }
     }
 }
@@ -297,7 +370,11 @@ fn build_shards(
             key,
             tracker,
             args.clubs,
-            args.bitrate_kbps * 1000,
+            if args.media {
+                0
+            } else {
+                args.bitrate_kbps * 1000
+            },
             args.seed + 1,
         )
         .map_err(err)?;
@@ -309,6 +386,7 @@ fn build_shards(
     for i in 0..args.peers {
         let mut pc = PeerConfig::new(stream, Some(tracker));
         pc.bootstrap.extend(bootstrap);
+        pc.emit_played = args.media;
         shards[i % threads]
             .add_peer_with(pc, args.seed * 1_000_003 + i as u64 + 2)
             .map_err(err)?;
@@ -443,27 +521,131 @@ fn start_relay(
     Ok((driver, id, plane))
 }
 
-/// Runs every shard on its own thread until `end`, printing a progress
-/// line once a second; returns the shards.
-fn run_shards(shards: Vec<Shard>, started: Instant, end: Instant) -> Result<Vec<Shard>, String> {
+/// Peers that join late, added by the last shard's thread.
+#[derive(Debug, Clone, Copy)]
+struct LatePeers {
+    count: usize,
+    at: Instant,
+    first_seed: u64,
+    first_port: u16,
+    stream: StreamId,
+    tracker: SocketAddr,
+    emit_played: bool,
+}
+
+/// Starts the source's ingest and every peer's stream, and ffmpeg for
+/// `--media testsrc`.
+fn start_media(
+    args: &Args,
+    shards: &[Shard],
+) -> Result<(Vec<ShardMedia>, Option<std::process::Child>), String> {
     let threads = shards.len();
+    let block_bytes = shards
+        .iter()
+        .find_map(Shard::source)
+        .map(crate::roles::Source::block_bytes)
+        .ok_or("the demo has no source")?;
+    let default_rtmp = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let pump = match (args.rtmp_listen, args.udp_ts_listen) {
+        (_, Some(addr)) => IngestPump::udp_ts(addr, block_bytes)
+            .map_err(|e| format!("cannot listen for MPEG-TS on UDP {addr}: {e}"))?,
+        (rtmp, None) => {
+            let addr = rtmp.unwrap_or(default_rtmp);
+            IngestPump::rtmp(addr, block_bytes)
+                .map_err(|e| format!("cannot listen for RTMP on {addr}: {e}"))?
+        }
+    };
+    let feed_addr = pump.local_addr();
+    match (args.udp_ts_listen, feed_addr) {
+        (Some(_), Some(a)) => println!("media: MPEG-TS over udp://{a} (push with ffmpeg ... -f mpegts udp://{a}?pkt_size=1316)"),
+        (None, Some(a)) => println!("media: RTMP on rtmp://{a}/live/KEY (push from OBS, or ffmpeg ... -f flv rtmp://{a}/live/demo)"),
+        _ => {}
+    }
+    let mut media: Vec<ShardMedia> = (0..threads).map(|_| ShardMedia::default()).collect();
+    media[0].pump = Some(pump);
+    for (s, shard) in shards.iter().enumerate() {
+        let ids: Vec<_> = shard.peers().map(|(id, _)| id).collect();
+        for (k, id) in ids.into_iter().enumerate() {
+            let i = k * threads + s;
+            let port = args.http_base_port.saturating_add(i as u16);
+            media[s].serve(id, port)?;
+        }
+    }
+    let last = args.http_base_port as usize + args.peers.saturating_sub(1);
+    println!(
+        "players: peer i at http://127.0.0.1:({}+i)/stream, i = 0..{} (http://127.0.0.1:{}/stream .. http://127.0.0.1:{last}/stream){}",
+        args.http_base_port,
+        args.peers,
+        args.http_base_port,
+        if args.late_peers > 0 {
+            format!("; {} late peer(s) from port {} after {} s", args.late_peers, last + 1, args.late_after)
+        } else {
+            String::new()
+        }
+    );
+    let pusher = match args.media {
+        Some(MediaSource::Testsrc) => {
+            let (rtmp, udp) = match args.udp_ts_listen {
+                Some(_) => (None, feed_addr),
+                None => (feed_addr, None),
+            };
+            Some(push_testsrc(rtmp, udp, args.duration)?)
+        }
+        None => None,
+    };
+    Ok((media, pusher))
+}
+
+/// Runs every shard on its own thread until `end`, printing a progress
+/// line once a second; returns the shards and their media.
+fn run_shards(
+    shards: Vec<Shard>,
+    media: Option<Vec<ShardMedia>>,
+    late: LatePeers,
+    started: Instant,
+    end: Instant,
+) -> Result<(Vec<Shard>, Option<Vec<ShardMedia>>), String> {
+    let threads = shards.len();
+    let with_media = media.is_some();
+    let mut media: Vec<Option<ShardMedia>> = match media {
+        Some(m) => m.into_iter().map(Some).collect(),
+        None => (0..threads).map(|_| None).collect(),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let board: Arc<Mutex<Vec<Progress>>> = Arc::new(Mutex::new(vec![Progress::default(); threads]));
+    // Media wants the source fed and the players served every few ms.
+    let step = Duration::from_millis(if with_media { 5 } else { 250 });
     let handles: Vec<_> = shards
         .into_iter()
         .enumerate()
         .map(|(i, mut shard)| {
             let stop = Arc::clone(&stop);
             let board = Arc::clone(&board);
-            thread::spawn(move || -> std::io::Result<Shard> {
+            let mut media = media[i].take();
+            let mut late = (i + 1 == threads && late.count > 0).then_some(late);
+            thread::spawn(move || -> Result<(Shard, Option<ShardMedia>), String> {
+                let mut next_board = Instant::now();
                 while Instant::now() < end && !stop.load(Ordering::Relaxed) {
-                    let slice = (Instant::now() + Duration::from_millis(250)).min(end);
-                    shard.run_until(slice, &stop)?;
-                    if let Ok(mut b) = board.lock() {
-                        b[i] = progress_of(&shard);
+                    let slice = (Instant::now() + step).min(end);
+                    shard
+                        .run_until(slice, &stop)
+                        .map_err(|e| format!("driver failed: {e}"))?;
+                    if let Some(m) = &mut media {
+                        m.service(&mut shard, clock::now().0);
+                    }
+                    if late.is_some_and(|l| Instant::now() >= l.at) {
+                        if let Some(l) = late.take() {
+                            add_late_peers(&mut shard, media.as_mut(), &l)?;
+                        }
+                    }
+                    if Instant::now() >= next_board {
+                        next_board = Instant::now() + Duration::from_millis(250);
+                        if let Ok(mut b) = board.lock() {
+                            b[i] = progress_of(&shard);
+                        }
                     }
                 }
-                Ok(shard)
+                Ok((shard, media))
             })
         })
         .collect();
@@ -478,14 +660,41 @@ fn run_shards(shards: Vec<Shard>, started: Instant, end: Instant) -> Result<Vec<
     }
     stop.store(true, Ordering::Relaxed);
     let mut shards = Vec::new();
+    let mut medias = Vec::new();
     for h in handles {
         match h.join() {
-            Ok(Ok(shard)) => shards.push(shard),
-            Ok(Err(e)) => return Err(format!("driver failed: {e}")),
+            Ok(Ok((shard, m))) => {
+                shards.push(shard);
+                medias.extend(m);
+            }
+            Ok(Err(e)) => return Err(e),
             Err(_) => return Err("a driver thread panicked".into()),
         }
     }
-    Ok(shards)
+    Ok((shards, with_media.then_some(medias)))
+}
+
+/// Adds the late peers to `shard`.
+fn add_late_peers(
+    shard: &mut Shard,
+    media: Option<&mut ShardMedia>,
+    late: &LatePeers,
+) -> Result<(), String> {
+    let mut media = media;
+    for j in 0..late.count {
+        let mut pc = PeerConfig::new(late.stream, Some(late.tracker));
+        pc.emit_played = late.emit_played;
+        let id = shard
+            .add_peer_with(pc, late.first_seed + j as u64)
+            .map_err(|e| format!("cannot add a late peer: {e}"))?;
+        if let Some(m) = media.as_deref_mut() {
+            let at = m.serve(id, late.first_port.saturating_add(j as u16))?;
+            println!("late peer {j} joined; it serves http://{at}/stream");
+        } else {
+            println!("late peer {j} joined");
+        }
+    }
+    Ok(())
 }
 
 /// One progress line from the shards' reports.

@@ -4,6 +4,7 @@
 //! are printed as one line a user can act on.
 
 mod demo;
+mod demo_media;
 mod keygen;
 mod relay;
 mod roles;

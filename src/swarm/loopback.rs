@@ -83,7 +83,8 @@ impl Shard {
         Ok(addr)
     }
 
-    /// Starts the source with a synthetic feed of `bitrate_bps`.
+    /// Starts the source with a synthetic feed of `bitrate_bps` (0: no
+    /// synthetic feed; media comes through `source_mut`).
     pub fn add_source(
         &mut self,
         key: SourceKey,
@@ -96,7 +97,7 @@ impl Shard {
         pc.club_count = clubs;
         pc.peer_id = seed;
         let sc = SourceConfig {
-            synthetic_bps: Some(bitrate_bps),
+            synthetic_bps: (bitrate_bps > 0).then_some(bitrate_bps),
             ..SourceConfig::default()
         };
         let source = Source::new(key, sc, pc, clock::now(), SmallRng::seed_from_u64(seed));
@@ -190,6 +191,21 @@ impl Shard {
             .filter_map(|id| Some((*id, self.driver.node(*id)?.viewer()?)))
     }
 
+    /// The viewer peer `id`, mutably.
+    pub fn peer_mut(&mut self, id: NodeId) -> Option<&mut Peer> {
+        self.driver.node_mut(id)?.viewer_mut()
+    }
+
+    /// The source, if this shard holds it.
+    pub fn source(&self) -> Option<&Source> {
+        self.driver.node(self.source?)?.source()
+    }
+
+    /// The source, mutably, if this shard holds it.
+    pub fn source_mut(&mut self) -> Option<&mut Source> {
+        self.driver.node_mut(self.source?)?.source_mut()
+    }
+
     /// The source's peer state machine, if this shard holds the source.
     pub fn source_peer(&self) -> Option<&Peer> {
         self.driver.node(self.source?)?.peer()
@@ -197,10 +213,7 @@ impl Shard {
 
     /// Blocks the source has published, if this shard holds it.
     pub fn source_blocks(&self) -> Option<u64> {
-        self.driver
-            .node(self.source?)?
-            .source()
-            .map(Source::blocks_published)
+        self.source().map(Source::blocks_published)
     }
 
     /// Datagrams and bytes the shard's sockets moved.

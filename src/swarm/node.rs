@@ -60,6 +60,14 @@ impl SwarmNode {
             _ => None,
         }
     }
+
+    /// The source, mutably.
+    pub fn source_mut(&mut self) -> Option<&mut Source> {
+        match self {
+            SwarmNode::Source(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 impl Node for SwarmNode {

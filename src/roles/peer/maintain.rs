@@ -9,6 +9,12 @@ use std::net::SocketAddr;
 use super::playout::Played;
 use super::{Mode, Peer, PeerEvent};
 use super::{PlayedBlock, PLAYED_MAX};
+
+/// Blocks over which playback measures media time per block.
+const PACE_WINDOW: u64 = 512;
+
+/// Fewest blocks that measurement needs.
+const PACE_MIN_SPAN: u64 = 64;
 use crate::roles::Time;
 use crate::wire::{
     ClubList, Connect, Direction, DropReason, Heartbeat, Join, JoinRole, KeepAlive, Message, Ping,
@@ -346,6 +352,12 @@ impl Peer {
     }
 
     fn play(&mut self, now: Time) {
+        // Pace by the source's clock when enough blocks are held (media
+        // blocks differ in size, so the bit rate alone misjudges them),
+        // else by the bit rate the blocks carry.
+        if let Some(us) = self.store.time_per_block(PACE_WINDOW, PACE_MIN_SPAN) {
+            self.block_us = us;
+        }
         if self.block_us == 0 {
             return;
         }

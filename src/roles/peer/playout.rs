@@ -1,7 +1,10 @@
 //! Playback order and timing ([0060]-[0062]).
 //!
 //! Blocks are played in sequence order. Playback starts once the peer holds
-//! one second of contiguous media. Each block is then due one block-duration
+//! one second of contiguous media, at the first such run; when that is
+//! more than the most play delay older than the newest block held (a
+//! newcomer's catch-up brought old blocks), at the first run the least play
+//! delay behind the newest instead. Each block is then due one block-duration
 //! after the previous one, scaled by a speed that slows down when the play
 //! delay (now minus the source's batch time) is below the target range and
 //! speeds up above it. A block missing when due freezes playback for at most
@@ -156,7 +159,25 @@ impl Playout {
         if let State::Buffering(from) = self.state {
             let need = self.cfg.start_buffer_us.div_ceil(block_us).max(1);
             let first = match from {
-                None => store.first_run_of(need),
+                None => {
+                    // A newcomer whose catch-up reaches further back than
+                    // the most play delay starts the least play delay
+                    // behind the newest block instead.
+                    let newest = store.newest().and_then(|n| store.source_time(n));
+                    let first = store.first_run_of(need);
+                    let too_old = |s: u64| {
+                        store
+                            .source_time(s)
+                            .zip(newest)
+                            .is_some_and(|(t, n)| t.0 + self.cfg.max_delay_us < n.0)
+                    };
+                    match (first, newest) {
+                        (Some(f), Some(n)) if too_old(f) => store
+                            .first_run_since(Time(n.0.saturating_sub(self.cfg.min_delay_us)), need)
+                            .or(first),
+                        _ => first,
+                    }
+                }
                 Some(n) => (n..n + need).all(|s| store.has(s)).then_some(n),
             };
             match first {

@@ -101,11 +101,40 @@ impl BlockStore {
         self.blocks.range(seq..).next().map(|(_, b)| b.source_time)
     }
 
+    /// Media time per block measured on the source's clock: the batch
+    /// times of the newest held block and of the oldest held within
+    /// `window` blocks before it, over the blocks between. `None` until
+    /// they span at least `min_span` blocks and some time.
+    pub fn time_per_block(&self, window: u64, min_span: u64) -> Option<u64> {
+        let (&newest, last) = self.blocks.last_key_value()?;
+        let (&oldest, first) = self.blocks.range(newest.saturating_sub(window)..).next()?;
+        let span = newest - oldest;
+        let time = last.source_time.0.checked_sub(first.source_time.0)?;
+        (span >= min_span.max(1) && time > 0).then(|| time / span)
+    }
+
     /// The first sequence number starting `len` consecutive held blocks.
     pub fn first_run_of(&self, len: u64) -> Option<u64> {
+        self.first_run_in(self.blocks.iter(), len)
+    }
+
+    /// The first sequence number starting `len` consecutive held blocks
+    /// whose source time is at least `since`.
+    pub fn first_run_since(&self, since: Time, len: u64) -> Option<u64> {
+        self.first_run_in(
+            self.blocks.iter().filter(|(_, b)| b.source_time >= since),
+            len,
+        )
+    }
+
+    fn first_run_in<'a>(
+        &self,
+        blocks: impl Iterator<Item = (&'a u64, &'a StoredBlock)>,
+        len: u64,
+    ) -> Option<u64> {
         let mut run_start = None;
         let mut prev = None;
-        for &seq in self.blocks.keys() {
+        for (&seq, _) in blocks {
             if prev.is_none_or(|p: u64| p + 1 != seq) {
                 run_start = Some(seq);
             }
