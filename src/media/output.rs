@@ -10,7 +10,10 @@
 //! boundaries are lost, and a decoder would misread what follows). A player
 //! whose queue is full (stalled or too slow) is dropped and counted; the
 //! peer never waits for one. Raw blocks without a media header are counted
-//! and ignored. The ingest-to-output latency of every block goes into a
+//! and ignored. An MPEG-TS player that starts mid-stream gets no packet of
+//! an elementary stream before that stream's first unit start: the audio
+//! packets after a key frame may finish a PES begun before it, which a
+//! decoder would reject. The ingest-to-output latency of every block goes into a
 //! histogram: glass-to-glass, up to the player's own buffer.
 
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -20,6 +23,7 @@ use hdrhistogram::Histogram;
 
 use super::flv::FILE_HEADER;
 use super::header::{Container, MediaHeader};
+use super::ts::TS_PACKET;
 
 /// Most bytes kept of the group since the last random-access block.
 pub const MAX_GROUP_BYTES: usize = 8 << 20;
@@ -53,8 +57,53 @@ pub struct OutputStats {
     pub gone: u64,
 }
 
+/// Holds back, for a player that starts mid-stream, the MPEG-TS packets of
+/// each PID until that PID's first unit start; retires itself once the
+/// stream has run long enough for every PID to have started.
+struct TsGate {
+    started: Box<[u64; 128]>,
+    packets_left: u32,
+}
+
+/// Packets a gate watches before it retires (a few seconds of a stream).
+const GATE_PACKETS: u32 = 4096;
+
+impl TsGate {
+    fn new() -> Self {
+        TsGate {
+            started: Box::new([0; 128]),
+            packets_left: GATE_PACKETS,
+        }
+    }
+
+    /// `data` less the packets of PIDs not started yet; `None` when
+    /// nothing is held back.
+    fn filter(&mut self, data: &[u8]) -> Option<Arc<[u8]>> {
+        let mut out: Option<Vec<u8>> = None;
+        for (i, p) in data.chunks(TS_PACKET).enumerate() {
+            self.packets_left = self.packets_left.saturating_sub(1);
+            let pid = p.get(1..3).map_or(0x1FFF, |b| {
+                (usize::from(b[0] & 0x1F) << 8) | usize::from(b[1])
+            });
+            let (word, bit) = (pid / 64, 1u64 << (pid % 64));
+            if p.get(1).is_some_and(|b| b & 0x40 != 0) {
+                self.started[word] |= bit;
+            }
+            let pass = self.started[word] & bit != 0;
+            match (&mut out, pass) {
+                (Some(o), true) => o.extend_from_slice(p),
+                (Some(_), false) => {}
+                (None, true) => {}
+                (None, false) => out = Some(data[..i * TS_PACKET].to_vec()),
+            }
+        }
+        out.map(Arc::from)
+    }
+}
+
 struct Player {
     tx: SyncSender<Chunk>,
+    gate: Option<TsGate>,
     /// Start and (for FLV) the file header were sent.
     opened: bool,
     /// Receiving blocks now (false until a random-access block, and again
@@ -130,13 +179,14 @@ impl MediaOutput {
         self.stats.players += 1;
         let mut p = Player {
             tx,
+            gate: None,
             opened: false,
             playing: false,
         };
         if let (true, Some(container)) = (self.group_valid, self.container) {
             let mut ok = open(&mut p, container);
             for chunk in &self.group {
-                ok = ok && send(&p, Chunk::Bytes(Arc::clone(chunk)));
+                ok = ok && p.send_bytes(chunk);
             }
             p.playing = true;
             if !ok {
@@ -200,7 +250,7 @@ impl MediaOutput {
             if !p.playing {
                 return true;
             }
-            match p.tx.try_send(Chunk::Bytes(Arc::clone(&chunk))) {
+            match p.try_send_bytes(&chunk) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
                     stats.dropped_slow += 1;
@@ -215,18 +265,40 @@ impl MediaOutput {
     }
 }
 
-/// Sends the start (and the FLV file header) to a player.
-fn open(p: &mut Player, container: Container) -> bool {
-    p.opened = true;
-    let mut ok = send(p, Chunk::Start(container));
-    if container == Container::Flv {
-        ok = ok && send(p, Chunk::Bytes(Arc::from(&FILE_HEADER[..])));
+impl Player {
+    /// Queues stream bytes, through the MPEG-TS gate while it is on.
+    fn try_send_bytes(&mut self, chunk: &Arc<[u8]>) -> Result<(), TrySendError<Chunk>> {
+        let gated = self.gate.as_mut().and_then(|g| g.filter(chunk));
+        if self.gate.as_ref().is_some_and(|g| g.packets_left == 0) {
+            self.gate = None;
+        }
+        match gated {
+            Some(g) if g.is_empty() => Ok(()),
+            Some(g) => self.tx.try_send(Chunk::Bytes(g)),
+            None => self.tx.try_send(Chunk::Bytes(Arc::clone(chunk))),
+        }
     }
-    ok
+
+    fn send_bytes(&mut self, chunk: &Arc<[u8]>) -> bool {
+        self.try_send_bytes(chunk).is_ok()
+    }
 }
 
-fn send(p: &Player, chunk: Chunk) -> bool {
-    p.tx.try_send(chunk).is_ok()
+/// Sends the start (and the FLV file header) to a player, and turns its
+/// MPEG-TS gate on.
+fn open(p: &mut Player, container: Container) -> bool {
+    p.opened = true;
+    let mut ok = p.tx.try_send(Chunk::Start(container)).is_ok();
+    match container {
+        Container::Flv => {
+            ok = ok
+                && p.tx
+                    .try_send(Chunk::Bytes(Arc::from(&FILE_HEADER[..])))
+                    .is_ok();
+        }
+        Container::Ts => p.gate = Some(TsGate::new()),
+    }
+    ok
 }
 
 #[cfg(test)]
@@ -292,15 +364,52 @@ mod tests {
         let mut out = MediaOutput::new();
         let (tx, rx) = sync_channel(64);
         out.add_player(tx);
-        out.play(0, Some(&block(Container::Ts, true, b"a")));
+        out.play(0, Some(&block(Container::Flv, true, b"a")));
         out.play(0, None);
-        out.play(0, Some(&block(Container::Ts, false, b"b")));
-        out.play(0, Some(&block(Container::Ts, true, b"c")));
+        out.play(0, Some(&block(Container::Flv, false, b"b")));
+        out.play(0, Some(&block(Container::Flv, true, b"c")));
         assert_eq!(
             got(&rx),
-            vec![Chunk::Start(Container::Ts), bytes(b"a"), bytes(b"c")]
+            vec![
+                Chunk::Start(Container::Flv),
+                bytes(&FILE_HEADER),
+                bytes(b"a"),
+                bytes(b"c")
+            ]
         );
         assert_eq!(out.stats().skipped, 1);
+    }
+
+    fn ts_packet(pid: u16, start: bool, tag: u8) -> Vec<u8> {
+        let mut p = vec![tag; TS_PACKET];
+        p[0] = 0x47;
+        p[1] = ((pid >> 8) as u8) | if start { 0x40 } else { 0 };
+        p[2] = pid as u8;
+        p
+    }
+
+    #[test]
+    fn a_ts_player_gets_no_packet_of_a_stream_before_its_first_unit_start() {
+        let mut out = MediaOutput::new();
+        let (tx, rx) = sync_channel(64);
+        out.add_player(tx);
+        let mut rap = ts_packet(0x100, true, 1);
+        rap.extend(ts_packet(0x101, false, 2)); // audio PES begun earlier
+        rap.extend(ts_packet(0x100, false, 3));
+        out.play(0, Some(&block(Container::Ts, true, &rap)));
+        let mut next = ts_packet(0x101, false, 4);
+        next.extend(ts_packet(0x101, true, 5)); // audio starts here
+        next.extend(ts_packet(0x101, false, 6));
+        out.play(0, Some(&block(Container::Ts, false, &next)));
+        let tags: Vec<u8> = got(&rx)
+            .into_iter()
+            .filter_map(|c| match c {
+                Chunk::Bytes(b) => Some(b.chunks(TS_PACKET).map(|p| p[3]).collect::<Vec<_>>()),
+                Chunk::Start(_) => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(tags, vec![1, 3, 5, 6]);
     }
 
     #[test]
@@ -311,11 +420,11 @@ mod tests {
         out.add_player(slow_tx);
         out.add_player(tx);
         for i in 0..10u8 {
-            out.play(0, Some(&block(Container::Ts, i == 0, &[i])));
+            out.play(0, Some(&block(Container::Flv, i == 0, &[i])));
         }
         assert_eq!(out.stats().dropped_slow, 1);
         assert_eq!(out.players(), 1);
-        assert_eq!(got(&rx).len(), 11, "start and ten blocks");
+        assert_eq!(got(&rx).len(), 12, "start, file header and ten blocks");
         let raw: Vec<u8> = (0..64u32).map(|i| (i % 251) as u8).collect();
         out.play(0, Some(&raw));
         assert_eq!(out.stats().not_media, 1);

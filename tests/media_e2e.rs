@@ -1,0 +1,417 @@
+//! Real media end to end, with Debian's ffmpeg as streamer and player.
+//!
+//! `clubcast demo` runs a tracker, a source and 20 peers on loopback, with
+//! one more peer joining 10 s late; ffmpeg pushes a 30 s H.264/AAC test
+//! pattern (320x240, 25 fps, one key frame a second) into the source, over
+//! RTMP in one test and as MPEG-TS over UDP in the other. A player records
+//! every peer's `/stream` from the moment the peer serves it. Then, for every
+//! recording: `ffmpeg -v error -i FILE -f null -` prints nothing, and
+//! ffprobe counts at least 97% of the video frames the peer should have
+//! played (all 750 for the early peers; for the late one, those from its
+//! first frame on). The late peer's output begins with a key frame, within
+//! 3 s of its joining. The demo's glass-to-glass figures (ingest to HTTP
+//! output) are printed.
+//!
+//! Needs ffmpeg and ffprobe: without them the tests fail under `CI=true`
+//! and otherwise print `SKIPPED` and return. They run one at a time (each
+//! keeps both cores busy) on ports derived from the process id.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clubcast");
+const PEERS: usize = 20;
+const PUSH_SECONDS: u64 = 30;
+const FPS: u64 = 25;
+const DEMO_SECONDS: u64 = 40;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// True if ffmpeg and ffprobe run; under `CI=true` their absence fails.
+fn have_ffmpeg(test: &str) -> bool {
+    let ok = ["ffmpeg", "ffprobe"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if ok {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: ffmpeg and ffprobe are needed (scripts/install-deps.sh installs them); CI=true, so this is a failure");
+    }
+    eprintln!("SKIPPED {test}: ffmpeg or ffprobe is not installed");
+    false
+}
+
+/// A child process killed by its PID on drop.
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What one player recorded.
+#[derive(Debug)]
+struct Recording {
+    file: PathBuf,
+    content_type: String,
+    bytes: usize,
+    connected: Instant,
+    first_byte: Option<Instant>,
+}
+
+/// Records `http://127.0.0.1:port/stream` into `file` until the stream
+/// ends; a plain HTTP/1.1 client that takes chunked or closed-delimited
+/// bodies.
+fn record(port: u16, file: PathBuf) -> Result<Recording, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(format!("connect {addr}: {e}")),
+        }
+    };
+    let connected = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|e| e.to_string())?;
+    if !line.starts_with("HTTP/1.1 200") {
+        return Err(format!("{addr}: {}", line.trim()));
+    }
+    let first_byte = Some(Instant::now());
+    let (mut content_type, mut chunked) = (String::new(), false);
+    loop {
+        line.clear();
+        r.read_line(&mut line).map_err(|e| e.to_string())?;
+        let l = line.trim().to_ascii_lowercase();
+        if l.is_empty() {
+            break;
+        }
+        if let Some(v) = l.strip_prefix("content-type:") {
+            content_type = v.trim().to_string();
+        }
+        if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+            chunked = true;
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                break;
+            }
+            let size = usize::from_str_radix(line.trim(), 16)
+                .map_err(|_| format!("bad chunk size {line:?}"))?;
+            if size == 0 {
+                break;
+            }
+            let at = body.len();
+            body.resize(at + size, 0);
+            if r.read_exact(&mut body[at..]).is_err() {
+                body.truncate(at);
+                break;
+            }
+            line.clear();
+            let _ = r.read_line(&mut line);
+        }
+    } else {
+        let _ = r.read_to_end(&mut body);
+    }
+    std::fs::write(&file, &body).map_err(|e| e.to_string())?;
+    Ok(Recording {
+        file,
+        content_type,
+        bytes: body.len(),
+        connected,
+        first_byte,
+    })
+}
+
+/// ffprobe's video frame count of `file`.
+fn frames(file: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    // MPEG-TS lists the stream under its programme too: take the first.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// (key frame?, pts seconds) of the first video frame of `file`.
+fn first_frame(file: &Path) -> (bool, f64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-read_intervals",
+            "%+#1",
+        ])
+        .args([
+            "-show_entries",
+            "frame=key_frame,pts_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut f = text.lines().next().unwrap_or("").split(',');
+    let key = f.next() == Some("1");
+    let pts = f
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    (key, pts)
+}
+
+/// What ffmpeg prints decoding `file` at `-v error` (empty: clean).
+fn decode_errors(file: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+enum Ingest {
+    Rtmp,
+    UdpTs,
+}
+
+fn run(test: &str, ingest: Ingest, port_offset: u16) {
+    if !have_ffmpeg(test) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = 30_000 + (std::process::id() % 400) as u16 * 60 + port_offset;
+    let dir = std::env::temp_dir().join(format!(
+        "clubcast-media-{}-{port_offset}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let feed_flag = match ingest {
+        Ingest::Rtmp => "--rtmp-listen",
+        Ingest::UdpTs => "--udp-ts-listen",
+    };
+    let mut demo = Kid(Command::new(BIN)
+        .args([
+            "demo",
+            "--peers",
+            &PEERS.to_string(),
+            "--duration",
+            &DEMO_SECONDS.to_string(),
+        ])
+        .args([
+            feed_flag,
+            "127.0.0.1:0",
+            "--http-base-port",
+            &base.to_string(),
+        ])
+        .args(["--late-peers", "1", "--late-after", "10", "--threads", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start clubcast demo"));
+    let stdout = demo.0.stdout.take().expect("demo stdout");
+    let (lines_tx, lines) = mpsc::channel::<(Instant, String)>();
+    let echo = thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let mut next_line = |want: &str| -> (Instant, String) {
+        loop {
+            let (at, line) = lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "the demo never printed {want:?}; it printed:\n{}",
+                        log.join("\n")
+                    )
+                });
+            log.push(line.clone());
+            if line.contains(want) {
+                return (at, line);
+            }
+        }
+    };
+    let (_, media_line) = next_line("media: ");
+    let feed = media_line
+        .split_whitespace()
+        .find_map(|w| {
+            w.strip_prefix("rtmp://")
+                .or_else(|| w.strip_prefix("udp://"))
+        })
+        .and_then(|a| a.split('/').next())
+        .expect("the feed's address")
+        .to_string();
+    let players: Vec<JoinHandle<Result<Recording, String>>> = (0..PEERS)
+        .map(|i| {
+            let file = dir.join(format!("peer{i}"));
+            let port = base + i as u16;
+            thread::spawn(move || record(port, file))
+        })
+        .collect();
+    let target = match ingest {
+        Ingest::Rtmp => vec![
+            "-f".into(),
+            "flv".into(),
+            format!("rtmp://{feed}/live/test"),
+        ],
+        Ingest::UdpTs => vec![
+            "-f".into(),
+            "mpegts".into(),
+            format!("udp://{feed}?pkt_size=1316"),
+        ],
+    };
+    let mut push = Kid(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &PUSH_SECONDS.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+        ])
+        .args(&target)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg"));
+    let (joined, late_line) = next_line("late peer 0 joined");
+    let late_port: u16 = late_line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the late peer's port");
+    let late = {
+        let file = dir.join("late");
+        thread::spawn(move || record(late_port, file))
+    };
+    let pushed = push.0.wait().expect("ffmpeg push");
+    assert!(pushed.success(), "ffmpeg push failed: {pushed}");
+    let (_, json) = next_line("\"glass_to_glass_ms_p50\"");
+    let (_, summary) = next_line("\"continuity_min\"");
+    let status = demo.0.wait().expect("demo");
+    assert!(status.success(), "the demo failed: {status}");
+    drop(next_line);
+    let _ = echo.join();
+    eprintln!("{test}: {json}\n{test}: {summary}");
+
+    let mut early_first = f64::NAN;
+    let mut early_frames = 0;
+    for (i, p) in players.into_iter().enumerate() {
+        let r = p
+            .join()
+            .expect("player thread")
+            .unwrap_or_else(|e| panic!("peer {i}: {e}"));
+        let want_type = match ingest {
+            Ingest::Rtmp => "video/x-flv",
+            Ingest::UdpTs => "video/mp2t",
+        };
+        assert_eq!(r.content_type, want_type, "peer {i}");
+        let errors = decode_errors(&r.file);
+        assert!(
+            errors.is_empty(),
+            "peer {i}: ffmpeg -v error printed:\n{errors}"
+        );
+        let n = frames(&r.file);
+        let (key, pts) = first_frame(&r.file);
+        eprintln!(
+            "{test}: peer {i}: {} bytes, {n} frames, first frame key {key} at {pts:.2} s",
+            r.bytes
+        );
+        assert!(key, "peer {i} starts with a key frame");
+        assert!(
+            n * 100 >= PUSH_SECONDS * FPS * 97,
+            "peer {i} decoded {n} of {} frames",
+            PUSH_SECONDS * FPS
+        );
+        if i == 0 {
+            early_first = pts;
+            early_frames = n;
+        }
+    }
+    let r = late
+        .join()
+        .expect("late player")
+        .expect("late peer's stream");
+    let errors = decode_errors(&r.file);
+    assert!(
+        errors.is_empty(),
+        "late peer: ffmpeg -v error printed:\n{errors}"
+    );
+    let n = frames(&r.file);
+    let (key, pts) = first_frame(&r.file);
+    let start = r.first_byte.expect("a first byte").duration_since(joined);
+    let should = early_frames.saturating_sub(((pts - early_first) * FPS as f64).round() as u64);
+    eprintln!(
+        "{test}: late peer: {n} frames of {should} from its first frame (key {key} at {pts:.2} s), first byte {:.2} s after joining (player connected {:.2} s after)",
+        start.as_secs_f64(),
+        r.connected.duration_since(joined).as_secs_f64()
+    );
+    assert!(key, "the late peer starts at a key frame");
+    assert!(
+        start <= Duration::from_secs(3),
+        "the late peer started {start:?} after joining"
+    );
+    assert!(
+        n * 100 >= should * 97,
+        "the late peer decoded {n} of {should} frames"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rtmp_push_plays_on_every_peer() {
+    run("rtmp_push_plays_on_every_peer", Ingest::Rtmp, 0);
+}
+
+#[test]
+fn mpeg_ts_over_udp_plays_on_every_peer() {
+    run("mpeg_ts_over_udp_plays_on_every_peer", Ingest::UdpTs, 30);
+}
