@@ -14,7 +14,9 @@ set -euo pipefail
 # BPF dispatcher for xsk-rs. Both builds honour CLANG. libbpf-dev is not
 # needed: libbpf-sys vendors libbpf, and xsk-rs's `use_cc_build` skips
 # libxdp's own configure, the one step that wants it.
-PACKAGES=(gcc pkg-config iproute2 clang llvm linux-libc-dev libelf-dev zlib1g-dev m4 make)
+# ffmpeg (with ffprobe): the media end-to-end tests push and play real
+# streams with it, and `clubcast demo --media testsrc` pushes a test pattern.
+PACKAGES=(gcc pkg-config iproute2 clang llvm linux-libc-dev libelf-dev zlib1g-dev m4 make ffmpeg)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -338,7 +338,6 @@ fn run(test: &str, ingest: Ingest, port_offset: u16) {
     let (_, summary) = next_line("\"continuity_min\"");
     let status = demo.0.wait().expect("demo");
     assert!(status.success(), "the demo failed: {status}");
-    drop(next_line);
     let _ = echo.join();
     eprintln!("{test}: {json}\n{test}: {summary}");
 
