@@ -29,7 +29,7 @@ use super::flv;
 pub const INGEST_QUEUE: usize = 4096;
 
 /// A handshake must finish within this time.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection silent for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,11 +134,21 @@ fn session(
     published: &mut bool,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let deadline = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let mut handshake = Handshake::new(PeerType::Server);
     let mut buf = vec![0u8; 64 * 1024];
     let leftover = loop {
-        let n = read(stream, &mut buf, "handshake not completed")?;
+        // A deadline for the whole handshake, not per read: a client that
+        // trickles bytes is cut off too.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "handshake not completed within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            ));
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        let n = read(stream, &mut buf, "handshake not completed in time")?;
         if n == 0 {
             return Err("closed during the handshake".into());
         }

@@ -1,0 +1,192 @@
+//! Bad input at the source's RTMP port: garbage, a handshake that never
+//! finishes, and a push in a codec the stream cannot carry each end that
+//! connection with a log line that says why, and the source stays up and
+//! takes a proper push afterwards. Runs `clubcast source` as a process;
+//! uses Debian's ffmpeg for the pushes (without it: a failure under
+//! `CI=true`, else `SKIPPED`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clubcast");
+
+fn have_ffmpeg(test: &str) -> bool {
+    let ok = Command::new("ffmpeg")
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: ffmpeg is needed (scripts/install-deps.sh installs it); CI=true, so this is a failure");
+    }
+    if !ok {
+        eprintln!("SKIPPED {test}: ffmpeg is not installed");
+    }
+    ok
+}
+
+/// A child process killed by its PID on drop.
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines of a child's stream, as they come.
+fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits up to `secs` for a line containing `want`; returns it.
+fn wait_for(rx: &Receiver<String>, want: &str, secs: u64, seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if line.contains(want) {
+                    return line;
+                }
+            }
+            Err(_) => panic!(
+                "no line with {want:?} within {secs} s; saw:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+/// Runs ffmpeg pushing `seconds` of test pattern with video codec `vcodec`.
+fn push(addr: &str, vcodec: &str, seconds: u32) -> std::process::ExitStatus {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "quiet", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10"])
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-c:v",
+            vcodec,
+            "-an",
+            "-g",
+            "10",
+        ])
+        .args(["-f", "flv", &format!("rtmp://{addr}/live/test")])
+        .stdin(Stdio::null())
+        .status()
+        .expect("run ffmpeg")
+}
+
+#[test]
+fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
+    if !have_ffmpeg("bad_rtmp_clients_are_cut_off_and_the_source_stays_up") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("clubcast-rtmp-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key = dir.join("source.key");
+    assert!(Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen")
+        .status
+        .success());
+    let mut source = Kid(Command::new(BIN)
+        .args(["source", "--key"])
+        .arg(&key)
+        .args(["--tracker", "127.0.0.1:9", "--listen", "127.0.0.1:0"])
+        .args(["--rtmp-listen", "127.0.0.1:0", "--duration", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start clubcast source"));
+    let out = lines(source.0.stdout.take().expect("stdout"));
+    let err = lines(source.0.stderr.take().expect("stderr"));
+    let (mut seen_out, mut seen_err) = (Vec::new(), Vec::new());
+    let listening = wait_for(&out, "rtmp: listening on", 10, &mut seen_out);
+    let addr = listening
+        .split_whitespace()
+        .nth(3)
+        .expect("an address")
+        .to_string();
+
+    // Garbage instead of a handshake.
+    let mut c = TcpStream::connect(&addr).expect("connect");
+    c.write_all(&[0xAB; 200]).expect("write");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut sink = Vec::new();
+    let _ = c.read_to_end(&mut sink);
+    let line = wait_for(&err, "disconnected", 5, &mut seen_err);
+    assert!(line.contains("handshake failed"), "{line}");
+
+    // A handshake that never finishes: C0 and a part of C1.
+    let started = Instant::now();
+    let mut c = TcpStream::connect(&addr).expect("connect");
+    c.write_all(&[3]).expect("write");
+    c.write_all(&[0; 100]).expect("write");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = c.read_to_end(&mut sink);
+    let line = wait_for(&err, "disconnected", 10, &mut seen_err);
+    assert!(line.contains("handshake not completed"), "{line}");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "cut off in time"
+    );
+
+    // Sorenson H.263 (FLV codec id 2): the stream carries only H.264.
+    push(&addr, "flv1", 3);
+    let line = wait_for(&err, "disconnected", 10, &mut seen_err);
+    assert!(line.contains("unsupported video codec id 2"), "{line}");
+
+    // The source is still up and takes a proper push.
+    assert!(
+        source.0.try_wait().expect("poll").is_none(),
+        "the source died"
+    );
+    let status = push(&addr, "libx264", 3);
+    assert!(status.success(), "a good push failed: {status}");
+    wait_for(&out, "rtmp: publisher started", 5, &mut seen_out);
+    // Its media gets in: the status line's ingest bytes grow past 10 kB.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut bytes = 0u64;
+    while bytes <= 10_000 && Instant::now() < deadline {
+        let line = wait_for(&out, "ingest sessions", 10, &mut seen_out);
+        bytes = line
+            .split(" bytes ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(0);
+    }
+    assert!(
+        bytes > 10_000,
+        "ingest took {bytes} bytes:\n{}",
+        seen_out.join("\n")
+    );
+    assert!(
+        source.0.try_wait().expect("poll").is_none(),
+        "the source died"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
