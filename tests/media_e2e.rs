@@ -414,3 +414,129 @@ fn rtmp_push_plays_on_every_peer() {
 fn mpeg_ts_over_udp_plays_on_every_peer() {
     run("mpeg_ts_over_udp_plays_on_every_peer", Ingest::UdpTs, 30);
 }
+
+/// Pushes `seconds` of test pattern over RTMP to `feed`.
+fn push_rtmp(feed: &str, seconds: u64) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+        ])
+        .args(["-f", "flv", &format!("rtmp://{feed}/live/again")])
+        .stdin(Stdio::null())
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg push failed: {status}");
+}
+
+/// Sends `request` to `port` and returns the status line.
+fn status_of(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(request.as_bytes()).expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut line = String::new();
+    let _ = BufReader::new(s).read_line(&mut line);
+    line.trim().to_string()
+}
+
+/// A publisher that stops and comes back 3 s later: the peers play on
+/// without a restart, and each recording decodes cleanly with (nearly)
+/// every frame of both pushes. Meanwhile a player that never reads sits on
+/// peer 0 and wrong requests hit peer 2: neither disturbs anything.
+#[test]
+fn a_publisher_that_comes_back_plays_on() {
+    let test = "a_publisher_that_comes_back_plays_on";
+    if !have_ffmpeg(test) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = 30_000 + (std::process::id() % 400) as u16 * 60 + 55;
+    let dir = std::env::temp_dir().join(format!("clubcast-media-{}-again", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut demo = Kid(Command::new(BIN)
+        .args(["demo", "--peers", "3", "--duration", "24", "--threads", "1"])
+        .args([
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--http-base-port",
+            &base.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start clubcast demo"));
+    let stdout = demo.0.stdout.take().expect("demo stdout");
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let feed = lines
+        .by_ref()
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("rtmp://"))
+                .and_then(|a| a.split('/').next())
+                .map(str::to_string)
+        })
+        .expect("the RTMP address");
+    // The peers serve HTTP once the demo lists them.
+    lines
+        .by_ref()
+        .find(|l| l.starts_with("players:"))
+        .expect("the players line");
+    let players: Vec<_> = (0..2u16)
+        .map(|i| {
+            let file = dir.join(format!("peer{i}"));
+            thread::spawn(move || record(base + i, file))
+        })
+        .collect();
+    // A player that asks and then never reads.
+    let mut stalled = TcpStream::connect(("127.0.0.1", base)).expect("connect");
+    stalled
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    assert!(status_of(base + 2, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").contains(" 404"));
+    assert!(status_of(
+        base + 2,
+        "POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    .contains(" 405"));
+    push_rtmp(&feed, 7);
+    thread::sleep(Duration::from_secs(3));
+    push_rtmp(&feed, 7);
+    let rest: Vec<String> = lines.collect();
+    let status = demo.0.wait().expect("demo");
+    assert!(status.success(), "the demo failed: {status}");
+    let summary = rest
+        .iter()
+        .find(|l| l.contains("\"continuity_min\""))
+        .expect("summary");
+    eprintln!("{test}: {summary}");
+    for (i, p) in players.into_iter().enumerate() {
+        let r = p
+            .join()
+            .expect("player")
+            .unwrap_or_else(|e| panic!("peer {i}: {e}"));
+        let errors = decode_errors(&r.file);
+        assert!(
+            errors.is_empty(),
+            "peer {i}: ffmpeg -v error printed:\n{errors}"
+        );
+        let n = frames(&r.file);
+        eprintln!("{test}: peer {i}: {n} frames of 350 over both pushes");
+        assert!(n * 100 >= 350 * 97, "peer {i} decoded {n} of 350 frames");
+    }
+    drop(stalled);
+    let _ = std::fs::remove_dir_all(&dir);
+}
