@@ -24,18 +24,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a whole swarm on loopback: tracker, source with a synthetic
-    /// feed, and peers; print progress and a summary.
+    /// Run a whole swarm in one process: tracker, source (synthetic feed,
+    /// or real media over RTMP or MPEG-TS with players on HTTP), peers and
+    /// optionally a relay (AF_XDP in a network namespace as root); print
+    /// progress and a summary.
     Demo(demo::Args),
     /// Create a source key and print its stream id.
     Keygen(keygen::Args),
     /// Run the tracker: the swarm's peer list and club recommendations.
     Tracker(roles::TrackerArgs),
-    /// Run the source: cut a live feed into signed blocks and send them
-    /// into the clubs.
+    /// Run the source: take a live feed (RTMP push, MPEG-TS over UDP or
+    /// stdin), cut it into signed blocks and send them into the clubs.
     Source(roles::SourceArgs),
     /// Run a viewer peer: join two clubs, relay their blocks, play the
-    /// stream.
+    /// stream (to players over HTTP with --http).
     Peer(roles::PeerArgs),
     /// Run a super-peer relay: serve many clubs and many peers per club,
     /// with BLOCKs on AF_XDP (or the kernel socket).
