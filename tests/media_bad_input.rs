@@ -190,3 +190,67 @@ fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// MPEG-TS over UDP: garbage is skipped to the next sync byte and counted,
+/// a packet flagged with a transport error is dropped and counted, and the
+/// source stays up. Needs no ffmpeg.
+#[test]
+fn malformed_mpeg_ts_is_skipped_and_counted() {
+    let dir = std::env::temp_dir().join(format!("clubcast-ts-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key = dir.join("source.key");
+    assert!(Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen")
+        .status
+        .success());
+    let mut source = Kid(Command::new(BIN)
+        .args(["source", "--key"])
+        .arg(&key)
+        .args(["--tracker", "127.0.0.1:9", "--listen", "127.0.0.1:0"])
+        .args(["--udp-ts-listen", "127.0.0.1:0", "--duration", "15"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start clubcast source"));
+    let out = lines(source.0.stdout.take().expect("stdout"));
+    let mut seen = Vec::new();
+    let listening = wait_for(&out, "mpeg-ts: listening on udp://", 10, &mut seen);
+    let addr = listening
+        .rsplit("udp://")
+        .next()
+        .expect("an address")
+        .to_string();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+    // 100 bytes with no sync byte, then a packet with the transport error
+    // flag set.
+    socket.send_to(&[0x11; 100], &addr).expect("send");
+    let mut bad = [0xFFu8; 188];
+    bad[0] = 0x47;
+    bad[1] = 0x80;
+    socket.send_to(&bad, &addr).expect("send");
+    let field = |line: &str, key: &str| -> u64 {
+        line.split(&format!("{key} "))
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let (mut skipped, mut malformed) = (0, 0);
+    while (skipped < 100 || malformed < 1) && Instant::now() < deadline {
+        let line = wait_for(&out, "ingest sessions", 5, &mut seen);
+        skipped = field(&line, "ts-skipped-bytes");
+        malformed = field(&line, "ts-malformed");
+    }
+    assert_eq!((skipped, malformed), (100, 1), "{}", seen.join("\n"));
+    assert!(
+        source.0.try_wait().expect("poll").is_none(),
+        "the source died"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
