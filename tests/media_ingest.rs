@@ -1,9 +1,11 @@
-//! Bad input at the source's RTMP port: garbage, a handshake that never
-//! finishes, and a push in a codec the stream cannot carry each end that
+//! The source's ingests as a user meets them, `clubcast source` run as a
+//! process. Bad input at the RTMP port (garbage, a handshake that never
+//! finishes, a push in a codec the stream cannot carry) ends that
 //! connection with a log line that says why, and the source stays up and
-//! takes a proper push afterwards. Runs `clubcast source` as a process;
-//! uses Debian's ffmpeg for the pushes (without it: a failure under
-//! `CI=true`, else `SKIPPED`).
+//! takes a proper push afterwards. Malformed MPEG-TS over UDP is skipped
+//! and counted. MPEG-TS piped into `--stdin` becomes blocks. Debian's
+//! ffmpeg makes the pushes and the piped stream (without it: a failure
+//! under `CI=true`, else `SKIPPED`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -252,5 +254,72 @@ fn malformed_mpeg_ts_is_skipped_and_counted() {
         source.0.try_wait().expect("poll").is_none(),
         "the source died"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// MPEG-TS piped into `clubcast source --stdin` becomes signed blocks.
+#[test]
+fn mpeg_ts_on_stdin_becomes_blocks() {
+    if !have_ffmpeg("mpeg_ts_on_stdin_becomes_blocks") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("clubcast-ts-stdin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ts = dir.join("feed.ts");
+    let made = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=25",
+            "-t",
+            "4",
+        ])
+        .args([
+            "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-f", "mpegts",
+        ])
+        .arg(&ts)
+        .status()
+        .expect("run ffmpeg");
+    assert!(made.success());
+    let key = dir.join("source.key");
+    assert!(Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen")
+        .status
+        .success());
+    let feed = std::fs::File::open(&ts).expect("the TS file");
+    let fed = std::fs::metadata(&ts).expect("size").len();
+    let mut source = Kid(Command::new(BIN)
+        .args(["source", "--key"])
+        .arg(&key)
+        .args(["--tracker", "127.0.0.1:9", "--listen", "127.0.0.1:0"])
+        .args(["--stdin", "--duration", "4"])
+        .stdin(feed)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start clubcast source"));
+    let out = lines(source.0.stdout.take().expect("stdout"));
+    let mut seen = Vec::new();
+    let line = wait_for(&out, "t=2s", 10, &mut seen);
+    let number = |key: &str| -> u64 {
+        line.split(&format!("{key} "))
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(number("bytes"), fed, "every byte of the pipe taken: {line}");
+    assert!(
+        number("blocks") * 900 >= fed * 9 / 10,
+        "blocks for the stream: {line}"
+    );
+    assert_eq!(number("ts-malformed"), 0, "{line}");
+    let _ = source.0.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
