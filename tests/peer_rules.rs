@@ -1722,6 +1722,39 @@ fn every_missing_block_on_a_foreign_download_is_noticed() {
     assert!(!p.bans().is_banned(&f));
 }
 
+/// Relay with an external data plane: the AF_XDP workers copy fresh
+/// blocks to its IPv4 uploads, so the state machine pushes them only to
+/// its IPv6 uploads (which the workers cannot reach).
+#[test]
+fn relay_with_a_data_plane_pushes_only_to_ipv6_uploads() {
+    let mut cfg = config(&[]);
+    cfg.mode = clubcast::roles::Mode::Relay;
+    cfg.clubs = Some(vec![5]);
+    cfg.external_fanout = true;
+    let mut p = peer_with(cfg);
+    let v4 = addr(20);
+    let v6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 4000);
+    for who in [v4, v6] {
+        let out = connect_as_downloader(&mut p, T0, who, 5, &[5]);
+        assert_accepted(&out, who);
+    }
+    drain(&mut p, T0);
+    let mut fd = feed();
+    let now = at(T0, 10);
+    let mut out = deliver_raw(&mut p, now, stranger(), &fd.block(5, now, 2_000));
+    out.extend(run(&mut p, now, at(now, 100), 10));
+    assert_eq!(
+        block_seqs_to(&out, v6),
+        vec![5],
+        "pushed to the IPv6 upload"
+    );
+    assert!(
+        block_seqs_to(&out, v4).is_empty(),
+        "the data plane serves IPv4"
+    );
+    assert_eq!(p.stats().unique_blocks, 1);
+}
+
 /// [0053]: when the whole stream pauses (the feed stopped; no fresh block
 /// from anywhere), foreign downloads are not blamed: none is dropped for
 /// silence, and blocks flow on them again when the feed comes back.

@@ -161,7 +161,7 @@ impl IngestPump {
                         break;
                     };
                     if k.last_input_us
-                        .is_some_and(|t| now_us.saturating_sub(t) > UDP_SESSION_GAP_US)
+                        .is_none_or(|t| now_us.saturating_sub(t) > UDP_SESSION_GAP_US)
                     {
                         k.new_session(&mut out);
                     }
@@ -236,5 +236,86 @@ impl Packing {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::header::MediaHeader;
+    use crate::media::ts::TS_PACKET;
+
+    fn packet(pid: u16, rap: bool, payload: &[u8]) -> [u8; TS_PACKET] {
+        let mut p = [0xFFu8; TS_PACKET];
+        p[0] = 0x47;
+        p[1] = 0x40 | (pid >> 8) as u8;
+        p[2] = pid as u8;
+        if rap {
+            p[3] = 0x30;
+            p[4] = 1;
+            p[5] = 0x40;
+            p[6..6 + payload.len()].copy_from_slice(payload);
+        } else {
+            p[3] = 0x10;
+            p[4..4 + payload.len()].copy_from_slice(payload);
+        }
+        p
+    }
+
+    /// A PAT, a PMT naming H.264 on PID 0x100, and a key-frame packet.
+    fn ts_group() -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(packet(
+            0,
+            false,
+            &[0, 0, 0xB0, 13, 0, 1, 0xC1, 0, 0, 0, 1, 0xF0, 0, 1, 2, 3, 4],
+        ));
+        out.extend(packet(
+            0x1000,
+            false,
+            &[
+                0, 2, 0xB0, 18, 0, 1, 0xC1, 0, 0, 0xE1, 0, 0xF0, 0, 0x1B, 0xE1, 0, 0xF0, 0, 1, 2,
+                3, 4,
+            ],
+        ));
+        out.extend(packet(0x100, true, &[0, 0, 1]));
+        out
+    }
+
+    /// Sends one group to the pump and pumps at `now_us` until it is in.
+    fn feed(pump: &mut IngestPump, tx: &UdpSocket, now_us: u64, blocks: &mut Vec<Vec<u8>>) {
+        let to = pump.local_addr().expect("bound");
+        tx.send_to(&ts_group(), to).expect("send");
+        let before = pump.stats().bytes;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while pump.stats().bytes == before && std::time::Instant::now() < deadline {
+            pump.pump(now_us, |p| blocks.push(p));
+        }
+        pump.pump(now_us + DEFAULT_FLUSH_US, |p| blocks.push(p));
+    }
+
+    #[test]
+    fn a_udp_feed_that_resumes_after_a_silence_is_a_new_session() {
+        let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let mut pump = IngestPump::udp_ts(addr, 979).expect("bind");
+        let tx = UdpSocket::bind(addr).expect("bind");
+        let mut blocks = Vec::new();
+        feed(&mut pump, &tx, 1_000_000, &mut blocks);
+        feed(&mut pump, &tx, 1_100_000, &mut blocks);
+        feed(&mut pump, &tx, 3_000_000, &mut blocks);
+        let flags: Vec<(bool, bool)> = blocks
+            .iter()
+            .map(|b| {
+                let (h, _) = MediaHeader::parse(b).expect("a media block");
+                (h.rap, h.restart)
+            })
+            .collect();
+        // The second group's tables go out as plain packets first (the
+        // feed is running); a new session drops them until its key frame.
+        assert_eq!(
+            flags,
+            vec![(true, true), (false, false), (true, false), (true, true)]
+        );
+        assert_eq!(pump.stats().sessions, 2);
     }
 }

@@ -11,9 +11,10 @@
 //! next-hop MAC and address, from the kernel's neighbour table) and, when
 //! it changed, publishes it to every worker, so a peer that connects is
 //! served within a refresh and one that vanishes (its upload times out) is
-//! dropped from the fan-out without touching the others. Uploads to IPv6
-//! peers or to addresses the kernel has not resolved yet are left out of
-//! the table and counted. The workers copy a block to every subscriber of
+//! dropped from the fan-out without touching the others. Uploads to
+//! addresses the kernel has not resolved yet are left out of the table and
+//! counted; so are uploads to IPv6 peers, which the state machine serves
+//! itself on the kernel socket. The workers copy a block to every subscriber of
 //! its club except its sender: the per-receiver HAVE suppression of the
 //! kernel path is not applied on the hot path, so an in-club receiver that
 //! already had a block from elsewhere counts the relay's copy as a
@@ -51,7 +52,7 @@ pub struct ControlStats {
     /// Uploads left out of the newest table: next hop not resolved yet.
     pub unresolved: u64,
     /// Uploads left out of the newest table: IPv6 receivers (the data
-    /// plane speaks IPv4).
+    /// plane speaks IPv4; the state machine sends them their blocks).
     pub ipv6_skipped: u64,
     /// Uploads over the table's limits, left out of the newest table.
     pub over_limit: u64,

@@ -182,16 +182,20 @@ impl Peer {
             .record(now.0.saturating_sub(source_time.0).max(1));
         if self.in_club(block.club) {
             self.announce_have(block.club, block.seq, from);
-            if !(self.cfg.external_fanout && self.cfg.mode == Mode::Relay) {
-                self.queue_forwards(block.club, block.seq, from);
-            }
+            self.queue_forwards(block.club, block.seq, from);
         }
     }
 
-    /// Queues `seq` for every upload of `club` whose receiver lacks it.
+    /// Queues `seq` for every upload of `club` whose receiver lacks it. A
+    /// relay with an external data plane leaves the IPv4 receivers to it
+    /// (the AF_XDP workers speak IPv4) and sends only to IPv6 ones.
     pub(super) fn queue_forwards(&mut self, club: u16, seq: u64, except: SocketAddr) {
+        let external = self.cfg.external_fanout && self.cfg.mode == Mode::Relay;
         for u in &self.conns.uploads {
             if u.club != club || u.to == except || u.have.contains(seq) {
+                continue;
+            }
+            if external && u.to.is_ipv4() {
                 continue;
             }
             let lane = if u.in_club {

@@ -140,9 +140,9 @@ pub struct PeerConfig {
     /// [`Peer::poll_played`] (at most `PLAYED_MAX` wait; older ones go).
     pub emit_played: bool,
     /// Relay only: a data plane outside the state machine (the AF_XDP
-    /// workers) copies every fresh block to the uploads of its club, so the
-    /// state machine stores, announces and serves catch-up, but does not
-    /// push fresh blocks itself.
+    /// workers) copies every fresh block to the IPv4 uploads of its club,
+    /// so the state machine stores, announces and serves catch-up, and
+    /// pushes fresh blocks itself only to IPv6 uploads.
     pub external_fanout: bool,
 }
 
