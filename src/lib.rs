@@ -6,14 +6,18 @@
 //! verifies batches of blocks; `roles` holds the sans-IO tracker, source and
 //! peer state machines; `io` drives them on kernel UDP sockets; `sim` drives
 //! them in a deterministic in-memory network; `swarm` holds any role as one
-//! node type and sums up a run; `relay` is the AF_XDP super-peer's data
-//! plane (XDP steering program, AF_XDP sockets, the verify-and-fan-out
-//! worker); `cli` is the `clubcast` command.
+//! node type, sums up a run and builds network-namespace rigs; `relay` is
+//! the AF_XDP super-peer (XDP steering program, AF_XDP sockets, the
+//! verify-and-fan-out workers and the control plane that steers them);
+//! `media` takes RTMP and MPEG-TS in at the source and serves players over
+//! HTTP at the peers; `metrics` serves a node's counters to Prometheus;
+//! `cli` is the `clubcast` command.
 
 pub mod auth;
 pub mod cli;
 pub mod io;
 pub mod media;
+pub mod metrics;
 pub mod relay;
 pub mod roles;
 pub mod sim;

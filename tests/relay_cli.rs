@@ -179,6 +179,8 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
             "copy",
             "--batch",
             "64",
+            "--metrics",
+            "127.0.0.1:9464",
             "--duration",
             "11",
         ],
@@ -221,6 +223,27 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
             )
         })
         .collect();
+    // Scrape the relay's metrics from inside its namespace (bash /dev/tcp).
+    std::thread::sleep(Duration::from_secs(6));
+    let scrape = Command::new("ip")
+        .args(["netns", "exec", &topo.ns("relay"), "bash", "-c"])
+        .arg("exec 3<>/dev/tcp/127.0.0.1/9464; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3")
+        .output()
+        .expect("scrape the relay");
+    let metrics = String::from_utf8_lossy(&scrape.stdout).to_string();
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert!(
+        metric("clubcast_relay_xdp_redirected_total") > 100.0,
+        "{metrics}"
+    );
+    assert!(metric("clubcast_relay_subscribers") >= 3.0, "{metrics}");
+    assert!(metric("clubcast_relay_uplinked_total") > 100.0, "{metrics}");
     let peers_ok: Vec<bool> = peers.into_iter().map(Kid::wait).collect();
     let (s_ok, r_ok, t_ok) = (s.wait(), r.wait(), t.wait());
     let relay = read(&relay_log);

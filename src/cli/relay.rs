@@ -21,7 +21,8 @@ use crate::relay::{
 };
 use crate::roles::{PeerConfig, PeerEvent};
 
-use super::roles::{bind_announced, drive, os_rng, random_id};
+use super::roles::{bind_announced, drive, metrics_server, os_rng, publish_metrics, random_id};
+use crate::metrics::Exposition;
 
 /// Which backend carries the relay's BLOCKs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -136,6 +137,9 @@ pub struct RelayArgs {
     /// What an idle worker does.
     #[arg(long, value_enum, default_value_t = IdleChoice::Wait)]
     idle: IdleChoice,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     duration: Option<u64>,
@@ -275,6 +279,7 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
         },
     };
     println!("relay blocks on {}", node.io());
+    let metrics = metrics_server(args.metrics)?;
     drive(
         socket,
         node,
@@ -296,7 +301,12 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
                 }
             }
         },
-        |n, t| status_line(n, t),
+        |n, t| {
+            status_line(n, t);
+            publish_metrics(metrics.as_ref(), n.peer(), |e| {
+                relay_metrics(n, plane.as_ref(), e)
+            });
+        },
     )?;
     if let Some(plane) = plane {
         for r in plane.stop() {
@@ -320,6 +330,56 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The relay's own metrics: its control plane's and its steering
+/// program's counters.
+fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposition) {
+    if let Some(c) = node.control() {
+        let cs = c.stats();
+        e.gauge(
+            "clubcast_relay_subscribers",
+            "distinct peers in the fan-out tables",
+            c.subscribers() as f64,
+        );
+        e.gauge(
+            "clubcast_relay_subscriptions",
+            "subscriptions in the fan-out tables",
+            cs.subscriptions as f64,
+        );
+        e.gauge(
+            "clubcast_relay_unresolved",
+            "uploads left out: next hop not resolved yet",
+            cs.unresolved as f64,
+        );
+        e.counter(
+            "clubcast_relay_tables_published_total",
+            "fan-out tables published",
+            cs.tables_published,
+        );
+        e.counter(
+            "clubcast_relay_uplinked_total",
+            "verified blocks the workers reported",
+            cs.uplinked,
+        );
+        e.counter(
+            "clubcast_relay_uplink_dropped_total",
+            "reports dropped for want of a slot",
+            c.uplink_dropped(),
+        );
+    }
+    if let Some(Ok(steer)) = plane.map(XdpDataPlane::steer_counters) {
+        e.counter(
+            "clubcast_relay_xdp_redirected_total",
+            "BLOCKs steered into AF_XDP sockets",
+            steer.redirected,
+        );
+        e.counter(
+            "clubcast_relay_xdp_passed_total",
+            "frames the XDP program passed to the kernel",
+            steer.passed(),
+        );
+    }
 }
 
 /// One status line.

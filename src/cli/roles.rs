@@ -16,6 +16,7 @@ use crate::auth::{SourceKey, StreamId};
 use crate::io::clock;
 use crate::io::udp::UdpDriver;
 use crate::media::{IngestPump, PeerStream};
+use crate::metrics::{peer_metrics, Exposition, MetricsServer};
 use crate::roles::{
     Node, Peer, PeerConfig, PeerEvent, Source, SourceConfig, Tracker, TrackerConfig,
 };
@@ -81,6 +82,9 @@ pub struct SourceArgs {
     /// and benches: peers have nothing to serve to players).
     #[arg(long, group = "feed")]
     synthetic_kbps: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     duration: Option<u64>,
@@ -116,6 +120,9 @@ pub struct PeerArgs {
     /// http://ADDR/stream: HTTP-FLV for an RTMP source, MPEG-TS otherwise.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     duration: Option<u64>,
@@ -130,6 +137,31 @@ pub(super) fn os_rng() -> Result<SmallRng, String> {
 
 fn bind(addr: SocketAddr) -> Result<UdpSocket, String> {
     UdpSocket::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Starts the metrics endpoint if asked for, and says where it is.
+pub(super) fn metrics_server(addr: Option<SocketAddr>) -> Result<Option<MetricsServer>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let server =
+        MetricsServer::start(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    println!("metrics: http://{}/metrics", server.addr());
+    Ok(Some(server))
+}
+
+/// Publishes `peer`'s metrics (and `more`'s) to `server`, if there is one.
+pub(super) fn publish_metrics(
+    server: Option<&MetricsServer>,
+    peer: &Peer,
+    more: impl FnOnce(&mut Exposition),
+) {
+    if let Some(server) = server {
+        let mut e = Exposition::new();
+        peer_metrics(peer, &mut e);
+        more(&mut e);
+        server.publish(e);
+    }
 }
 
 /// A random id for the tracker to tell this node's restarts apart.
@@ -275,6 +307,7 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
     };
     // Both callbacks below use the pump, one at a time.
     let pump = std::cell::RefCell::new(pump);
+    let metrics = metrics_server(args.metrics)?;
     drive(
         socket,
         source,
@@ -288,6 +321,41 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
         },
         |s, t| {
             let st = s.peer().stats();
+            publish_metrics(metrics.as_ref(), s.peer(), |e| {
+                e.counter(
+                    "clubcast_source_blocks_published_total",
+                    "blocks cut, signed and sent",
+                    s.blocks_published(),
+                );
+                e.gauge(
+                    "clubcast_source_bitrate_bps",
+                    "the source's bit-rate estimate ([0044])",
+                    s.bitrate_estimate(),
+                );
+                if let Some(p) = pump.borrow().as_ref() {
+                    let i = p.stats();
+                    e.counter(
+                        "clubcast_ingest_bytes_total",
+                        "media bytes taken in",
+                        i.bytes,
+                    );
+                    e.counter(
+                        "clubcast_ingest_sessions_total",
+                        "ingest sessions begun",
+                        i.sessions,
+                    );
+                    e.counter(
+                        "clubcast_ingest_refused_total",
+                        "messages the packer refused",
+                        i.refused,
+                    );
+                    e.counter(
+                        "clubcast_ingest_ts_malformed_total",
+                        "MPEG-TS packets dropped as malformed",
+                        i.ts.malformed,
+                    );
+                }
+            });
             let ingest = pump.borrow().as_ref().map_or(String::new(), |p| {
                 let i = p.stats();
                 format!(
@@ -350,6 +418,7 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
     let slice = if players.is_some() { 10 } else { 100 };
     // Both callbacks below use the players, one at a time.
     let players = std::cell::RefCell::new(players);
+    let metrics = metrics_server(args.metrics)?;
     drive(
         socket,
         peer,
@@ -383,6 +452,27 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
         |p, t| {
             let st = p.stats();
             let ps = p.playout_stats();
+            publish_metrics(metrics.as_ref(), p, |e| {
+                if let Some(s) = players.borrow().as_ref() {
+                    let o = s.stats();
+                    let l = s.output().latency();
+                    e.gauge(
+                        "clubcast_players",
+                        "players connected",
+                        s.output().players() as f64,
+                    );
+                    e.counter(
+                        "clubcast_players_dropped_slow_total",
+                        "players dropped as too slow",
+                        o.dropped_slow,
+                    );
+                    e.gauge(
+                        "clubcast_glass_to_glass_p99_seconds",
+                        "99th percentile from ingest to this peer's HTTP output",
+                        l.value_at_quantile(0.99) as f64 / 1e6,
+                    );
+                }
+            });
             let media = players.borrow().as_ref().map_or(String::new(), |s| {
                 let o = s.stats();
                 let l = s.output().latency();

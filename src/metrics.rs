@@ -1,0 +1,316 @@
+//! Prometheus metrics: a text exposition of a node's counters over HTTP.
+//!
+//! [`Exposition`] writes counters and gauges in the Prometheus text format
+//! (version 0.0.4); [`peer_metrics`] writes a peer's (or a relay's, or the
+//! source's) counters, playback figures and connection counts into one.
+//! [`MetricsServer`] serves the latest exposition at `/metrics` from a
+//! thread of its own: the node's loop hands it a fresh text now and then
+//! ([`MetricsServer::publish`]), so a scrape never touches the node and
+//! never waits for it.
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use tiny_http::{Header, Response, Server};
+
+use crate::roles::Peer;
+
+/// Prometheus text exposition being written.
+#[derive(Debug, Default, Clone)]
+pub struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    /// An empty exposition.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn metric(&mut self, kind: &str, name: &str, help: &str, value: f64) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        let _ = writeln!(self.text, "{name} {value}");
+    }
+
+    /// A counter (a total that only grows).
+    pub fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.metric("counter", name, help, value as f64);
+    }
+
+    /// A gauge (a value that goes up and down).
+    pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
+        self.metric("gauge", name, help, value);
+    }
+
+    /// The text.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+}
+
+/// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
+pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
+    let s = peer.stats();
+    let counters: [(&str, &str, u64); 16] = [
+        (
+            "blocks_received_total",
+            "BLOCK datagrams received",
+            s.blocks_in,
+        ),
+        (
+            "blocks_unique_total",
+            "verified blocks seen for the first time",
+            s.unique_blocks,
+        ),
+        (
+            "blocks_duplicate_total",
+            "verified blocks already held",
+            s.duplicates,
+        ),
+        (
+            "blocks_forged_total",
+            "blocks that failed authentication (never played or forwarded)",
+            s.forged_rejected,
+        ),
+        (
+            "blocks_unverifiable_total",
+            "blocks parked because the hashes they build on were late",
+            s.unverifiable,
+        ),
+        (
+            "blocks_stale_total",
+            "blocks of batches older than the verification window",
+            s.stale,
+        ),
+        ("blocks_sent_total", "BLOCK datagrams sent", s.blocks_out),
+        (
+            "block_bytes_received_total",
+            "bytes of BLOCK datagrams received",
+            s.block_bytes_in,
+        ),
+        (
+            "block_bytes_sent_total",
+            "bytes of BLOCK datagrams sent",
+            s.block_bytes_out,
+        ),
+        (
+            "control_bytes_received_total",
+            "bytes of other datagrams received",
+            s.control_bytes_in,
+        ),
+        (
+            "control_bytes_sent_total",
+            "bytes of other datagrams sent",
+            s.control_bytes_out,
+        ),
+        (
+            "malformed_total",
+            "datagrams that did not parse",
+            s.malformed,
+        ),
+        (
+            "drops_silence_total",
+            "downloads dropped for silence ([0053])",
+            s.dropped_silence,
+        ),
+        (
+            "drops_delay_total",
+            "downloads dropped for delay ([0051])",
+            s.dropped_delay,
+        ),
+        (
+            "drops_gap_total",
+            "downloads dropped for a sequence gap ([0052])",
+            s.dropped_gap,
+        ),
+        ("connects_total", "CONNECTs sent", s.connects),
+    ];
+    for (name, help, value) in counters {
+        out.counter(&format!("clubcast_peer_{name}"), help, value);
+    }
+    let p = peer.playout_stats();
+    out.counter(
+        "clubcast_peer_played_on_time_total",
+        "blocks played when due",
+        p.on_time,
+    );
+    out.counter(
+        "clubcast_peer_played_late_total",
+        "blocks played after a freeze",
+        p.late,
+    );
+    out.counter(
+        "clubcast_peer_skipped_total",
+        "blocks skipped at playback",
+        p.skipped,
+    );
+    out.gauge(
+        "clubcast_peer_continuity",
+        "blocks played on time over blocks due",
+        p.continuity(),
+    );
+    let c = peer.connections();
+    out.gauge(
+        "clubcast_peer_downloads",
+        "download connections",
+        c.downloads.len() as f64,
+    );
+    out.gauge(
+        "clubcast_peer_uploads",
+        "upload connections",
+        c.uploads.len() as f64,
+    );
+    out.gauge(
+        "clubcast_peer_banned",
+        "peers on the ban list",
+        peer.bans().len() as f64,
+    );
+    let d = peer.delays_us();
+    out.gauge(
+        "clubcast_peer_block_delay_p50_seconds",
+        "median delay from the source's batch time to a block's arrival",
+        d.value_at_quantile(0.5) as f64 / 1e6,
+    );
+    out.gauge(
+        "clubcast_peer_block_delay_p99_seconds",
+        "99th percentile of that delay",
+        d.value_at_quantile(0.99) as f64 / 1e6,
+    );
+}
+
+/// Serves the latest exposition at `/metrics` (see the module
+/// documentation).
+pub struct MetricsServer {
+    server: Arc<Server>,
+    latest: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsServer {
+    /// Listens on `addr`.
+    pub fn start(addr: SocketAddr) -> io::Result<Self> {
+        let server = Server::http(addr).map_err(|e| io::Error::other(e.to_string()))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| io::Error::other("the metrics server has no IP address"))?;
+        let server = Arc::new(server);
+        let latest = Arc::new(Mutex::new(String::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (server, latest, stop) =
+                (Arc::clone(&server), Arc::clone(&latest), Arc::clone(&stop));
+            thread::Builder::new()
+                .name(format!("metrics-{addr}"))
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(200))
+                        else {
+                            continue;
+                        };
+                        let response = if request.url().split('?').next() == Some("/metrics") {
+                            let text = latest.lock().map(|t| t.clone()).unwrap_or_default();
+                            Response::from_string(text)
+                                .with_header(header("Content-Type", "text/plain; version=0.0.4"))
+                        } else {
+                            Response::from_string("not found: metrics are at /metrics\n")
+                                .with_status_code(404)
+                        };
+                        let _ = request.respond(response);
+                    }
+                })?
+        };
+        Ok(MetricsServer {
+            server,
+            latest,
+            stop,
+            thread: Some(thread),
+            addr,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces what scrapes get.
+    pub fn publish(&self, exposition: Exposition) {
+        if let Ok(mut t) = self.latest.lock() {
+            *t = exposition.into_text();
+        }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|_| unreachable!("constant ASCII header"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_lines_follow_the_text_format() {
+        let mut e = Exposition::new();
+        e.counter("clubcast_x_total", "an x", 3);
+        e.gauge("clubcast_y", "a y", 0.5);
+        assert_eq!(
+            e.into_text(),
+            "# HELP clubcast_x_total an x\n# TYPE clubcast_x_total counter\nclubcast_x_total 3\n\
+             # HELP clubcast_y a y\n# TYPE clubcast_y gauge\nclubcast_y 0.5\n"
+        );
+    }
+
+    #[test]
+    fn a_scrape_gets_the_latest_exposition() {
+        use std::io::{Read, Write};
+        let server = MetricsServer::start(([127, 0, 0, 1], 0).into()).expect("listen");
+        let mut e = Exposition::new();
+        e.counter("clubcast_test_total", "a test", 7);
+        server.publish(e);
+        let get = |path: &str| {
+            let mut s = std::net::TcpStream::connect(server.addr()).expect("connect");
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .expect("write");
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            text
+        };
+        let text = get("/metrics");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+        assert!(text.contains("\nclubcast_test_total 7\n"), "{text}");
+        assert!(get("/other").starts_with("HTTP/1.1 404"));
+    }
+}

@@ -1,0 +1,157 @@
+//! `--metrics`: a tracker, a source and a peer as processes on loopback,
+//! the source and the peer serving Prometheus metrics; a scrape gets the
+//! text format with counters that moved.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clubcast");
+
+/// A child process killed by its PID on drop.
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound and released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn spawn(args: &[&str]) -> Kid {
+    Kid(Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start clubcast"))
+}
+
+/// The body of GET /metrics on `port`, or "" if nothing answers.
+fn scrape(port: u16) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
+fn value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn source_and_peer_serve_prometheus_metrics() {
+    let dir = std::env::temp_dir().join(format!("clubcast-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key = dir.join("source.key");
+    let out = Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let sid = text
+        .split_whitespace()
+        .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .expect("a stream id")
+        .to_string();
+    let key = key.to_str().expect("utf-8").to_string();
+    let tracker = format!("127.0.0.1:{}", free_port());
+    let (source_m, peer_m) = (free_port(), free_port());
+    let _t = spawn(&[
+        "tracker",
+        "--listen",
+        &tracker,
+        "--stream-id",
+        &sid,
+        "--duration",
+        "20",
+    ]);
+    let _s = spawn(&[
+        "source",
+        "--key",
+        &key,
+        "--tracker",
+        &tracker,
+        "--listen",
+        "127.0.0.1:0",
+        "--synthetic-kbps",
+        "500",
+        "--metrics",
+        &format!("127.0.0.1:{source_m}"),
+        "--duration",
+        "20",
+    ]);
+    let _p = spawn(&[
+        "peer",
+        "--stream-id",
+        &sid,
+        "--tracker",
+        &tracker,
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        &format!("127.0.0.1:{peer_m}"),
+        "--duration",
+        "20",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (mut source, mut peer) = (String::new(), String::new());
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        source = scrape(source_m);
+        peer = scrape(peer_m);
+        if value(&peer, "clubcast_peer_played_on_time_total").unwrap_or(0.0) > 100.0 {
+            break;
+        }
+    }
+    for text in [&source, &peer] {
+        assert!(!text.is_empty(), "a scrape answered");
+        for line in text.lines() {
+            let ok = line.starts_with("# HELP clubcast_")
+                || line.starts_with("# TYPE clubcast_")
+                || (line.starts_with("clubcast_")
+                    && line
+                        .split_whitespace()
+                        .nth(1)
+                        .is_some_and(|v| v.parse::<f64>().is_ok()));
+            assert!(ok, "not Prometheus text: {line:?}");
+        }
+    }
+    assert!(
+        value(&source, "clubcast_source_blocks_published_total").unwrap_or(0.0) > 0.0,
+        "{source}"
+    );
+    assert!(
+        value(&source, "clubcast_peer_blocks_sent_total").unwrap_or(0.0) > 0.0,
+        "{source}"
+    );
+    assert!(
+        value(&peer, "clubcast_peer_blocks_unique_total").unwrap_or(0.0) > 100.0,
+        "{peer}"
+    );
+    assert!(
+        value(&peer, "clubcast_peer_played_on_time_total").unwrap_or(0.0) > 100.0,
+        "{peer}"
+    );
+    assert_eq!(value(&peer, "clubcast_peer_blocks_forged_total"), Some(0.0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
