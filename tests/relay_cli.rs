@@ -244,6 +244,10 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
     );
     assert!(metric("clubcast_relay_subscribers") >= 3.0, "{metrics}");
     assert!(metric("clubcast_relay_uplinked_total") > 100.0, "{metrics}");
+    assert!(
+        metric("clubcast_relay_worker_tx_frames_total") > 100.0,
+        "{metrics}"
+    );
     let peers_ok: Vec<bool> = peers.into_iter().map(Kid::wait).collect();
     let (s_ok, r_ok, t_ok) = (s.wait(), r.wait(), t.wait());
     let relay = read(&relay_log);

@@ -368,6 +368,41 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
             c.uplink_dropped(),
         );
     }
+    if let Some(plane) = plane {
+        let w = plane.worker_stats();
+        let counters = [
+            (
+                "rx_frames",
+                "frames the workers took from their RX rings",
+                w.rx_frames,
+            ),
+            (
+                "blocks_forwarded",
+                "verified fresh blocks fanned out",
+                w.forwarded_blocks,
+            ),
+            ("tx_frames", "copies put on the TX rings", w.tx_frames),
+            ("forged", "forged blocks dropped by the workers", w.forged),
+            (
+                "duplicates",
+                "verified blocks received before",
+                w.duplicates,
+            ),
+            (
+                "tx_ring_full",
+                "copies dropped: TX ring full",
+                w.tx_ring_full,
+            ),
+            (
+                "no_free_tx_frame",
+                "copies dropped: no free TX frame",
+                w.no_free_tx_frame,
+            ),
+        ];
+        for (name, help, value) in counters {
+            e.counter(&format!("clubcast_relay_worker_{name}_total"), help, value);
+        }
+    }
     if let Some(Ok(steer)) = plane.map(XdpDataPlane::steer_counters) {
         e.counter(
             "clubcast_relay_xdp_redirected_total",

@@ -6,15 +6,16 @@
 //! the shared [`Uplink`]), and runs each on its own thread, pinned to its
 //! core with `core_affinity` when cores are given. It returns what the
 //! control plane needs: the uplink, the fan-out publishers and the
-//! interface's identity. [`XdpDataPlane::stop`] stops the workers and
-//! returns their counters; dropping it stops them too, and the steering
+//! interface's identity. While they run, [`XdpDataPlane::worker_stats`]
+//! sums the counters the workers last shared. [`XdpDataPlane::stop`] stops
+//! the workers and returns their final counters; dropping it stops them too, and the steering
 //! program is detached when its link closes. Any failure on the way out of
 //! `start` undoes what was done (threads stopped, program detached) and
 //! says which step failed, so a caller can fall back to kernel UDP.
 
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use thiserror::Error;
@@ -115,6 +116,7 @@ pub struct ControlHandles {
 /// The running data plane.
 pub struct XdpDataPlane {
     steering: SteeringProgram,
+    stats: Vec<Arc<Mutex<WorkerStats>>>,
     attachment: Option<XdpAttachment>,
     workers: Vec<JoinHandle<WorkerReport>>,
     stop: Arc<AtomicBool>,
@@ -153,6 +155,7 @@ impl XdpDataPlane {
         let attachment = steering.attach(iface.index, opts.attach)?;
         let mut plane = XdpDataPlane {
             steering,
+            stats: Vec::new(),
             attachment: Some(attachment),
             workers: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -173,6 +176,9 @@ impl XdpDataPlane {
             let worker = Worker::new(opts.worker, socket, &plane.steering, local, stream, updates)
                 .map_err(|source| StartError::Worker { queue, source })?
                 .with_uplink(uplink_tx.clone());
+            let shared = Arc::new(Mutex::new(WorkerStats::default()));
+            plane.stats.push(Arc::clone(&shared));
+            let worker = worker.with_shared_stats(shared);
             publishers.push(publisher);
             let core = opts
                 .cores
@@ -198,6 +204,27 @@ impl XdpDataPlane {
     /// The steering program's counters, summed over CPUs.
     pub fn steer_counters(&self) -> Result<SteerCounters, SteerError> {
         self.steering.counters()
+    }
+
+    /// The workers' counters, summed, as they last shared them (every few
+    /// thousand loops).
+    pub fn worker_stats(&self) -> WorkerStats {
+        let mut sum = WorkerStats::default();
+        for shared in &self.stats {
+            if let Ok(s) = shared.lock() {
+                sum.rx_frames += s.rx_frames;
+                sum.forwarded_blocks += s.forwarded_blocks;
+                sum.tx_frames += s.tx_frames;
+                sum.forged += s.forged;
+                sum.duplicates += s.duplicates;
+                sum.no_subscribers += s.no_subscribers;
+                sum.tx_ring_full += s.tx_ring_full;
+                sum.no_free_tx_frame += s.no_free_tx_frame;
+                sum.fill_ring_empty += s.fill_ring_empty;
+                sum.uplink_dropped += s.uplink_dropped;
+            }
+        }
+        sum
     }
 
     /// The bind mode the sockets ended up in.

@@ -17,14 +17,16 @@
 //! proof path every copy carries comes from the nodes a per-block check
 //! caches (`forwarding_proof`); a batch's signature is still checked once.
 //! All buffers are allocated in [`Worker::new`]: the loop never allocates,
-//! never blocks and never takes a lock. Who subscribes is decided elsewhere
+//! never blocks, and takes no lock on a packet's path ([`Worker::run`]
+//! shares its counters every few thousand loops with a `try_lock` that
+//! skips rather than waits). Who subscribes is decided elsewhere
 //! (`super::fanout`); control messages never get here (the steering program
 //! passes them to the kernel).
 
 use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
@@ -52,6 +54,9 @@ pub const DEFAULT_MAX_KICKS: usize = 512;
 /// Largest latency the histogram tracks, in nanoseconds (10 s); longer ones
 /// are recorded as 10 s.
 const LATENCY_MAX_NS: u64 = 10_000_000_000;
+
+/// Loops of [`Worker::run`] between refreshes of the shared counters.
+const STATS_EVERY: u32 = 4096;
 
 /// Completion descriptors taken per ring read.
 const COMPLETION_CHUNK: usize = 256;
@@ -262,6 +267,7 @@ pub struct Worker {
     fwd: Forwarder,
     updates: FanoutUpdates,
     latency: Histogram<u64>,
+    shared_stats: Option<Arc<Mutex<WorkerStats>>>,
     ifname: String,
     queue: u32,
 }
@@ -353,6 +359,7 @@ impl Worker {
             },
             updates,
             latency,
+            shared_stats: None,
             ifname,
             queue,
         })
@@ -411,7 +418,12 @@ impl Worker {
     /// Runs [`Worker::poll_once`] until `stop` is set, then submits what is
     /// pending and reclaims completions once more.
     pub fn run(&mut self, stop: &AtomicBool) {
+        let mut loops = 0u32;
         while !stop.load(Ordering::Relaxed) {
+            loops = loops.wrapping_add(1);
+            if loops.is_multiple_of(STATS_EVERY) {
+                self.share_stats();
+            }
             if self.poll_once() == 0 {
                 match self.config.idle {
                     IdlePolicy::Spin => std::hint::spin_loop(),
@@ -422,6 +434,21 @@ impl Worker {
         }
         self.kick_tx();
         self.reclaim_completions();
+        self.share_stats();
+    }
+
+    /// Shares the counters through `stats`, which [`Worker::run`] then
+    /// refreshes every few thousand loops (skipping a refresh rather than
+    /// waiting when a reader holds the lock).
+    pub fn with_shared_stats(mut self, stats: Arc<Mutex<WorkerStats>>) -> Self {
+        self.shared_stats = Some(stats);
+        self
+    }
+
+    fn share_stats(&self) {
+        if let Some(Ok(mut shared)) = self.shared_stats.as_ref().map(|s| s.try_lock()) {
+            *shared = self.fwd.stats;
+        }
     }
 
     /// The counters so far.
