@@ -73,7 +73,10 @@
 #[path = "../tests/support/netns.rs"]
 mod netns;
 
-use netns::{configure_side, enter_private_netns, ip, mac_text, start_namespace, NamespaceThread};
+use netns::{
+    configure_side, enter_private_netns, ip, mac_text, start_namespace, veth_pair_up,
+    NamespaceThread,
+};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::num::NonZeroU32;
@@ -277,23 +280,7 @@ fn start_peer_namespace(peers: usize, sink: Sink) -> (NamespaceThread, PeerSocke
 /// Creates the veth pair in the calling thread's (fresh) namespace and
 /// configures the relay end.
 fn setup_relay_end(peers: usize) {
-    ip(&[
-        "link",
-        "add",
-        RELAY_IF,
-        "address",
-        &mac_text(RELAY_MAC),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        PEER_IF,
-        "address",
-        &mac_text(PEER_MAC),
-    ]);
-    ip(&["addr", "add", &format!("{RELAY_IP}/24"), "dev", RELAY_IF]);
-    ip(&["link", "set", "lo", "up"]);
-    ip(&["link", "set", RELAY_IF, "up"]);
+    veth_pair_up(RELAY_IF, RELAY_MAC, RELAY_IP, PEER_IF, PEER_MAC);
     // The kernel relay sends without an ARP round trip, like the worker.
     for addr in (0..peers).map(subscriber_ip).chain([SENDER_IP]) {
         ip(&[

@@ -205,6 +205,30 @@ fn decode_errors(file: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// ffmpeg pushing `seconds` of the 320x240 H.264/AAC test pattern (one key
+/// frame a second) to `target` (format and URL arguments).
+fn testsrc_push(seconds: u64, target: &[String]) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+        ])
+        .args(target)
+        .stdin(Stdio::null());
+    cmd
+}
+
 enum Ingest {
     Rtmp,
     UdpTs,
@@ -301,24 +325,7 @@ fn run(test: &str, ingest: Ingest, port_offset: u16) {
             format!("udp://{feed}?pkt_size=1316"),
         ],
     };
-    let mut push = Kid(Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &PUSH_SECONDS.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-        ])
-        .args(&target)
-        .stdin(Stdio::null())
+    let mut push = Kid(testsrc_push(PUSH_SECONDS, &target)
         .spawn()
         .expect("start ffmpeg"));
     let (joined, late_line) = next_line("late peer 0 joined");
@@ -417,26 +424,12 @@ fn mpeg_ts_over_udp_plays_on_every_peer() {
 
 /// Pushes `seconds` of test pattern over RTMP to `feed`.
 fn push_rtmp(feed: &str, seconds: u64) {
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-        ])
-        .args(["-f", "flv", &format!("rtmp://{feed}/live/again")])
-        .stdin(Stdio::null())
-        .status()
-        .expect("run ffmpeg");
+    let target = [
+        "-f".into(),
+        "flv".into(),
+        format!("rtmp://{feed}/live/again"),
+    ];
+    let status = testsrc_push(seconds, &target).status().expect("run ffmpeg");
     assert!(status.success(), "ffmpeg push failed: {status}");
 }
 

@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
@@ -95,36 +96,81 @@ fn push(addr: &str, vcodec: &str, seconds: u32) -> std::process::ExitStatus {
         .expect("run ffmpeg")
 }
 
+/// A running `clubcast source` and its temporary directory.
+struct Source {
+    kid: Kid,
+    dir: PathBuf,
+}
+
+impl Source {
+    /// Makes a key in a fresh temporary directory named after `tag` and
+    /// starts the source on it with the `feed` flags, standard input from
+    /// `stdin`. Returns it with the lines of its stdout and stderr.
+    fn start(
+        tag: &str,
+        feed: &[&str],
+        stdin: Stdio,
+    ) -> (Source, Receiver<String>, Receiver<String>) {
+        let dir = std::env::temp_dir().join(format!("clubcast-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let key = dir.join("source.key");
+        assert!(Command::new(BIN)
+            .args(["keygen", "--out"])
+            .arg(&key)
+            .output()
+            .expect("keygen")
+            .status
+            .success());
+        let mut kid = Kid(Command::new(BIN)
+            .args(["source", "--key"])
+            .arg(&key)
+            .args(["--tracker", "127.0.0.1:9", "--listen", "127.0.0.1:0"])
+            .args(feed)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start clubcast source"));
+        let out = lines(kid.0.stdout.take().expect("stdout"));
+        let err = lines(kid.0.stderr.take().expect("stderr"));
+        (Source { kid, dir }, out, err)
+    }
+
+    /// True while the process runs.
+    fn alive(&mut self) -> bool {
+        self.kid.0.try_wait().expect("poll").is_none()
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The number after `key ` in a status line (0 if none).
+fn field(line: &str, key: &str) -> u64 {
+    line.split(&format!("{key} "))
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
     if !have_ffmpeg("bad_rtmp_clients_are_cut_off_and_the_source_stays_up") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("clubcast-rtmp-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let key = dir.join("source.key");
-    assert!(Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .expect("keygen")
-        .status
-        .success());
-    let mut source = Kid(Command::new(BIN)
-        .args(["source", "--key"])
-        .arg(&key)
-        .args(["--tracker", "127.0.0.1:9", "--listen", "127.0.0.1:0"])
-        .args(["--rtmp-listen", "127.0.0.1:0", "--duration", "30"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start clubcast source"));
-    let out = lines(source.0.stdout.take().expect("stdout"));
-    let err = lines(source.0.stderr.take().expect("stderr"));
+    let (mut source, out, err) = Source::start(
+        "rtmp-bad",
+        &["--rtmp-listen", "127.0.0.1:0", "--duration", "30"],
+        Stdio::null(),
+    );
+    let (out, err) = (&out, &err);
     let (mut seen_out, mut seen_err) = (Vec::new(), Vec::new());
-    let listening = wait_for(&out, "rtmp: listening on", 10, &mut seen_out);
+    let listening = wait_for(out, "rtmp: listening on", 10, &mut seen_out);
     let addr = listening
         .split_whitespace()
         .nth(3)
@@ -138,7 +184,7 @@ fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
         .expect("timeout");
     let mut sink = Vec::new();
     let _ = c.read_to_end(&mut sink);
-    let line = wait_for(&err, "disconnected", 5, &mut seen_err);
+    let line = wait_for(err, "disconnected", 5, &mut seen_err);
     assert!(line.contains("handshake failed"), "{line}");
 
     // A handshake that never finishes: C0 and a part of C1.
@@ -149,7 +195,7 @@ fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
     c.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let _ = c.read_to_end(&mut sink);
-    let line = wait_for(&err, "disconnected", 10, &mut seen_err);
+    let line = wait_for(err, "disconnected", 10, &mut seen_err);
     assert!(line.contains("handshake not completed"), "{line}");
     assert!(
         started.elapsed() < Duration::from_secs(9),
@@ -158,39 +204,27 @@ fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
 
     // Sorenson H.263 (FLV codec id 2): the stream carries only H.264.
     push(&addr, "flv1", 3);
-    let line = wait_for(&err, "disconnected", 10, &mut seen_err);
+    let line = wait_for(err, "disconnected", 10, &mut seen_err);
     assert!(line.contains("unsupported video codec id 2"), "{line}");
 
     // The source is still up and takes a proper push.
-    assert!(
-        source.0.try_wait().expect("poll").is_none(),
-        "the source died"
-    );
+    assert!(source.alive(), "the source died");
     let status = push(&addr, "libx264", 3);
     assert!(status.success(), "a good push failed: {status}");
-    wait_for(&out, "rtmp: publisher started", 5, &mut seen_out);
+    wait_for(out, "rtmp: publisher started", 5, &mut seen_out);
     // Its media gets in: the status line's ingest bytes grow past 10 kB.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut bytes = 0u64;
     while bytes <= 10_000 && Instant::now() < deadline {
-        let line = wait_for(&out, "ingest sessions", 10, &mut seen_out);
-        bytes = line
-            .split(" bytes ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|b| b.parse().ok())
-            .unwrap_or(0);
+        let line = wait_for(out, "ingest sessions", 10, &mut seen_out);
+        bytes = field(&line, " bytes");
     }
     assert!(
         bytes > 10_000,
         "ingest took {bytes} bytes:\n{}",
         seen_out.join("\n")
     );
-    assert!(
-        source.0.try_wait().expect("poll").is_none(),
-        "the source died"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(source.alive(), "the source died");
 }
 
 /// MPEG-TS over UDP: garbage is skipped to the next sync byte and counted,
@@ -198,30 +232,14 @@ fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
 /// source stays up. Needs no ffmpeg.
 #[test]
 fn malformed_mpeg_ts_is_skipped_and_counted() {
-    let dir = std::env::temp_dir().join(format!("clubcast-ts-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let key = dir.join("source.key");
-    assert!(Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .expect("keygen")
-        .status
-        .success());
-    let mut source = Kid(Command::new(BIN)
-        .args(["source", "--key"])
-        .arg(&key)
-        .args(["--tracker", "127.0.0.1:9", "--listen", "127.0.0.1:0"])
-        .args(["--udp-ts-listen", "127.0.0.1:0", "--duration", "15"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start clubcast source"));
-    let out = lines(source.0.stdout.take().expect("stdout"));
+    let (mut source, out, _err) = Source::start(
+        "ts-bad",
+        &["--udp-ts-listen", "127.0.0.1:0", "--duration", "15"],
+        Stdio::null(),
+    );
+    let out = &out;
     let mut seen = Vec::new();
-    let listening = wait_for(&out, "mpeg-ts: listening on udp://", 10, &mut seen);
+    let listening = wait_for(out, "mpeg-ts: listening on udp://", 10, &mut seen);
     let addr = listening
         .rsplit("udp://")
         .next()
@@ -235,26 +253,15 @@ fn malformed_mpeg_ts_is_skipped_and_counted() {
     bad[0] = 0x47;
     bad[1] = 0x80;
     socket.send_to(&bad, &addr).expect("send");
-    let field = |line: &str, key: &str| -> u64 {
-        line.split(&format!("{key} "))
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
     let deadline = Instant::now() + Duration::from_secs(8);
     let (mut skipped, mut malformed) = (0, 0);
     while (skipped < 100 || malformed < 1) && Instant::now() < deadline {
-        let line = wait_for(&out, "ingest sessions", 5, &mut seen);
+        let line = wait_for(out, "ingest sessions", 5, &mut seen);
         skipped = field(&line, "ts-skipped-bytes");
         malformed = field(&line, "ts-malformed");
     }
     assert_eq!((skipped, malformed), (100, 1), "{}", seen.join("\n"));
-    assert!(
-        source.0.try_wait().expect("poll").is_none(),
-        "the source died"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(source.alive(), "the source died");
 }
 
 /// MPEG-TS piped into `clubcast source --stdin` becomes signed blocks.
@@ -263,7 +270,7 @@ fn mpeg_ts_on_stdin_becomes_blocks() {
     if !have_ffmpeg("mpeg_ts_on_stdin_becomes_blocks") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("clubcast-ts-stdin-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("clubcast-ts-feed-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let ts = dir.join("feed.ts");
@@ -284,42 +291,20 @@ fn mpeg_ts_on_stdin_becomes_blocks() {
         .status()
         .expect("run ffmpeg");
     assert!(made.success());
-    let key = dir.join("source.key");
-    assert!(Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .expect("keygen")
-        .status
-        .success());
     let feed = std::fs::File::open(&ts).expect("the TS file");
     let fed = std::fs::metadata(&ts).expect("size").len();
-    let mut source = Kid(Command::new(BIN)
-        .args(["source", "--key"])
-        .arg(&key)
-        .args(["--tracker", "127.0.0.1:9", "--listen", "127.0.0.1:0"])
-        .args(["--stdin", "--duration", "4"])
-        .stdin(feed)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start clubcast source"));
-    let out = lines(source.0.stdout.take().expect("stdout"));
+    let (mut source, out, _err) =
+        Source::start("ts-stdin", &["--stdin", "--duration", "4"], feed.into());
+    let out = &out;
     let mut seen = Vec::new();
-    let line = wait_for(&out, "t=2s", 10, &mut seen);
-    let number = |key: &str| -> u64 {
-        line.split(&format!("{key} "))
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let line = wait_for(out, "t=2s", 10, &mut seen);
+    let number = |key: &str| field(&line, key);
     assert_eq!(number("bytes"), fed, "every byte of the pipe taken: {line}");
     assert!(
         number("blocks") * 900 >= fed * 9 / 10,
         "blocks for the stream: {line}"
     );
     assert_eq!(number("ts-malformed"), 0, "{line}");
-    let _ = source.0.wait();
+    let _ = source.kid.0.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

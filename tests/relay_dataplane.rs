@@ -35,7 +35,9 @@
 #[path = "support/netns.rs"]
 mod netns;
 
-use netns::{configure_side, enter_private_netns, ip, mac_text, start_namespace, NamespaceThread};
+use netns::{
+    configure_side, enter_private_netns, ip, start_namespace, veth_pair_up, NamespaceThread,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -226,23 +228,7 @@ fn with_sized_rig<T: Send + 'static>(
 ) -> T {
     let thread = thread::spawn(move || {
         enter_private_netns();
-        ip(&[
-            "link",
-            "add",
-            RELAY_IF,
-            "address",
-            &mac_text(RELAY_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PEER_IF,
-            "address",
-            &mac_text(PEER_MAC),
-        ]);
-        ip(&["addr", "add", &format!("{RELAY_IP}/24"), "dev", RELAY_IF]);
-        ip(&["link", "set", "lo", "up"]);
-        ip(&["link", "set", RELAY_IF, "up"]);
+        veth_pair_up(RELAY_IF, RELAY_MAC, RELAY_IP, PEER_IF, PEER_MAC);
         let (peer_ns, peers) = start_peer_namespace();
 
         let stream = Stream::new();

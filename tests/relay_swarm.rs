@@ -34,7 +34,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use netns::{enter_private_netns, ip, mac_text, privileged, start_namespace};
+use netns::{bring_up, enter_private_netns, privileged, start_namespace, veth_pair_up};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -42,10 +42,7 @@ use clubcast::auth::signer::HopFields;
 use clubcast::auth::{BatchSigner, ProofPlan, SourceKey, StreamId};
 use clubcast::io::clock;
 use clubcast::io::udp::UdpDriver;
-use clubcast::relay::worker::{IdlePolicy, WorkerConfig};
-use clubcast::relay::{
-    BindMode, FanoutLimits, RelayNode, WorkerReport, XdpMode, XdpOptions, XskConfig,
-};
+use clubcast::relay::{BindMode, FanoutLimits, RelayNode, WorkerReport, XdpOptions};
 use clubcast::roles::PeerConfig;
 use clubcast::swarm::loopback::Shard;
 use clubcast::wire::{Message, Ping, StreamTag, MAX_DATAGRAM};
@@ -244,22 +241,7 @@ fn run_relay(stream: StreamId, tracker: SocketAddr, until: Instant) -> RelayResu
     let mut pc = PeerConfig::new(stream, Some(tracker));
     pc.club_count = CLUBS;
     pc.peer_id = 7;
-    let opts = XdpOptions {
-        ifname: RELAY_IF.into(),
-        queues: vec![0],
-        cores: Vec::new(),
-        attach: XdpMode::Native,
-        xsk: XskConfig {
-            bind_mode: BindMode::Copy,
-            ..XskConfig::default()
-        },
-        worker: WorkerConfig {
-            idle: IdlePolicy::Wait,
-            ..WorkerConfig::default()
-        },
-        busy_poll_us: 0,
-        uplink_slots: 4096,
-    };
+    let opts = XdpOptions::veth(RELAY_IF);
     let (node, plane) = RelayNode::xdp(
         pc,
         clock::now(),
@@ -315,32 +297,14 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
     }
     let result = thread::spawn(|| {
         enter_private_netns();
-        ip(&[
-            "link",
-            "add",
-            RELAY_IF,
-            "address",
-            &mac_text(RELAY_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PEER_IF,
-            "address",
-            &mac_text(PEER_MAC),
-        ]);
-        ip(&["addr", "add", &format!("{RELAY_IP}/24"), "dev", RELAY_IF]);
-        ip(&["link", "set", "lo", "up"]);
-        ip(&["link", "set", RELAY_IF, "up"]);
+        veth_pair_up(RELAY_IF, RELAY_MAC, RELAY_IP, PEER_IF, PEER_MAC);
         let key = SourceKey::from_seed(&SOURCE_SEED);
         let stream = key.stream_id();
         let (tracker_tx, tracker_rx) = mpsc::channel();
         let (up_tx, up_rx) = mpsc::channel();
         let (vanished_tx, vanished_rx) = mpsc::channel();
         let (swarm_ns, swarm) = start_namespace(PEER_IF, move || {
-            ip(&["addr", "add", &format!("{SWARM_IP}/24"), "dev", PEER_IF]);
-            ip(&["link", "set", "lo", "up"]);
-            ip(&["link", "set", PEER_IF, "up"]);
+            bring_up(PEER_IF, [SWARM_IP]);
             // Threads started here stay in this namespace.
             thread::spawn(move || run_swarm(key, tracker_tx, up_rx, vanished_tx))
         });

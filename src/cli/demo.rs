@@ -26,10 +26,8 @@ use rand::SeedableRng;
 use crate::auth::{SourceKey, StreamId};
 use crate::io::clock;
 use crate::io::udp::UdpDriver;
-use crate::relay::worker::{IdlePolicy, WorkerConfig};
 use crate::relay::{
-    has_bpf_privileges, BindMode, FanoutLimits, RelayNode, WorkerReport, XdpMode, XdpOptions,
-    XskConfig,
+    has_bpf_privileges, BindMode, FanoutLimits, RelayNode, WorkerReport, XdpOptions,
 };
 use crate::roles::PeerConfig;
 use crate::swarm::loopback::Shard;
@@ -486,22 +484,7 @@ fn start_relay(
     pc.club_count = args.clubs;
     pc.relay_uploads = uploads_per_club;
     pc.peer_id = args.seed + 7;
-    let opts = XdpOptions {
-        ifname: RELAY_IF.into(),
-        queues: vec![0],
-        cores: Vec::new(),
-        attach: XdpMode::Native,
-        xsk: XskConfig {
-            bind_mode: BindMode::Copy,
-            ..XskConfig::default()
-        },
-        worker: WorkerConfig {
-            idle: IdlePolicy::Wait,
-            ..WorkerConfig::default()
-        },
-        busy_poll_us: 0,
-        uplink_slots: crate::relay::uplink::DEFAULT_UPLINK_SLOTS,
-    };
+    let opts = XdpOptions::veth(RELAY_IF);
     let limits = FanoutLimits {
         max_subscribers_per_club: uploads_per_club,
         ..FanoutLimits::default()

@@ -25,7 +25,7 @@ use super::neighbours::InterfaceInfo;
 use super::steer::{SteerCounters, SteerError, SteeringProgram, XdpAttachment, XdpMode};
 use super::uplink::Uplink;
 use super::worker::{
-    LatencySummary, LocalEndpoint, Worker, WorkerConfig, WorkerError, WorkerStats,
+    IdlePolicy, LatencySummary, LocalEndpoint, Worker, WorkerConfig, WorkerError, WorkerStats,
 };
 use super::xsk::{self, BindMode, XskConfig, XskError, XskSocket};
 use crate::auth::StreamId;
@@ -49,6 +49,30 @@ pub struct XdpOptions {
     pub busy_poll_us: u32,
     /// Uplink slots (see `super::uplink`).
     pub uplink_slots: usize,
+}
+
+impl XdpOptions {
+    /// One unpinned worker on queue 0 of `ifname`, native XDP, copy bind,
+    /// sleeping when idle: what a veth (one queue, no zero-copy) on a
+    /// shared machine wants, as in the demo and the tests.
+    pub fn veth(ifname: &str) -> Self {
+        XdpOptions {
+            ifname: ifname.into(),
+            queues: vec![0],
+            cores: Vec::new(),
+            attach: XdpMode::Native,
+            xsk: XskConfig {
+                bind_mode: BindMode::Copy,
+                ..XskConfig::default()
+            },
+            worker: WorkerConfig {
+                idle: IdlePolicy::Wait,
+                ..WorkerConfig::default()
+            },
+            busy_poll_us: 0,
+            uplink_slots: super::uplink::DEFAULT_UPLINK_SLOTS,
+        }
+    }
 }
 
 /// Why the data plane could not start.

@@ -48,6 +48,18 @@ pub fn configure_side(
     rig::configure_side(iface, addrs, gateway, gateway_mac).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Creates the veth pair `a`/`b` (with MACs `a_mac`/`b_mac`) in the
+/// calling thread's namespace and brings `a` (with `a_ip`/24) and `lo` up.
+pub fn veth_pair_up(a: &str, a_mac: [u8; 6], a_ip: Ipv4Addr, b: &str, b_mac: [u8; 6]) {
+    rig::add_veth(a, a_mac, b, b_mac).unwrap_or_else(|e| panic!("{e}"));
+    bring_up(a, [a_ip]);
+}
+
+/// Puts `addrs` (as /24s) on `iface` and brings it and `lo` up.
+pub fn bring_up(iface: &str, addrs: impl IntoIterator<Item = Ipv4Addr>) {
+    rig::bring_up(iface, addrs).unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// A helper thread holding a second namespace.
 pub type NamespaceThread = rig::NamespaceThread;
 
