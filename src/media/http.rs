@@ -9,7 +9,10 @@
 //! drops it. Anything else gets 404 or 405. When no media comes within
 //! `start_timeout` the player gets 503. The number of players is bounded;
 //! one more gets 503 at once. Nothing a player does reaches the peer's
-//! loop except a registration, which never blocks it.
+//! loop except a registration, which never blocks it. Closing the server
+//! (once the output has let go of the queues) waits, for at most
+//! [`DRAIN`], until every player has been written what was queued for it,
+//! so that a stream ends whole when its peer stops.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -17,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
@@ -30,12 +33,18 @@ pub const PLAYER_QUEUE: usize = 1024;
 /// Most players at once.
 pub const MAX_PLAYERS: usize = 64;
 
+/// Longest a closing server waits for its players to be written what was
+/// queued for them.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
 /// The HTTP endpoint of one peer.
 pub struct HttpServer {
     server: Arc<Server>,
     registrations: Receiver<SyncSender<Chunk>>,
     thread: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    /// Requests being answered (threads alive).
+    busy: Arc<AtomicUsize>,
     addr: SocketAddr,
 }
 
@@ -60,8 +69,9 @@ impl HttpServer {
         let (reg_tx, registrations) = mpsc::sync_channel(MAX_PLAYERS);
         let stop = Arc::new(AtomicBool::new(false));
         let players = Arc::new(AtomicUsize::new(0));
+        let busy = Arc::new(AtomicUsize::new(0));
         let thread = {
-            let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
+            let (server, stop, busy) = (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&busy));
             thread::Builder::new()
                 .name(format!("http-{addr}"))
                 .spawn(move || {
@@ -71,9 +81,14 @@ impl HttpServer {
                             continue;
                         };
                         let (reg_tx, players) = (reg_tx.clone(), Arc::clone(&players));
-                        let _ = thread::Builder::new()
-                            .name("http-player".into())
-                            .spawn(move || serve(request, &reg_tx, &players, start_timeout));
+                        let answering = Busy::enter(&busy);
+                        let _ =
+                            thread::Builder::new()
+                                .name("http-player".into())
+                                .spawn(move || {
+                                    serve(request, &reg_tx, &players, start_timeout);
+                                    drop(answering);
+                                });
                     }
                 })?
         };
@@ -82,6 +97,7 @@ impl HttpServer {
             registrations,
             thread: Some(thread),
             stop,
+            busy,
             addr,
         })
     }
@@ -97,15 +113,55 @@ impl HttpServer {
             output.add_player(tx);
         }
     }
-}
 
-impl Drop for HttpServer {
-    fn drop(&mut self) {
+    /// Stops taking requests, turns away the players still waiting for a
+    /// start, and waits at most `within` for the others to be written what
+    /// is queued for them (their queues must have been let go of, or they
+    /// never end). Returns how many were still being written at the
+    /// deadline. Dropping the server does the same within [`DRAIN`].
+    pub fn close(mut self, within: Duration) -> usize {
+        self.shut(within)
+    }
+
+    fn shut(&mut self, within: Duration) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         self.server.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        while self.registrations.try_recv().is_ok() {}
+        let deadline = Instant::now() + within;
+        loop {
+            let left = self.busy.load(Ordering::Acquire);
+            if left == 0 || Instant::now() >= deadline {
+                return left;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shut(DRAIN);
+        }
+    }
+}
+
+/// One request being answered, counted while it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Busy(Arc::clone(count))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -198,5 +254,100 @@ impl Read for QueueReader {
                 Err(_) => return Ok(0),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::flv::FILE_HEADER;
+    use crate::media::header::{Container, MediaHeader};
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    /// An FLV media block of `len` bytes of `fill`.
+    fn block(rap: bool, fill: u8, len: usize) -> Vec<u8> {
+        let mut b = MediaHeader {
+            container: Container::Flv,
+            rap,
+            restart: false,
+            ingest_us: 0,
+        }
+        .to_bytes()
+        .to_vec();
+        b.resize(b.len() + len, fill);
+        b
+    }
+
+    /// A server with one player connected to `output`; the player's socket.
+    fn one_player(output: &mut MediaOutput) -> (HttpServer, TcpStream) {
+        let server = HttpServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), DRAIN)
+            .expect("listen on loopback");
+        let mut s = TcpStream::connect(server.addr()).expect("connect");
+        s.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while output.players() == 0 && Instant::now() < deadline {
+            server.accept(output);
+            thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(output.players(), 1, "the player registered");
+        (server, s)
+    }
+
+    /// The body of a chunked response.
+    fn dechunk(raw: &[u8]) -> Option<Vec<u8>> {
+        let start = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let (mut at, mut body) = (start, Vec::new());
+        loop {
+            let eol = at + raw[at..].windows(2).position(|w| w == b"\r\n")?;
+            let size = usize::from_str_radix(std::str::from_utf8(&raw[at..eol]).ok()?, 16).ok()?;
+            if size == 0 {
+                return Some(body);
+            }
+            body.extend_from_slice(raw.get(eol + 2..eol + 2 + size)?);
+            at = eol + 4 + size;
+        }
+    }
+
+    #[test]
+    fn closing_waits_until_each_player_has_its_stream_whole() {
+        let mut output = MediaOutput::new();
+        let (server, mut s) = one_player(&mut output);
+        // 4 MiB: far more than the socket buffers hold.
+        for i in 0..64u8 {
+            output.play(0, Some(&block(i == 0, i, 64 << 10)));
+        }
+        let reader = thread::spawn(move || {
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 16 << 10];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return raw,
+                    Ok(n) => raw.extend_from_slice(&buf[..n]),
+                }
+                thread::sleep(Duration::from_micros(200));
+            }
+        });
+        drop(output);
+        assert_eq!(server.close(DRAIN), 0, "every player was written out");
+        let raw = reader.join().expect("reader");
+        let body = dechunk(&raw).expect("a whole chunked body");
+        assert_eq!(&body[..FILE_HEADER.len()], &FILE_HEADER);
+        assert_eq!(body.len(), FILE_HEADER.len() + 64 * (64 << 10));
+        assert!(body.ends_with(&[63u8; 64 << 10]));
+    }
+
+    #[test]
+    fn closing_gives_up_on_a_stalled_player_at_the_deadline() {
+        let mut output = MediaOutput::new();
+        let (server, _never_read) = one_player(&mut output);
+        for i in 0..64u8 {
+            output.play(0, Some(&block(i == 0, i, 64 << 10)));
+        }
+        drop(output);
+        let t = Instant::now();
+        assert_eq!(server.close(Duration::from_millis(300)), 1);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }
 }

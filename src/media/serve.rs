@@ -21,8 +21,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// A peer's players (see the module documentation).
 #[derive(Debug)]
 pub struct PeerStream {
-    server: HttpServer,
+    // Dropped first: the players' queues end, then the server waits for
+    // them to be written out.
     output: MediaOutput,
+    server: HttpServer,
 }
 
 impl PeerStream {
