@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use tiny_http::{Header, Response, Server};
 
 use crate::roles::Peer;
@@ -33,9 +34,13 @@ impl Exposition {
     }
 
     fn metric(&mut self, kind: &str, name: &str, help: &str, value: f64) {
+        self.head(kind, name, help);
+        let _ = writeln!(self.text, "{name} {value}");
+    }
+
+    fn head(&mut self, kind: &str, name: &str, help: &str) {
         let _ = writeln!(self.text, "# HELP {name} {help}");
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
-        let _ = writeln!(self.text, "{name} {value}");
     }
 
     /// A counter (a total that only grows).
@@ -46,6 +51,19 @@ impl Exposition {
     /// A gauge (a value that goes up and down).
     pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
         self.metric("gauge", name, help, value);
+    }
+
+    /// A summary of a latency histogram recorded in nanoseconds, in
+    /// seconds: the 0.5, 0.99 and 0.999 quantiles, the sum and the count.
+    pub fn latency_summary(&mut self, name: &str, help: &str, ns: &Histogram<u64>) {
+        self.head("summary", name, help);
+        for (q, at) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999)] {
+            let v = ns.value_at_quantile(at) as f64 / 1e9;
+            let _ = writeln!(self.text, "{name}{{quantile=\"{q}\"}} {v}");
+        }
+        let sum = ns.mean() * ns.len() as f64 / 1e9;
+        let _ = writeln!(self.text, "{name}_sum {sum}");
+        let _ = writeln!(self.text, "{name}_count {}", ns.len());
     }
 
     /// The text.
@@ -287,6 +305,30 @@ mod tests {
             "# HELP clubcast_x_total an x\n# TYPE clubcast_x_total counter\nclubcast_x_total 3\n\
              # HELP clubcast_y a y\n# TYPE clubcast_y gauge\nclubcast_y 0.5\n"
         );
+    }
+
+    #[test]
+    fn a_latency_summary_is_in_seconds_with_quantiles_sum_and_count() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("bounds");
+        for _ in 0..99 {
+            h.record(1_000_000).expect("in range"); // 1 ms
+        }
+        h.record(2_000_000_000).expect("in range"); // 2 s
+        let mut e = Exposition::new();
+        e.latency_summary("clubcast_l_seconds", "an l", &h);
+        let text = e.into_text();
+        let value = |key: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{key} in {text}"))
+        };
+        assert!(
+            text.starts_with("# HELP clubcast_l_seconds an l\n# TYPE clubcast_l_seconds summary\n")
+        );
+        assert!((value("clubcast_l_seconds{quantile=\"0.5\"}") - 0.001).abs() < 1e-5);
+        assert!((value("clubcast_l_seconds{quantile=\"0.999\"}") - 2.0).abs() < 0.01);
+        assert!((value("clubcast_l_seconds_sum") - 2.099).abs() < 0.01);
+        assert_eq!(value("clubcast_l_seconds_count"), 100.0);
     }
 
     #[test]

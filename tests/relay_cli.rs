@@ -248,6 +248,12 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
         metric("clubcast_relay_worker_tx_frames_total") > 100.0,
         "{metrics}"
     );
+    assert!(
+        metric("clubcast_relay_worker_latency_seconds_count") > 100.0,
+        "{metrics}"
+    );
+    let p99 = metric("clubcast_relay_worker_latency_seconds{quantile=\"0.99\"}");
+    assert!(p99 > 0.0 && p99 < 1.0, "{metrics}");
     let peers_ok: Vec<bool> = peers.into_iter().map(Kid::wait).collect();
     let (s_ok, r_ok, t_ok) = (s.wait(), r.wait(), t.wait());
     let relay = read(&relay_log);

@@ -44,7 +44,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -56,7 +56,7 @@ use clubcast::auth::{
 use clubcast::relay::{
     fanout_channel, BindMode, FanoutLimits, FanoutPublisher, FanoutTable, IdlePolicy,
     LocalEndpoint, SteerCounters, SteeringProgram, Subscriber, Uplink, Worker, WorkerConfig,
-    XdpAttachment, XdpMode, XskConfig, XskError, XskSocket,
+    WorkerShare, XdpAttachment, XdpMode, XskConfig, XskError, XskSocket,
 };
 use clubcast::wire::{Block, KeepAlive, Message, StreamTag, MAX_DATAGRAM};
 
@@ -879,7 +879,11 @@ fn worker_loop_allocates_nothing_after_warm_up() {
         let warmed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&warmed);
         let (uplink, uplink_tx) = Uplink::new(64);
-        let mut worker = rig.worker.with_uplink(uplink_tx);
+        let share = Arc::new(Mutex::new(WorkerShare::new()));
+        let mut worker = rig
+            .worker
+            .with_uplink(uplink_tx)
+            .with_share(Arc::clone(&share));
         let thread = thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(5);
             while worker.stats().rx_frames < WARM && Instant::now() < deadline {
@@ -898,11 +902,16 @@ fn worker_loop_allocates_nothing_after_warm_up() {
             while worker.stats().rx_frames < WARM + MEASURED && Instant::now() < deadline {
                 worker.poll_once();
                 polls += 1;
+                if polls % 64 == 0 {
+                    // Sharing counters and latency with a reader, too.
+                    worker.share();
+                }
             }
             for _ in 0..IDLE_POLLS {
                 worker.poll_once();
                 polls += 1;
             }
+            worker.share();
             let allocations = allocations_on_this_thread() - before;
             (worker, allocations, polls)
         });
@@ -932,6 +941,10 @@ fn worker_loop_allocates_nothing_after_warm_up() {
             s.table_swaps
         );
         assert_eq!(s.rx_frames, WARM + MEASURED, "{s:?}");
+        let shared = share.lock().expect("the share");
+        assert_eq!(shared.stats, s, "the share holds the counters");
+        assert_eq!(shared.latency.len(), worker.latency().len());
+        assert!(shared.latency.len() >= s.forwarded_blocks / 2);
         assert_eq!(s.table_swaps, 2);
         assert!(s.forwarded_blocks >= (WARM + MEASURED) / 2, "{s:?}");
         assert!(polls >= IDLE_POLLS);

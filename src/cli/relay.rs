@@ -402,6 +402,11 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
         for (name, help, value) in counters {
             e.counter(&format!("clubcast_relay_worker_{name}_total"), help, value);
         }
+        e.latency_summary(
+            "clubcast_relay_worker_latency_seconds",
+            "ingress to TX submit of forwarded blocks, per worker batch",
+            &plane.worker_latency(),
+        );
     }
     if let Some(Ok(steer)) = plane.map(XdpDataPlane::steer_counters) {
         e.counter(

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use hdrhistogram::Histogram;
 use thiserror::Error;
 
 use super::fanout::{fanout_channel, FanoutPublisher, DEFAULT_CHANNEL_DEPTH};
@@ -25,7 +26,8 @@ use super::neighbours::InterfaceInfo;
 use super::steer::{SteerCounters, SteerError, SteeringProgram, XdpAttachment, XdpMode};
 use super::uplink::Uplink;
 use super::worker::{
-    IdlePolicy, LatencySummary, LocalEndpoint, Worker, WorkerConfig, WorkerError, WorkerStats,
+    IdlePolicy, LatencySummary, LocalEndpoint, Worker, WorkerConfig, WorkerError, WorkerShare,
+    WorkerStats,
 };
 use super::xsk::{self, BindMode, XskConfig, XskError, XskSocket};
 use crate::auth::StreamId;
@@ -140,7 +142,7 @@ pub struct ControlHandles {
 /// The running data plane.
 pub struct XdpDataPlane {
     steering: SteeringProgram,
-    stats: Vec<Arc<Mutex<WorkerStats>>>,
+    shares: Vec<Arc<Mutex<WorkerShare>>>,
     attachment: Option<XdpAttachment>,
     workers: Vec<JoinHandle<WorkerReport>>,
     stop: Arc<AtomicBool>,
@@ -179,7 +181,7 @@ impl XdpDataPlane {
         let attachment = steering.attach(iface.index, opts.attach)?;
         let mut plane = XdpDataPlane {
             steering,
-            stats: Vec::new(),
+            shares: Vec::new(),
             attachment: Some(attachment),
             workers: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -200,9 +202,9 @@ impl XdpDataPlane {
             let worker = Worker::new(opts.worker, socket, &plane.steering, local, stream, updates)
                 .map_err(|source| StartError::Worker { queue, source })?
                 .with_uplink(uplink_tx.clone());
-            let shared = Arc::new(Mutex::new(WorkerStats::default()));
-            plane.stats.push(Arc::clone(&shared));
-            let worker = worker.with_shared_stats(shared);
+            let share = Arc::new(Mutex::new(WorkerShare::new()));
+            plane.shares.push(Arc::clone(&share));
+            let worker = worker.with_share(share);
             publishers.push(publisher);
             let core = opts
                 .cores
@@ -234,8 +236,9 @@ impl XdpDataPlane {
     /// thousand loops).
     pub fn worker_stats(&self) -> WorkerStats {
         let mut sum = WorkerStats::default();
-        for shared in &self.stats {
-            if let Ok(s) = shared.lock() {
+        for share in &self.shares {
+            if let Ok(share) = share.lock() {
+                let s = &share.stats;
                 sum.rx_frames += s.rx_frames;
                 sum.forwarded_blocks += s.forwarded_blocks;
                 sum.tx_frames += s.tx_frames;
@@ -246,6 +249,18 @@ impl XdpDataPlane {
                 sum.no_free_tx_frame += s.no_free_tx_frame;
                 sum.fill_ring_empty += s.fill_ring_empty;
                 sum.uplink_dropped += s.uplink_dropped;
+            }
+        }
+        sum
+    }
+
+    /// The workers' ingress-to-submit latency (ns), merged, as they last
+    /// shared it.
+    pub fn worker_latency(&self) -> Histogram<u64> {
+        let mut sum = WorkerShare::new().latency;
+        for share in &self.shares {
+            if let Ok(share) = share.lock() {
+                let _ = sum.add(&share.latency);
             }
         }
         sum

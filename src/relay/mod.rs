@@ -41,6 +41,7 @@ pub use steer::{
 };
 pub use uplink::{Uplink, UplinkSender};
 pub use worker::{
-    IdlePolicy, LatencySummary, LocalEndpoint, Worker, WorkerConfig, WorkerError, WorkerStats,
+    IdlePolicy, LatencySummary, LocalEndpoint, Worker, WorkerConfig, WorkerError, WorkerShare,
+    WorkerStats,
 };
 pub use xsk::{BindMode, XskConfig, XskError, XskKernelStats, XskSocket};

@@ -202,6 +202,38 @@ pub struct LatencySummary {
     pub max_ns: u64,
 }
 
+/// What a worker shares with its readers every few thousand loops: its
+/// counters and its latency histogram.
+#[derive(Debug, Clone)]
+pub struct WorkerShare {
+    /// The counters.
+    pub stats: WorkerStats,
+    /// Ingress-to-submit latency of forwarded blocks, in nanoseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl WorkerShare {
+    /// Nothing shared yet.
+    pub fn new() -> Self {
+        WorkerShare {
+            stats: WorkerStats::default(),
+            latency: latency_histogram(),
+        }
+    }
+}
+
+impl Default for WorkerShare {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An empty latency histogram (1 ns to [`LATENCY_MAX_NS`], 3 digits).
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3)
+        .unwrap_or_else(|_| unreachable!("constant, valid bounds"))
+}
+
 /// Why a worker could not be set up.
 #[derive(Debug, Error)]
 pub enum WorkerError {
@@ -216,9 +248,6 @@ pub enum WorkerError {
     /// Registering the socket with the steering program failed.
     #[error(transparent)]
     Xsk(#[from] XskError),
-    /// The latency histogram could not be created.
-    #[error("creating the latency histogram failed: {0}")]
-    Histogram(#[from] hdrhistogram::CreationError),
 }
 
 /// The rings, owned by the worker's thread.
@@ -267,7 +296,7 @@ pub struct Worker {
     fwd: Forwarder,
     updates: FanoutUpdates,
     latency: Histogram<u64>,
-    shared_stats: Option<Arc<Mutex<WorkerStats>>>,
+    shared: Option<Arc<Mutex<WorkerShare>>>,
     ifname: String,
     queue: u32,
 }
@@ -309,7 +338,7 @@ impl Worker {
                 reason: "must be at least 1",
             });
         }
-        let latency = Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3)?;
+        let latency = latency_histogram();
         xsk.register(steering, local.addr.port())?;
 
         let ifname = xsk.ifname().to_owned();
@@ -359,7 +388,7 @@ impl Worker {
             },
             updates,
             latency,
-            shared_stats: None,
+            shared: None,
             ifname,
             queue,
         })
@@ -422,7 +451,7 @@ impl Worker {
         while !stop.load(Ordering::Relaxed) {
             loops = loops.wrapping_add(1);
             if loops.is_multiple_of(STATS_EVERY) {
-                self.share_stats();
+                self.share();
             }
             if self.poll_once() == 0 {
                 match self.config.idle {
@@ -434,20 +463,25 @@ impl Worker {
         }
         self.kick_tx();
         self.reclaim_completions();
-        self.share_stats();
+        self.share();
     }
 
-    /// Shares the counters through `stats`, which [`Worker::run`] then
-    /// refreshes every few thousand loops (skipping a refresh rather than
-    /// waiting when a reader holds the lock).
-    pub fn with_shared_stats(mut self, stats: Arc<Mutex<WorkerStats>>) -> Self {
-        self.shared_stats = Some(stats);
+    /// Shares the counters and the latency histogram through `share`,
+    /// which [`Worker::run`] then refreshes every few thousand loops
+    /// (skipping a refresh rather than waiting when a reader holds the
+    /// lock; copying into the histogram there allocates nothing).
+    pub fn with_share(mut self, share: Arc<Mutex<WorkerShare>>) -> Self {
+        self.shared = Some(share);
         self
     }
 
-    fn share_stats(&self) {
-        if let Some(Ok(mut shared)) = self.shared_stats.as_ref().map(|s| s.try_lock()) {
-            *shared = self.fwd.stats;
+    /// Copies the counters and the latency histogram into the share given
+    /// by [`Worker::with_share`] now, unless a reader holds it.
+    pub fn share(&self) {
+        if let Some(Ok(mut shared)) = self.shared.as_ref().map(|s| s.try_lock()) {
+            shared.stats = self.fwd.stats;
+            shared.latency.reset();
+            let _ = shared.latency.add(&self.latency);
         }
     }
 
