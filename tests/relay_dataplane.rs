@@ -902,7 +902,7 @@ fn worker_loop_allocates_nothing_after_warm_up() {
             while worker.stats().rx_frames < WARM + MEASURED && Instant::now() < deadline {
                 worker.poll_once();
                 polls += 1;
-                if polls % 64 == 0 {
+                if polls.is_multiple_of(64) {
                     // Sharing counters and latency with a reader, too.
                     worker.share();
                 }
