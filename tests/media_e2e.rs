@@ -10,7 +10,9 @@
 //! played (all 750 for the early peers; for the late one, those from its
 //! first frame on). The late peer's output begins with a key frame, within
 //! 3 s of its joining. The demo's glass-to-glass figures (ingest to HTTP
-//! output) are printed.
+//! output) are printed. A feed that stops and comes back (over RTMP, and
+//! as MPEG-TS) plays on at every peer, cleanly decoded, and an MPEG-TS
+//! recording's continuity counters never break across the restart.
 //!
 //! Needs ffmpeg and ffprobe: without them the tests fail under `CI=true`
 //! and otherwise print `SKIPPED` and return. They run one at a time (each
@@ -194,6 +196,26 @@ fn first_frame(file: &Path) -> (bool, f64) {
     (key, pts)
 }
 
+/// Packets of an MPEG-TS `file` whose continuity counter neither repeats
+/// nor follows the last one of their PID (packets without payload aside).
+fn continuity_breaks(file: &Path) -> usize {
+    let bytes = std::fs::read(file).expect("read the recording");
+    let mut last = [None::<u8>; 8192];
+    let mut breaks = 0;
+    for p in bytes.chunks_exact(188) {
+        let pid = (usize::from(p[1] & 0x1F) << 8) | usize::from(p[2]);
+        if p[3] & 0x10 == 0 {
+            continue;
+        }
+        let cc = p[3] & 0x0F;
+        if last[pid].is_some_and(|l| cc != l && cc != (l + 1) & 0x0F) {
+            breaks += 1;
+        }
+        last[pid] = Some(cc);
+    }
+    breaks
+}
+
 /// What ffmpeg prints decoding `file` at `-v error` (empty: clean).
 fn decode_errors(file: &Path) -> String {
     let out = Command::new("ffmpeg")
@@ -234,6 +256,43 @@ enum Ingest {
     UdpTs,
 }
 
+impl Ingest {
+    /// The demo's flag for this feed.
+    fn flag(&self) -> &'static str {
+        match self {
+            Ingest::Rtmp => "--rtmp-listen",
+            Ingest::UdpTs => "--udp-ts-listen",
+        }
+    }
+
+    /// ffmpeg's format and URL arguments to push to `feed`.
+    fn target(&self, feed: &str) -> Vec<String> {
+        match self {
+            Ingest::Rtmp => vec![
+                "-f".into(),
+                "flv".into(),
+                format!("rtmp://{feed}/live/test"),
+            ],
+            Ingest::UdpTs => vec![
+                "-f".into(),
+                "mpegts".into(),
+                format!("udp://{feed}?pkt_size=1316"),
+            ],
+        }
+    }
+
+    /// The feed's address in the demo's `media:` line.
+    fn feed_in(line: &str) -> Option<String> {
+        line.split_whitespace()
+            .find_map(|w| {
+                w.strip_prefix("rtmp://")
+                    .or_else(|| w.strip_prefix("udp://"))
+            })
+            .and_then(|a| a.split('/').next())
+            .map(str::to_string)
+    }
+}
+
 fn run(test: &str, ingest: Ingest, port_offset: u16) {
     if !have_ffmpeg(test) {
         return;
@@ -246,10 +305,6 @@ fn run(test: &str, ingest: Ingest, port_offset: u16) {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let feed_flag = match ingest {
-        Ingest::Rtmp => "--rtmp-listen",
-        Ingest::UdpTs => "--udp-ts-listen",
-    };
     let mut demo = Kid(Command::new(BIN)
         .args([
             "demo",
@@ -259,7 +314,7 @@ fn run(test: &str, ingest: Ingest, port_offset: u16) {
             &DEMO_SECONDS.to_string(),
         ])
         .args([
-            feed_flag,
+            ingest.flag(),
             "127.0.0.1:0",
             "--http-base-port",
             &base.to_string(),
@@ -297,15 +352,7 @@ fn run(test: &str, ingest: Ingest, port_offset: u16) {
         }
     };
     let (_, media_line) = next_line("media: ");
-    let feed = media_line
-        .split_whitespace()
-        .find_map(|w| {
-            w.strip_prefix("rtmp://")
-                .or_else(|| w.strip_prefix("udp://"))
-        })
-        .and_then(|a| a.split('/').next())
-        .expect("the feed's address")
-        .to_string();
+    let feed = Ingest::feed_in(&media_line).expect("the feed's address");
     let players: Vec<JoinHandle<Result<Recording, String>>> = (0..PEERS)
         .map(|i| {
             let file = dir.join(format!("peer{i}"));
@@ -313,19 +360,7 @@ fn run(test: &str, ingest: Ingest, port_offset: u16) {
             thread::spawn(move || record(port, file))
         })
         .collect();
-    let target = match ingest {
-        Ingest::Rtmp => vec![
-            "-f".into(),
-            "flv".into(),
-            format!("rtmp://{feed}/live/test"),
-        ],
-        Ingest::UdpTs => vec![
-            "-f".into(),
-            "mpegts".into(),
-            format!("udp://{feed}?pkt_size=1316"),
-        ],
-    };
-    let mut push = Kid(testsrc_push(PUSH_SECONDS, &target)
+    let mut push = Kid(testsrc_push(PUSH_SECONDS, &ingest.target(&feed))
         .spawn()
         .expect("start ffmpeg"));
     let (joined, late_line) = next_line("late peer 0 joined");
@@ -422,14 +457,11 @@ fn mpeg_ts_over_udp_plays_on_every_peer() {
     run("mpeg_ts_over_udp_plays_on_every_peer", Ingest::UdpTs, 30);
 }
 
-/// Pushes `seconds` of test pattern over RTMP to `feed`.
-fn push_rtmp(feed: &str, seconds: u64) {
-    let target = [
-        "-f".into(),
-        "flv".into(),
-        format!("rtmp://{feed}/live/again"),
-    ];
-    let status = testsrc_push(seconds, &target).status().expect("run ffmpeg");
+/// Pushes `seconds` of test pattern to `feed` and waits for ffmpeg.
+fn push_again(ingest: &Ingest, feed: &str, seconds: u64) {
+    let status = testsrc_push(seconds, &ingest.target(feed))
+        .status()
+        .expect("run ffmpeg");
     assert!(status.success(), "ffmpeg push failed: {status}");
 }
 
@@ -448,21 +480,22 @@ fn status_of(port: u16, request: &str) -> String {
 /// without a restart, and each recording decodes cleanly with (nearly)
 /// every frame of both pushes. Meanwhile a player that never reads sits on
 /// peer 0 and wrong requests hit peer 2: neither disturbs anything.
-#[test]
-fn a_publisher_that_comes_back_plays_on() {
-    let test = "a_publisher_that_comes_back_plays_on";
+fn comes_back(test: &str, ingest: Ingest, port_offset: u16) {
     if !have_ffmpeg(test) {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = 30_000 + (std::process::id() % 400) as u16 * 60 + 55;
-    let dir = std::env::temp_dir().join(format!("clubcast-media-{}-again", std::process::id()));
+    let base = 30_000 + (std::process::id() % 400) as u16 * 60 + port_offset;
+    let dir = std::env::temp_dir().join(format!(
+        "clubcast-media-{}-again-{port_offset}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut demo = Kid(Command::new(BIN)
         .args(["demo", "--peers", "3", "--duration", "24", "--threads", "1"])
         .args([
-            "--rtmp-listen",
+            ingest.flag(),
             "127.0.0.1:0",
             "--http-base-port",
             &base.to_string(),
@@ -476,13 +509,8 @@ fn a_publisher_that_comes_back_plays_on() {
     let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
     let feed = lines
         .by_ref()
-        .find_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("rtmp://"))
-                .and_then(|a| a.split('/').next())
-                .map(str::to_string)
-        })
-        .expect("the RTMP address");
+        .find_map(|l| Ingest::feed_in(&l))
+        .expect("the feed's address");
     // The peers serve HTTP once the demo lists them.
     lines
         .by_ref()
@@ -505,9 +533,9 @@ fn a_publisher_that_comes_back_plays_on() {
         "POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
     )
     .contains(" 405"));
-    push_rtmp(&feed, 7);
+    push_again(&ingest, &feed, 7);
     thread::sleep(Duration::from_secs(3));
-    push_rtmp(&feed, 7);
+    push_again(&ingest, &feed, 7);
     let rest: Vec<String> = lines.collect();
     let status = demo.0.wait().expect("demo");
     assert!(status.success(), "the demo failed: {status}");
@@ -529,7 +557,29 @@ fn a_publisher_that_comes_back_plays_on() {
         let n = frames(&r.file);
         eprintln!("{test}: peer {i}: {n} frames of 350 over both pushes");
         assert!(n * 100 >= 350 * 97, "peer {i} decoded {n} of 350 frames");
+        if matches!(ingest, Ingest::UdpTs) {
+            let breaks = continuity_breaks(&r.file);
+            assert_eq!(breaks, 0, "peer {i}: continuity counters broke");
+        }
     }
     drop(stalled);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_rtmp_publisher_that_comes_back_plays_on() {
+    comes_back(
+        "an_rtmp_publisher_that_comes_back_plays_on",
+        Ingest::Rtmp,
+        55,
+    );
+}
+
+#[test]
+fn an_mpeg_ts_feed_that_comes_back_plays_on() {
+    comes_back(
+        "an_mpeg_ts_feed_that_comes_back_plays_on",
+        Ingest::UdpTs,
+        57,
+    );
 }

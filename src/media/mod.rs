@@ -2,7 +2,8 @@
 //!
 //! At the source, an ingest turns a live feed into *units*: [`rtmp`] takes
 //! a push from OBS or ffmpeg and [`flv`] wraps its messages in FLV tags;
-//! [`ts`] finds the packets of MPEG-TS over UDP or a pipe. Units that begin
+//! [`ts`] finds the packets of MPEG-TS over UDP or a pipe, and
+//! [`ts_retime`] keeps their timeline going when a feed restarts. Units that begin
 //! a random-access point (decoder configuration and a key frame) are
 //! marked, and [`cutter`] packs units into block payloads so that each such
 //! unit begins a block. Every media block starts with the [`header`]:
@@ -20,6 +21,7 @@ pub mod output;
 pub mod rtmp;
 pub mod serve;
 pub mod ts;
+pub mod ts_retime;
 
 pub use cutter::BlockCutter;
 pub use header::{Container, MediaHeader, MEDIA_HEADER_LEN};
@@ -29,3 +31,4 @@ pub use output::{Chunk, MediaOutput};
 pub use rtmp::{Ingest, RtmpServer};
 pub use serve::PeerStream;
 pub use ts::TsPacker;
+pub use ts_retime::TsRetimer;

@@ -9,6 +9,10 @@
 //! encoders mark it) becomes a random-access unit together with copies of
 //! the latest PAT and PMT in front of it, so a player that starts there
 //! knows the programme. Nothing is emitted before the first such packet.
+//! What is emitted goes through a [`TsRetimer`], so that the timeline and
+//! continuity counters go on across sessions.
+
+use super::ts_retime::TsRetimer;
 
 /// Bytes of an MPEG-TS packet.
 pub const TS_PACKET: usize = 188;
@@ -41,6 +45,7 @@ pub struct TsPacker {
     video_pid: Option<u16>,
     started: bool,
     unit: Vec<u8>,
+    retimer: TsRetimer,
     stats: TsStats,
 }
 
@@ -55,11 +60,15 @@ impl TsPacker {
         self.stats
     }
 
-    /// A new feed takes over: the programme is learnt afresh.
+    /// A new feed takes over: the programme is learnt afresh, and its
+    /// timeline continues the last one.
     pub fn new_session(&mut self) {
         let stats = self.stats;
+        let mut retimer = std::mem::take(&mut self.retimer);
+        retimer.new_session();
         *self = TsPacker {
             stats,
+            retimer,
             ..TsPacker::default()
         };
     }
@@ -133,15 +142,17 @@ impl TsPacker {
             self.started = true;
             self.stats.random_access_points += 1;
             self.unit.clear();
-            for table in [self.pat, self.pmt].into_iter().flatten() {
-                self.unit.extend_from_slice(&table);
+            for mut packet in [self.pat, self.pmt, Some(*p)].into_iter().flatten() {
+                self.retimer.retime(&mut packet);
+                self.unit.extend_from_slice(&packet);
             }
-            self.unit.extend_from_slice(p);
             self.stats.packets += 1;
             emit(&self.unit, true);
         } else if self.started {
             self.stats.packets += 1;
-            emit(p, false);
+            let mut packet = *p;
+            self.retimer.retime(&mut packet);
+            emit(&packet, false);
         } else {
             self.stats.before_random_access += 1;
         }
