@@ -16,7 +16,8 @@ set -euo pipefail
 # libxdp's own configure, the one step that wants it.
 # ffmpeg (with ffprobe): the media end-to-end tests push and play real
 # streams with it, and `clubcast demo --media testsrc` pushes a test pattern.
-PACKAGES=(gcc pkg-config iproute2 clang llvm linux-libc-dev libelf-dev zlib1g-dev m4 make ffmpeg)
+# ethtool: tuning/apply.sh sets NIC queues, rings and flow steering with it.
+PACKAGES=(gcc pkg-config iproute2 clang llvm linux-libc-dev libelf-dev zlib1g-dev m4 make ffmpeg ethtool)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -8,8 +8,9 @@
 # `apply` saves the current values to /run/clubcast-tuning/IFACE.saved
 # before changing anything; `revert` restores them. Each step that the
 # interface does not support (a veth has no ntuple filters or channel
-# count) is reported and skipped, never fatal. --dry-run prints the
-# commands without running them. Needs root and ethtool (apply/revert).
+# count) is reported and skipped, never fatal; so is a knob the profile
+# leaves empty. --dry-run prints the commands without running them.
+# Needs root and ethtool (apply/revert).
 set -uo pipefail
 
 usage() { sed -n '2,12p' "$0"; exit 2; }
@@ -35,7 +36,9 @@ run() {
         echo "would: $*"
         return 0
     fi
-    if "$@" >/dev/null 2>&1; then
+    if ! command -v "$1" >/dev/null; then
+        echo "skip: $what ($1 is not installed)"
+    elif "$@" >/dev/null 2>&1; then
         echo "ok:   $what"
     else
         echo "skip: $what (not supported here: $*)"
@@ -43,6 +46,18 @@ run() {
 }
 
 sysctl_get() { sysctl -n "$1" 2>/dev/null || echo ""; }
+
+# set_if KNOB DESCRIPTION CMD...: runs the step if the profile (or the
+# saved state) gives the variable KNOB a value, else says it is left alone.
+set_if() {
+    local knob=$1
+    shift
+    if [[ -n ${!knob} ]]; then
+        run "$@"
+    else
+        echo "skip: $knob is empty: left alone"
+    fi
+}
 
 show() {
     echo "== $iface"
@@ -59,30 +74,34 @@ show() {
 
 apply() {
     [[ -f $profile ]] || { echo "apply.sh: no profile $profile" >&2; exit 2; }
+    local QUEUES="" QUEUE_BASE=0 RELAY_PORT="" WORKER_CPUS="" BUSY_POLL_US=""
+    local GRO_FLUSH_TIMEOUT_NS="" NAPI_DEFER_HARD_IRQS="" RING_ENTRIES="" HUGEPAGES=""
     # shellcheck disable=SC1090
     . "$profile"
     if [[ $dry != --dry-run ]]; then
         [[ $(id -u) -eq 0 ]] || { echo "apply.sh: needs root" >&2; exit 1; }
         mkdir -p "$state_dir"
+        # What this profile changes, as it is now; empty: left alone.
         {
-            echo "BUSY_READ=$(sysctl_get net.core.busy_read)"
-            echo "BUSY_POLL=$(sysctl_get net.core.busy_poll)"
-            echo "GRO=$(cat /sys/class/net/$iface/gro_flush_timeout 2>/dev/null || echo)"
-            echo "DEFER=$(cat /sys/class/net/$iface/napi_defer_hard_irqs 2>/dev/null || echo)"
-            echo "HUGEPAGES=$(cat /proc/sys/vm/nr_hugepages)"
-            echo "RELAY_PORT=$RELAY_PORT"
-            echo "QUEUES=$QUEUES"
+            echo "BUSY_READ=${BUSY_POLL_US:+$(sysctl_get net.core.busy_read)}"
+            echo "BUSY_POLL=${BUSY_POLL_US:+$(sysctl_get net.core.busy_poll)}"
+            echo "GRO=${GRO_FLUSH_TIMEOUT_NS:+$(cat "/sys/class/net/$iface/gro_flush_timeout" 2>/dev/null)}"
+            echo "DEFER=${NAPI_DEFER_HARD_IRQS:+$(cat "/sys/class/net/$iface/napi_defer_hard_irqs" 2>/dev/null)}"
+            echo "HUGEPAGES=${HUGEPAGES:+$(cat /proc/sys/vm/nr_hugepages)}"
+            echo "RULES=$(if [[ -n $RELAY_PORT ]]; then wc -w <<<"$WORKER_CPUS"; else echo 0; fi)"
         } >"$saved"
     fi
-    run "channels: $QUEUES combined" ethtool -L "$iface" combined "$QUEUES"
-    run "rings: $RING_ENTRIES entries" ethtool -G "$iface" rx "$RING_ENTRIES" tx "$RING_ENTRIES"
-    run "ntuple filters on" ethtool -K "$iface" ntuple on
-    local q cpu i=0
+    set_if QUEUES "channels: $QUEUES combined" ethtool -L "$iface" combined "$QUEUES"
+    set_if RING_ENTRIES "rings: $RING_ENTRIES entries" \
+        ethtool -G "$iface" rx "$RING_ENTRIES" tx "$RING_ENTRIES"
+    set_if RELAY_PORT "ntuple filters on" ethtool -K "$iface" ntuple on
+    local q cpu irq i=0
     for cpu in $WORKER_CPUS; do
         q=$((QUEUE_BASE + i))
-        run "UDP dst $RELAY_PORT to queue $q (rule $((1000 + i)))" \
-            ethtool -N "$iface" flow-type udp4 dst-port "$RELAY_PORT" action "$q" loc $((1000 + i))
-        local irq
+        # ethtool -N can exit 0 when the driver refused the rule: read it
+        # back to know.
+        set_if RELAY_PORT "UDP dst $RELAY_PORT to queue $q (rule $((1000 + i)))" \
+            sh -c "ethtool -N $iface flow-type udp4 dst-port $RELAY_PORT action $q loc $((1000 + i)) && ethtool -n $iface rule $((1000 + i))"
         irq=$(grep -E "$iface.*(rx|TxRx)-?$q\b" /proc/interrupts 2>/dev/null | awk -F: '{print $1}' | tr -d ' ' | head -1)
         if [[ -n $irq ]]; then
             run "IRQ $irq of queue $q to CPU $cpu" sh -c "echo $cpu > /proc/irq/$irq/smp_affinity_list"
@@ -91,10 +110,13 @@ apply() {
         fi
         i=$((i + 1))
     done
-    run "busy_read/busy_poll $BUSY_POLL_US us" sysctl -qw net.core.busy_read="$BUSY_POLL_US" net.core.busy_poll="$BUSY_POLL_US"
-    run "gro_flush_timeout $GRO_FLUSH_TIMEOUT_NS ns" sh -c "echo $GRO_FLUSH_TIMEOUT_NS > /sys/class/net/$iface/gro_flush_timeout"
-    run "napi_defer_hard_irqs $NAPI_DEFER_HARD_IRQS" sh -c "echo $NAPI_DEFER_HARD_IRQS > /sys/class/net/$iface/napi_defer_hard_irqs"
-    run "hugepages $HUGEPAGES" sysctl -qw vm.nr_hugepages="$HUGEPAGES"
+    set_if BUSY_POLL_US "busy_read/busy_poll $BUSY_POLL_US us" \
+        sysctl -qw net.core.busy_read="$BUSY_POLL_US" net.core.busy_poll="$BUSY_POLL_US"
+    set_if GRO_FLUSH_TIMEOUT_NS "gro_flush_timeout $GRO_FLUSH_TIMEOUT_NS ns" \
+        sh -c "echo $GRO_FLUSH_TIMEOUT_NS > /sys/class/net/$iface/gro_flush_timeout"
+    set_if NAPI_DEFER_HARD_IRQS "napi_defer_hard_irqs $NAPI_DEFER_HARD_IRQS" \
+        sh -c "echo $NAPI_DEFER_HARD_IRQS > /sys/class/net/$iface/napi_defer_hard_irqs"
+    set_if HUGEPAGES "hugepages $HUGEPAGES" sysctl -qw vm.nr_hugepages="$HUGEPAGES"
 }
 
 revert() {
@@ -106,16 +128,20 @@ revert() {
         echo "apply.sh: nothing saved for $iface ($saved)" >&2
         exit 1
     fi
+    local BUSY_READ="" BUSY_POLL="" GRO="" DEFER="" HUGEPAGES="" RULES=0
     # shellcheck disable=SC1090
     . "$saved"
     local i
-    for ((i = 0; i < QUEUES; i++)); do
+    for ((i = 0; i < RULES; i++)); do
         run "remove rule $((1000 + i))" ethtool -N "$iface" delete $((1000 + i))
     done
-    run "busy_read/busy_poll back" sysctl -qw net.core.busy_read="$BUSY_READ" net.core.busy_poll="$BUSY_POLL"
-    [[ -n $GRO ]] && run "gro_flush_timeout back" sh -c "echo $GRO > /sys/class/net/$iface/gro_flush_timeout"
-    [[ -n $DEFER ]] && run "napi_defer_hard_irqs back" sh -c "echo $DEFER > /sys/class/net/$iface/napi_defer_hard_irqs"
-    run "hugepages back" sysctl -qw vm.nr_hugepages="$HUGEPAGES"
+    set_if BUSY_READ "busy_read/busy_poll back" \
+        sysctl -qw net.core.busy_read="$BUSY_READ" net.core.busy_poll="$BUSY_POLL"
+    set_if GRO "gro_flush_timeout back to $GRO" \
+        sh -c "echo $GRO > /sys/class/net/$iface/gro_flush_timeout"
+    set_if DEFER "napi_defer_hard_irqs back to $DEFER" \
+        sh -c "echo $DEFER > /sys/class/net/$iface/napi_defer_hard_irqs"
+    set_if HUGEPAGES "hugepages back to $HUGEPAGES" sysctl -qw vm.nr_hugepages="$HUGEPAGES"
     [[ $dry == --dry-run ]] || rm -f "$saved"
 }
 
