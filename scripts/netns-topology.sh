@@ -6,7 +6,9 @@
 # reaches every peer through it. Addresses live in 10.77.0.0/24, inside
 # namespaces this script creates, so no traffic leaves the machine.
 #
-#   scripts/netns-topology.sh up [PEERS] [PREFIX]    create (default 4 peers, prefix "cc")
+#   scripts/netns-topology.sh up [PEERS] [PREFIX] [QUEUES]
+#                                                    create (default 4 peers, prefix "cc",
+#                                                    QUEUES RX/TX queues on the relay's link, 1)
 #   scripts/netns-topology.sh down [PREFIX]          remove everything with that prefix
 #   scripts/netns-topology.sh show [PREFIX]          list namespaces and addresses
 #
@@ -24,6 +26,7 @@ case "$cmd" in
 up)
     peers=${2:-4}
     prefix=${3:-cc}
+    queues=${4:-1}
     ;;
 down | show)
     prefix=${2:-cc}
@@ -50,8 +53,11 @@ down() {
 }
 
 attach() {
-    # attach NS IF ADDR PORT: a veth from NS (IF, ADDR) to bridge port PORT
-    ip link add "$2" type veth peer name "$4"
+    # attach NS IF ADDR PORT [QUEUES]: a veth from NS (IF, ADDR) to bridge
+    # port PORT, with QUEUES RX and TX queues at each end
+    local q=${5:-1}
+    ip link add "$2" numtxqueues "$q" numrxqueues "$q" type veth \
+        peer name "$4" numtxqueues "$q" numrxqueues "$q"
     ip link set "$2" netns "$1"
     ip link set "$4" netns "${prefix}-lan"
     ip -n "$1" addr add "$3" dev "$2"
@@ -69,12 +75,16 @@ up() {
         echo "netns-topology: 1 to 200 peers" >&2
         exit 2
     fi
+    if ! [[ $queues =~ ^[0-9]+$ ]] || ((queues < 1 || queues > 16)); then
+        echo "netns-topology: 1 to 16 queues" >&2
+        exit 2
+    fi
     trap 'echo "netns-topology: setup failed, tearing down" >&2; down' ERR
     space "${prefix}-lan"
     ip -n "${prefix}-lan" link add "${prefix}-br" type bridge
     ip -n "${prefix}-lan" link set "${prefix}-br" up
     space "${prefix}-relay"
-    attach "${prefix}-relay" "${prefix}-r" 10.77.0.1/24 "${prefix}-lr"
+    attach "${prefix}-relay" "${prefix}-r" 10.77.0.1/24 "${prefix}-lr" "$queues"
     space "${prefix}-src"
     attach "${prefix}-src" "${prefix}-s" 10.77.0.2/24 "${prefix}-ls"
     for i in $(seq 1 "$peers"); do

@@ -1,7 +1,12 @@
 //! `clubcast relay` as an operator runs it: separate processes for the
 //! tracker, source, relay and peers, each in its own network namespace of
 //! `scripts/netns-topology.sh` (one Ethernet segment, a bridge), the relay
-//! with `--io xdp`. Also the backend choice: `--io xdp` fails with a clear
+//! with `--io xdp` on two queues of its link. Transmit packet steering on
+//! the bridge's port towards the relay maps CPU 0 to queue 0 and CPU 1 to
+//! queue 1, and the source runs on CPU 1 and the peers on CPU 0, so both
+//! workers get blocks, and the same block reaches both queues (the
+//! source's copy and a peer's push): each must be fanned out once. Also
+//! the backend choice: `--io xdp` fails with a clear
 //! error where AF_XDP cannot start, and `--io auto` falls back to kernel UDP
 //! and says why.
 //!
@@ -27,10 +32,11 @@ struct Topology {
 }
 
 impl Topology {
-    fn up(peers: usize, tag: &str) -> Topology {
+    /// `peers` peers, and `queues` queues on the relay's link.
+    fn up(peers: usize, tag: &str, queues: usize) -> Topology {
         let prefix = format!("{tag}{}", std::process::id() % 10_000);
         let topo = Topology { prefix };
-        let out = topo.script(&["up", &peers.to_string(), &topo.prefix]);
+        let out = topo.script(&["up", &peers.to_string(), &topo.prefix, &queues.to_string()]);
         assert!(
             out.status.success(),
             "netns-topology.sh up: {}",
@@ -52,12 +58,44 @@ impl Topology {
         format!("{}-{name}", self.prefix)
     }
 
+    /// Transmit packet steering on the bridge's port towards the relay:
+    /// frames sent from CPU i leave on queue i, and so arrive on the
+    /// relay's queue i.
+    fn steer_relay_queues_by_cpu(&self, queues: usize) {
+        let port = format!("{}-lr", self.prefix);
+        for q in 0..queues {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.ns("lan"), "sh", "-c"])
+                .arg(format!(
+                    "echo {:x} > /sys/class/net/{port}/queues/tx-{q}/xps_cpus",
+                    1u64 << q
+                ))
+                .output()
+                .expect("set xps_cpus");
+            assert!(
+                out.status.success(),
+                "xps_cpus: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     /// Starts `clubcast ARGS` in namespace `name`, output to `log`.
     fn spawn(&self, name: &str, args: &[&str], log: &Path) -> Kid {
+        self.spawn_on(name, None, args, log)
+    }
+
+    /// [`Topology::spawn`], on CPU `cpu` if given (taskset).
+    fn spawn_on(&self, name: &str, cpu: Option<usize>, args: &[&str], log: &Path) -> Kid {
         let file = std::fs::File::create(log).expect("log file");
         let err = file.try_clone().expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(name), BIN])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(name)]);
+        if let Some(cpu) = cpu {
+            cmd.args(["taskset", "-c", &cpu.to_string()]);
+        }
+        let child = cmd
+            .arg(BIN)
             .args(args)
             .stdin(Stdio::null())
             .stdout(file)
@@ -129,7 +167,19 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
     ) {
         return;
     }
-    let topo = Topology::up(3, "cl");
+    // Two queues need two CPUs to steer by; with one, one queue.
+    let two = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    if !two && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI machines have 2 cores; this one has fewer");
+    }
+    let queues = if two { 2 } else { 1 };
+    let topo = Topology::up(3, "cl", queues);
+    topo.steer_relay_queues_by_cpu(queues);
+    let (source_cpu, peer_cpu) = if two {
+        (Some(1), Some(0))
+    } else {
+        (None, None)
+    };
     let dir = logs_dir();
     let key = dir.join("source.key");
     let _ = std::fs::remove_file(&key);
@@ -177,6 +227,8 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
             "drv",
             "--bind",
             "copy",
+            "--queues",
+            &queues.to_string(),
             "--batch",
             "64",
             "--metrics",
@@ -187,8 +239,9 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
         &relay_log,
     );
     std::thread::sleep(Duration::from_millis(500));
-    let s = topo.spawn(
+    let s = topo.spawn_on(
         "src",
+        source_cpu,
         &[
             "source",
             "--key",
@@ -206,8 +259,9 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
     );
     let peers: Vec<Kid> = (1..=3)
         .map(|i| {
-            topo.spawn(
+            topo.spawn_on(
                 &format!("peer{i}"),
+                peer_cpu,
                 &[
                     "peer",
                     "--stream-id",
@@ -262,13 +316,40 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
     assert!(peers_ok.iter().all(|ok| *ok), "every peer exits cleanly");
     assert!(relay.contains("relay blocks on xdp"), "{relay}");
     assert!(relay.contains("XDP native (drv), bind copy"), "{relay}");
-    let worker = relay
+    let workers: Vec<&str> = relay
         .lines()
-        .find(|l| l.starts_with("worker q0:"))
-        .expect("the worker's final line");
-    let forwarded = field(worker, "forwarded").expect("forwarded");
-    let tx = field(worker, "tx").expect("tx");
-    assert!(forwarded > 500.0 && tx >= forwarded, "{worker}");
+        .filter(|l| l.starts_with("worker q"))
+        .collect();
+    assert_eq!(workers.len(), queues, "one worker a queue:\n{relay}");
+    let sum = |key: &str| -> f64 {
+        workers
+            .iter()
+            .map(|w| field(w, key).unwrap_or_else(|| panic!("{key} in {w}")))
+            .sum()
+    };
+    let (forwarded, tx) = (sum("forwarded"), sum("tx"));
+    assert!(forwarded > 500.0 && tx >= forwarded, "{relay}");
+    for w in &workers {
+        assert!(
+            field(w, "rx").is_some_and(|rx| rx > 100.0),
+            "every queue gets blocks: {w}"
+        );
+    }
+    // Each block fanned out once: by one worker, at most once.
+    let unique = relay
+        .lines()
+        .filter_map(|l| field(l, "blocks in"))
+        .fold(0.0, f64::max);
+    assert!(
+        forwarded <= unique,
+        "{forwarded} fan-outs of {unique} blocks:\n{relay}"
+    );
+    if queues > 1 {
+        assert!(
+            sum("claimed-elsewhere") > 0.0,
+            "a block reached both queues: {relay}"
+        );
+    }
     let served = relay
         .lines()
         .filter_map(|l| field(l, "subscriptions to"))
@@ -295,7 +376,7 @@ fn relay_backend_choice_is_explicit() {
     ) {
         return;
     }
-    let topo = Topology::up(1, "io");
+    let topo = Topology::up(1, "io", 1);
     let sid = "11".repeat(32);
     let common = [
         "relay",

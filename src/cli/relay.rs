@@ -312,13 +312,14 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
         for r in plane.stop() {
             let s = r.stats;
             println!(
-                "worker q{}: rx {} forwarded {} tx {} forged {} duplicates {} uplinked {} (dropped {}) tx-ring-full {} no-free-frame {} latency p50 {:.1} us p99 {:.1} us pinned {}",
+                "worker q{}: rx {} forwarded {} tx {} forged {} duplicates {} claimed-elsewhere {} uplinked {} (dropped {}) tx-ring-full {} no-free-frame {} latency p50 {:.1} us p99 {:.1} us pinned {}",
                 r.queue,
                 s.rx_frames,
                 s.forwarded_blocks,
                 s.tx_frames,
                 s.forged,
                 s.duplicates,
+                s.claimed_elsewhere,
                 s.uplinked,
                 s.uplink_dropped,
                 s.tx_ring_full,
@@ -387,6 +388,11 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
                 "duplicates",
                 "verified blocks received before",
                 w.duplicates,
+            ),
+            (
+                "claimed_elsewhere",
+                "fresh blocks another worker had already fanned out",
+                w.claimed_elsewhere,
             ),
             (
                 "tx_ring_full",

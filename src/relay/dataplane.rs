@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use hdrhistogram::Histogram;
 use thiserror::Error;
 
+use super::claims::ForwardClaims;
 use super::fanout::{fanout_channel, FanoutPublisher, DEFAULT_CHANNEL_DEPTH};
 use super::neighbours::InterfaceInfo;
 use super::steer::{SteerCounters, SteerError, SteeringProgram, XdpAttachment, XdpMode};
@@ -190,6 +191,7 @@ impl XdpDataPlane {
         let (uplink, uplink_tx) = Uplink::new(opts.uplink_slots);
         let mut publishers = Vec::with_capacity(opts.queues.len());
         let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let claims = Arc::new(ForwardClaims::new());
         for (i, &queue) in opts.queues.iter().enumerate() {
             let socket = XskSocket::open(&opts.ifname, queue, &opts.xsk)
                 .map_err(|source| StartError::Socket { queue, source })?;
@@ -202,6 +204,11 @@ impl XdpDataPlane {
             let worker = Worker::new(opts.worker, socket, &plane.steering, local, stream, updates)
                 .map_err(|source| StartError::Worker { queue, source })?
                 .with_uplink(uplink_tx.clone());
+            let worker = if opts.queues.len() > 1 {
+                worker.with_claims(Arc::clone(&claims))
+            } else {
+                worker
+            };
             let share = Arc::new(Mutex::new(WorkerShare::new()));
             plane.shares.push(Arc::clone(&share));
             let worker = worker.with_share(share);
@@ -244,6 +251,7 @@ impl XdpDataPlane {
                 sum.tx_frames += s.tx_frames;
                 sum.forged += s.forged;
                 sum.duplicates += s.duplicates;
+                sum.claimed_elsewhere += s.claimed_elsewhere;
                 sum.no_subscribers += s.no_subscribers;
                 sum.tx_ring_full += s.tx_ring_full;
                 sum.no_free_tx_frame += s.no_free_tx_frame;

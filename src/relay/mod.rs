@@ -7,7 +7,8 @@
 //! UMEM and rings; [`frame`] parses and writes the Ethernet/IPv4/UDP framing
 //! around a datagram; [`fanout`] holds the club-to-subscribers table the
 //! control plane publishes; [`worker`] is the per-queue loop that verifies
-//! each BLOCK and copies it to the club's subscribers out of UMEM frames.
+//! each BLOCK and copies it to the club's subscribers out of UMEM frames,
+//! and [`claims`] lets the workers of one relay fan each block out once.
 //! [`uplink`] carries the verified blocks from the workers back to the
 //! control plane; [`neighbours`] reads next-hop MAC addresses from the
 //! kernel; [`control`] is the control plane (the relay-mode peer state
@@ -16,6 +17,7 @@
 //! [`dataplane`] starts and stops the steering program and one
 //! pinned worker thread per queue.
 
+pub mod claims;
 pub mod control;
 pub mod dataplane;
 pub mod fanout;
@@ -27,6 +29,7 @@ pub mod uplink;
 pub mod worker;
 pub mod xsk;
 
+pub use claims::{ForwardClaims, CLAIM_WINDOW};
 pub use control::{ControlPlane, ControlStats};
 pub use dataplane::{ControlHandles, StartError, WorkerReport, XdpDataPlane, XdpOptions};
 pub use fanout::{

@@ -9,7 +9,8 @@
 //! cache, so any receiver can check it alone, and a new send time) that it
 //! copies into one free TX frame per subscriber of the block's club. It then
 //! submits the TX batch, kicks the kernel, and hands the RX frames back to
-//! the fill ring. With an uplink ([`Worker::with_uplink`]) it also reports
+//! the fill ring. Workers of one relay share [`ForwardClaims`], so a block
+//! that reaches two queues is fanned out once. With an uplink ([`Worker::with_uplink`]) it also reports
 //! every verified block to the control plane (`super::uplink`). Every outcome is counted in [`WorkerStats`], and the
 //! ingress-to-submit latency of each forwarded block goes into a histogram.
 //! Blocks are verified one by one (`BatchVerifier::verify`), not with
@@ -33,6 +34,7 @@ use hdrhistogram::Histogram;
 use thiserror::Error;
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
+use super::claims::ForwardClaims;
 use super::fanout::{FanoutTable, FanoutUpdates};
 use super::frame::{self, MacAddr, PayloadSum, UdpChecksum, UdpHeaders, HEADERS_LEN};
 use super::steer::SteeringProgram;
@@ -148,6 +150,9 @@ pub struct WorkerStats {
     pub forged: u64,
     /// Verified BLOCKs that had been received before.
     pub duplicates: u64,
+    /// Verified BLOCKs fresh to this worker that another worker of the
+    /// relay had already fanned out (see `super::claims`).
+    pub claimed_elsewhere: u64,
     /// Verified fresh BLOCKs whose club has no subscriber.
     pub no_subscribers: u64,
     /// Verified fresh BLOCKs whose full proof was not in the verifier's
@@ -279,6 +284,7 @@ struct Forwarder {
     pending_blocks: u64,
     ip_id: u16,
     uplink: Option<UplinkSender>,
+    claims: Option<Arc<ForwardClaims>>,
     stats: WorkerStats,
 }
 
@@ -384,6 +390,7 @@ impl Worker {
                 pending_blocks: 0,
                 ip_id: 0,
                 uplink: None,
+                claims: None,
                 stats: WorkerStats::default(),
             },
             updates,
@@ -399,6 +406,14 @@ impl Worker {
     /// received.
     pub fn with_uplink(mut self, uplink: UplinkSender) -> Self {
         self.fwd.uplink = Some(uplink);
+        self
+    }
+
+    /// Fans out only the fresh blocks it is first to claim in `claims`,
+    /// which the relay's other workers share: a block that reaches two
+    /// queues goes out once.
+    pub fn with_claims(mut self, claims: Arc<ForwardClaims>) -> Self {
+        self.fwd.claims = Some(claims);
         self
     }
 
@@ -682,7 +697,13 @@ impl Forwarder {
             }
         };
         match self.verifier.verify(&block) {
-            Ok(verified) if verified.fresh => {}
+            Ok(verified) if verified.fresh => {
+                if self.claims.as_ref().is_some_and(|c| !c.claim(block.seq)) {
+                    stats.claimed_elsewhere += 1;
+                    self.report(udp.src, udp.payload);
+                    return;
+                }
+            }
             Ok(_) => {
                 stats.duplicates += 1;
                 // The sender still counts as alive to the control plane.
