@@ -110,13 +110,20 @@ apply() {
         fi
         i=$((i + 1))
     done
-    set_if BUSY_POLL_US "busy_read/busy_poll $BUSY_POLL_US us" \
-        sysctl -qw net.core.busy_read="$BUSY_POLL_US" net.core.busy_poll="$BUSY_POLL_US"
-    set_if GRO_FLUSH_TIMEOUT_NS "gro_flush_timeout $GRO_FLUSH_TIMEOUT_NS ns" \
-        sh -c "echo $GRO_FLUSH_TIMEOUT_NS > /sys/class/net/$iface/gro_flush_timeout"
-    set_if NAPI_DEFER_HARD_IRQS "napi_defer_hard_irqs $NAPI_DEFER_HARD_IRQS" \
-        sh -c "echo $NAPI_DEFER_HARD_IRQS > /sys/class/net/$iface/napi_defer_hard_irqs"
-    set_if HUGEPAGES "hugepages $HUGEPAGES" sysctl -qw vm.nr_hugepages="$HUGEPAGES"
+    set_knobs BUSY_POLL_US BUSY_POLL_US GRO_FLUSH_TIMEOUT_NS NAPI_DEFER_HARD_IRQS HUGEPAGES
+}
+
+# set_knobs READ POLL GRO DEFER HUGE: busy polling, the interface's NAPI
+# knobs and hugepages, from the variables so named (empty: left alone).
+set_knobs() {
+    local read=$1 poll=$2 gro=$3 defer=$4 huge=$5
+    set_if "$read" "busy_read ${!read} us, busy_poll ${!poll} us" \
+        sysctl -qw net.core.busy_read="${!read}" net.core.busy_poll="${!poll}"
+    set_if "$gro" "gro_flush_timeout ${!gro} ns" \
+        sh -c "echo ${!gro} > /sys/class/net/$iface/gro_flush_timeout"
+    set_if "$defer" "napi_defer_hard_irqs ${!defer}" \
+        sh -c "echo ${!defer} > /sys/class/net/$iface/napi_defer_hard_irqs"
+    set_if "$huge" "hugepages ${!huge}" sysctl -qw vm.nr_hugepages="${!huge}"
 }
 
 revert() {
@@ -135,13 +142,7 @@ revert() {
     for ((i = 0; i < RULES; i++)); do
         run "remove rule $((1000 + i))" ethtool -N "$iface" delete $((1000 + i))
     done
-    set_if BUSY_READ "busy_read/busy_poll back" \
-        sysctl -qw net.core.busy_read="$BUSY_READ" net.core.busy_poll="$BUSY_POLL"
-    set_if GRO "gro_flush_timeout back to $GRO" \
-        sh -c "echo $GRO > /sys/class/net/$iface/gro_flush_timeout"
-    set_if DEFER "napi_defer_hard_irqs back to $DEFER" \
-        sh -c "echo $DEFER > /sys/class/net/$iface/napi_defer_hard_irqs"
-    set_if HUGEPAGES "hugepages back to $HUGEPAGES" sysctl -qw vm.nr_hugepages="$HUGEPAGES"
+    set_knobs BUSY_READ BUSY_POLL GRO DEFER HUGEPAGES
     [[ $dry == --dry-run ]] || rm -f "$saved"
 }
 
