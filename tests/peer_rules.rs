@@ -2680,3 +2680,116 @@ fn block_older_than_the_verification_window_is_stale() {
     assert!(!p.store().has(3));
     assert!(!p.bans().is_banned(&addr(5)));
 }
+
+// ---- Datagrams that cross: reordering between two peers ----------------------------
+
+/// A block parked because the hashes it builds on are late stays parked
+/// when a later block of its batch still does not bring them, and is taken
+/// once the one that does arrives: three blocks of one batch arriving in
+/// the reverse of the order their proofs build on are all kept.
+#[test]
+fn parked_blocks_wait_for_every_block_their_proof_needs() {
+    let mut p = peer();
+    let mut f = Feed::new(4, 200, Time(T0.0 - mid_delay_us()), 0);
+    let hop = |seq: u64| HopFields {
+        club: (seq % u64::from(C)) as u16,
+        sent_at_us: T0.0,
+        delay_threshold_ms: 2_000,
+        bitrate_kbps: 0,
+    };
+    let block = |f: &mut Feed, seq: u64, signature: bool, hashes: usize| {
+        let b = f
+            .signed(seq)
+            .block((seq % 4) as u16, ProofPlan { signature, hashes }, hop(seq));
+        encode(&Message::Block(b))
+    };
+    // Block 2 names no hash: it needs leaf 3 (block 3) and node 0-1 (block
+    // 0). Block 3 names leaf 2: it needs node 0-1. Block 0 has it all.
+    let b2 = block(&mut f, 2, false, 0);
+    let b3 = block(&mut f, 3, false, 1);
+    let b0 = block(&mut f, 0, true, usize::MAX);
+    deliver_raw(&mut p, T0, stranger(), &b2);
+    deliver_raw(&mut p, at(T0, 1), stranger(), &b3);
+    assert_eq!(p.stats().unverifiable, 2, "both parked");
+    deliver_raw(&mut p, at(T0, 2), stranger(), &b0);
+    for seq in [0, 2, 3] {
+        assert!(p.store().has(seq), "block {seq} kept");
+    }
+    assert_eq!(p.stats().unique_blocks, 3);
+    assert_eq!(p.stats().unverifiable, 0);
+    assert_eq!(p.stats().forged_rejected, 0);
+}
+
+/// A downloader whose DROP crossed its new CONNECT holds a download the
+/// uploader no longer has. Its next KEEPALIVE or BITFIELD gets a DROP
+/// (`NoSuchConnection`) at once, so it looks for another uploader instead
+/// of waiting for blocks that never come.
+#[test]
+fn keepalive_or_bitfield_for_an_upload_not_held_gets_a_drop() {
+    let mut p = peer();
+    let d = addr(20);
+    assert_accepted(&connect_as_downloader(&mut p, T0, d, 0, &[0, 5]), d);
+    // The new CONNECT came first (the upload stands), then the old DROP.
+    assert_accepted(&connect_as_downloader(&mut p, at(T0, 1), d, 0, &[0, 5]), d);
+    let old_drop = Message::Drop(Drop {
+        direction: Direction::Download,
+        club: 0,
+        reason: DropReason::SequenceGap,
+    });
+    deliver(&mut p, at(T0, 2), d, &old_drop);
+    assert!(p.connections().uploads.iter().all(|u| u.to != d));
+    let bitfield = Message::Bitfield(Bitfield {
+        club: 0,
+        start_seq: 0,
+        bits: 0,
+        first: false,
+        runs: &[],
+    });
+    for (i, msg) in [Message::KeepAlive(KeepAlive { club: 0 }), bitfield]
+        .iter()
+        .enumerate()
+    {
+        let out = deliver(&mut p, at(T0, 3 + i as u64), d, msg);
+        let drops = drops_to(&out, d);
+        assert_eq!(drops.len(), 1, "{i}: one DROP");
+        assert_eq!(
+            (drops[0].1.direction, drops[0].1.club, drops[0].1.reason),
+            (Direction::Upload, 0, DropReason::NoSuchConnection)
+        );
+    }
+    // A KEEPALIVE on an upload that stands gets none.
+    let e = addr(21);
+    assert_accepted(&connect_as_downloader(&mut p, at(T0, 5), e, 1, &[1, 5]), e);
+    let out = deliver(
+        &mut p,
+        at(T0, 6),
+        e,
+        &Message::KeepAlive(KeepAlive { club: 1 }),
+    );
+    assert!(drops_to(&out, e).is_empty());
+}
+
+/// The downloader's side of the same: on that DROP it forgets the download
+/// and, at its next tick, asks another member of the club.
+#[test]
+fn a_no_such_connection_drop_ends_the_download_and_another_is_sought() {
+    let mut p = peer();
+    let (u, v) = (addr(30), addr(31));
+    let now = open_foreign_download(&mut p, T0, u, 4);
+    deliver(&mut p, now, v, &pong(&[4], 0));
+    let gone = Message::Drop(Drop {
+        direction: Direction::Upload,
+        club: 4,
+        reason: DropReason::NoSuchConnection,
+    });
+    deliver(&mut p, now, u, &gone);
+    assert!(p.connections().downloads.iter().all(|d| d.club != 4));
+    assert!(!p.bans().is_banned(&u), "not a congestion drop");
+    let out = run(&mut p, now, at(now, 100), 10);
+    assert!(
+        out.iter().any(|o| o
+            .connect()
+            .is_some_and(|c| c.club == 4 && c.direction == Direction::Download)),
+        "a new CONNECT for club 4"
+    );
+}

@@ -158,7 +158,8 @@ fn build(o: &Owned) -> Message<'_> {
                 DropReason::Trimmed,
                 DropReason::Leaving,
                 DropReason::Forged,
-            ][c as usize % 7],
+                DropReason::NoSuchConnection,
+            ][c as usize % 8],
         }),
         11 => Message::KeepAlive(KeepAlive { club: a as u16 }),
         12 => Message::Have(Have {

@@ -394,6 +394,9 @@ byte_enum! {
         Leaving = 6,
         /// The other side sent blocks that failed authentication.
         Forged = 7,
+        /// The receiver acted on a connection the sender does not have (a
+        /// DROP crossed a CONNECT): it is to forget it too.
+        NoSuchConnection = 8,
     }
 }
 

@@ -98,34 +98,42 @@ impl Peer {
     }
 
     /// Checks parked blocks of `batch` again, now that more of its tree is
-    /// known; forgets parked blocks older than `PARKED_US`.
+    /// known; forgets parked blocks older than `PARKED_US`. One that still
+    /// lacks hashes stays parked (with its first park time): the block
+    /// that brings them may come next.
     fn retry_parked(&mut self, now: Time, batch: u64) {
         self.parked.retain(|(t, ..)| now.0 < t.0 + PARKED_US);
-        if !self.parked.iter().any(|(_, _, b, _)| *b == batch) {
-            return;
-        }
-        let (retry, keep): (Vec<_>, Vec<_>) =
-            self.parked.drain(..).partition(|(_, _, b, _)| *b == batch);
-        self.parked.extend(keep);
-        for (_, from, _, bytes) in retry {
-            if let Ok(Message::Block(b)) = Message::parse(&bytes) {
-                self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
-                self.on_verified_path(now, from, &b);
+        // Each block verified may complete the proof of another: go round
+        // until a pass verifies nothing (at most one pass a parked block).
+        let mut progress = true;
+        while progress && self.parked.iter().any(|(_, _, b, _)| *b == batch) {
+            progress = false;
+            let (retry, keep): (Vec<_>, Vec<_>) =
+                self.parked.drain(..).partition(|(_, _, b, _)| *b == batch);
+            self.parked.extend(keep);
+            for (parked_at, from, batch, bytes) in retry {
+                let Ok(Message::Block(block)) = Message::parse(&bytes) else {
+                    continue;
+                };
+                match self.verifier.verify(&block) {
+                    Ok(v) => {
+                        progress = true;
+                        self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
+                        if v.fresh && !self.store.has(block.seq) {
+                            self.accept_block(now, from, &block, Time(v.batch_timestamp_us));
+                        } else {
+                            self.stats.duplicates += 1;
+                        }
+                    }
+                    Err(AuthError::MissingProof | AuthError::MissingSignature) => {
+                        self.parked.push_back((parked_at, from, batch, bytes));
+                    }
+                    Err(_) => {
+                        self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
+                        self.stats.forged_rejected += 1;
+                    }
+                }
             }
-        }
-    }
-
-    /// Verifies a re-parsed parked block and takes it like a new one.
-    fn on_verified_path(&mut self, now: Time, from: SocketAddr, block: &Block<'_>) {
-        match self.verifier.verify(block) {
-            Ok(v) if v.fresh && !self.store.has(block.seq) => {
-                self.accept_block(now, from, block, Time(v.batch_timestamp_us));
-            }
-            Ok(_) => self.stats.duplicates += 1,
-            Err(AuthError::MissingProof | AuthError::MissingSignature) => {
-                self.stats.unverifiable += 1;
-            }
-            Err(_) => self.stats.forged_rejected += 1,
         }
     }
 

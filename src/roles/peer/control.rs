@@ -39,6 +39,8 @@ impl Peer {
             Message::KeepAlive(ka) => {
                 if let Some(u) = self.conns.upload(from, ka.club) {
                     u.keepalive = now;
+                } else {
+                    self.no_such_upload(from, ka.club);
                 }
             }
             Message::Have(have) => {
@@ -325,6 +327,29 @@ impl Peer {
         }
     }
 
+    /// `from` acts on a download of `club` from this peer that this peer
+    /// does not upload: its DROP crossed a CONNECT (datagrams reorder), or
+    /// it was lost. Unless a request of this peer's own to upload to
+    /// `from` is under way (its ACCEPT may simply be late), a DROP tells
+    /// `from` to find another uploader instead of waiting for blocks that
+    /// never come.
+    fn no_such_upload(&mut self, from: SocketAddr, club: u16) {
+        let asking = self
+            .pending
+            .iter()
+            .any(|p| p.to == from && p.club == club && p.direction == Direction::Upload);
+        if !asking {
+            self.send(
+                from,
+                &Message::Drop(crate::wire::Drop {
+                    direction: Direction::Upload,
+                    club,
+                    reason: crate::wire::DropReason::NoSuchConnection,
+                }),
+            );
+        }
+    }
+
     fn on_accept(&mut self, now: Time, from: SocketAddr, acc: &Accept) {
         let Some(i) = self
             .pending
@@ -377,6 +402,7 @@ impl Peer {
             return;
         }
         let Some(upload) = self.conns.upload(from, bf.club) else {
+            self.no_such_upload(from, bf.club);
             return;
         };
         let lane = if upload.in_club {

@@ -509,7 +509,7 @@ impl Peer {
             DropReason::KeepAliveTimeout => Some(&mut self.stats.dropped_keepalive),
             DropReason::Trimmed => Some(&mut self.stats.dropped_trimmed),
             DropReason::Forged => Some(&mut self.stats.dropped_forged),
-            DropReason::Leaving => None,
+            DropReason::Leaving | DropReason::NoSuchConnection => None,
         };
         if let Some(c) = counter {
             *c += 1;
