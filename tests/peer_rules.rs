@@ -1965,13 +1965,16 @@ fn dropped_foreign_download_is_replaced_and_told_the_held_blocks() {
 }
 
 /// [0056]: an uploader told by a new downloader's BITFIELD which recent
-/// blocks it holds sends it exactly the held blocks it lacks.
+/// blocks it holds sends it exactly the held blocks it lacks: those the
+/// bit field names as missing, and those newer than its window, which the
+/// downloader could not name (they reached the uploader before the
+/// connection existed, so no push carries them).
 #[test]
 fn uploader_sends_a_new_downloader_only_the_blocks_its_bitfield_lacks() {
     let d = addr(8);
     let mut p = peer();
     let mut f = Feed::new(48, 200, T0, 0);
-    for seq in [0u64, 12, 24, 36] {
+    for seq in [0u64, 12, 24, 36, 48, 60] {
         deliver_raw(&mut p, T0, stranger(), &f.block(seq, T0, 0));
     }
     let now = at(T0, 100);
@@ -1994,11 +1997,11 @@ fn uploader_sends_a_new_downloader_only_the_blocks_its_bitfield_lacks() {
         .filter(|o| o.to == d && o.is_block())
         .map(|o| o.bytes.clone())
         .collect();
-    assert_eq!(block_seqs_to(&out, d), vec![12, 36]);
+    assert_eq!(block_seqs_to(&out, d), vec![12, 36, 48, 60]);
     assert_verifiable_in_order(&sent);
     // New blocks of the club then flow as usual.
-    let out = deliver_raw(&mut p, now, stranger(), &f.block(48, now, 0));
-    assert_eq!(block_seqs_to(&out, d), vec![48]);
+    let out = deliver_raw(&mut p, now, stranger(), &f.block(72, now, 0));
+    assert_eq!(block_seqs_to(&out, d), vec![72]);
 }
 
 /// Decodes a BITFIELD into (sequence number, held) pairs.

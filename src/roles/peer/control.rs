@@ -434,6 +434,18 @@ impl Peer {
                 missing.push(seq);
             }
         }
+        if nbits > 0 {
+            // Blocks of the club newer than the receiver's window: it could
+            // not name them, and they came here before this upload existed,
+            // so no push carried them ([0056]).
+            let club = u64::from(bf.club);
+            let end = bf.start_seq.saturating_add((nbits as u64 - 1) * c);
+            missing.extend(
+                self.store
+                    .seqs_in(end.saturating_add(1)..u64::MAX)
+                    .filter(|s| s % c == club),
+            );
+        }
         let keep = missing.len().saturating_sub(limit);
         for seq in missing.into_iter().skip(keep) {
             self.sends.push(lane, SendItem { to: from, seq });
