@@ -251,6 +251,12 @@ fn testsrc_push(seconds: u64, target: &[String]) -> Command {
     cmd
 }
 
+/// The first HTTP port of a test: below the ephemeral range (32768 up),
+/// so no outgoing connection holds one, and apart for each process.
+fn base_port(offset: u16) -> u16 {
+    20_000 + (std::process::id() % 200) as u16 * 60 + offset
+}
+
 enum Ingest {
     Rtmp,
     UdpTs,
@@ -298,7 +304,7 @@ fn run(test: &str, ingest: Ingest, port_offset: u16) {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = 30_000 + (std::process::id() % 400) as u16 * 60 + port_offset;
+    let base = base_port(port_offset);
     let dir = std::env::temp_dir().join(format!(
         "clubcast-media-{}-{port_offset}",
         std::process::id()
@@ -485,7 +491,7 @@ fn comes_back(test: &str, ingest: Ingest, port_offset: u16) {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = 30_000 + (std::process::id() % 400) as u16 * 60 + port_offset;
+    let base = base_port(port_offset);
     let dir = std::env::temp_dir().join(format!(
         "clubcast-media-{}-again-{port_offset}",
         std::process::id()
