@@ -27,6 +27,8 @@ use std::sync::Mutex;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use clubcast::cli::push_testsrc;
+
 const BIN: &str = env!("CARGO_BIN_EXE_clubcast");
 const PEERS: usize = 20;
 const PUSH_SECONDS: u64 = 30;
@@ -227,30 +229,6 @@ fn decode_errors(file: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-/// ffmpeg pushing `seconds` of the 320x240 H.264/AAC test pattern (one key
-/// frame a second) to `target` (format and URL arguments).
-fn testsrc_push(seconds: u64, target: &[String]) -> Command {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-        ])
-        .args(target)
-        .stdin(Stdio::null());
-    cmd
-}
-
 /// The first HTTP port of a test: below the ephemeral range (32768 up),
 /// so no outgoing connection holds one, and apart for each process.
 fn base_port(offset: u16) -> u16 {
@@ -271,20 +249,15 @@ impl Ingest {
         }
     }
 
-    /// ffmpeg's format and URL arguments to push to `feed`.
-    fn target(&self, feed: &str) -> Vec<String> {
-        match self {
-            Ingest::Rtmp => vec![
-                "-f".into(),
-                "flv".into(),
-                format!("rtmp://{feed}/live/test"),
-            ],
-            Ingest::UdpTs => vec![
-                "-f".into(),
-                "mpegts".into(),
-                format!("udp://{feed}?pkt_size=1316"),
-            ],
-        }
+    /// ffmpeg pushing `seconds` of the demo's 320x240 H.264/AAC test
+    /// pattern (one key frame a second) to `feed`.
+    fn push(&self, feed: &str, seconds: u64) -> Child {
+        let at: SocketAddr = feed.parse().expect("the feed's address");
+        let (rtmp, udp) = match self {
+            Ingest::Rtmp => (Some(at), None),
+            Ingest::UdpTs => (None, Some(at)),
+        };
+        push_testsrc(rtmp, udp, seconds).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The feed's address in the demo's `media:` line.
@@ -299,39 +272,60 @@ impl Ingest {
     }
 }
 
-fn run(test: &str, ingest: Ingest, port_offset: u16) {
-    if !have_ffmpeg(test) {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = base_port(port_offset);
-    let dir = std::env::temp_dir().join(format!(
-        "clubcast-media-{}-{port_offset}",
-        std::process::id()
-    ));
+/// An empty temporary folder for this process's recordings, named by `tag`.
+fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clubcast-media-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Starts `clubcast demo` taking `ingest` on an ephemeral port, peer i
+/// serving HTTP on `base` + i, with `args` besides; returns it and its
+/// standard output.
+fn start_demo(ingest: &Ingest, base: u16, args: &[&str]) -> (Kid, std::process::ChildStdout) {
     let mut demo = Kid(Command::new(BIN)
-        .args([
-            "demo",
-            "--peers",
-            &PEERS.to_string(),
-            "--duration",
-            &DEMO_SECONDS.to_string(),
-        ])
+        .arg("demo")
+        .args(args)
         .args([
             ingest.flag(),
             "127.0.0.1:0",
             "--http-base-port",
             &base.to_string(),
         ])
-        .args(["--late-peers", "1", "--late-after", "10", "--threads", "2"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start clubcast demo"));
     let stdout = demo.0.stdout.take().expect("demo stdout");
+    (demo, stdout)
+}
+
+fn run(test: &str, ingest: Ingest, port_offset: u16) {
+    if !have_ffmpeg(test) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = base_port(port_offset);
+    let dir = fresh_dir(&port_offset.to_string());
+    let (peers, duration) = (PEERS.to_string(), DEMO_SECONDS.to_string());
+    let (mut demo, stdout) = start_demo(
+        &ingest,
+        base,
+        &[
+            "--peers",
+            &peers,
+            "--duration",
+            &duration,
+            "--late-peers",
+            "1",
+            "--late-after",
+            "10",
+            "--threads",
+            "2",
+        ],
+    );
     let (lines_tx, lines) = mpsc::channel::<(Instant, String)>();
     let echo = thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -366,9 +360,7 @@ fn run(test: &str, ingest: Ingest, port_offset: u16) {
             thread::spawn(move || record(port, file))
         })
         .collect();
-    let mut push = Kid(testsrc_push(PUSH_SECONDS, &ingest.target(&feed))
-        .spawn()
-        .expect("start ffmpeg"));
+    let mut push = Kid(ingest.push(&feed, PUSH_SECONDS));
     let (joined, late_line) = next_line("late peer 0 joined");
     let late_port: u16 = late_line
         .rsplit(':')
@@ -465,9 +457,7 @@ fn mpeg_ts_over_udp_plays_on_every_peer() {
 
 /// Pushes `seconds` of test pattern to `feed` and waits for ffmpeg.
 fn push_again(ingest: &Ingest, feed: &str, seconds: u64) {
-    let status = testsrc_push(seconds, &ingest.target(feed))
-        .status()
-        .expect("run ffmpeg");
+    let status = ingest.push(feed, seconds).wait().expect("run ffmpeg");
     assert!(status.success(), "ffmpeg push failed: {status}");
 }
 
@@ -492,26 +482,12 @@ fn comes_back(test: &str, ingest: Ingest, port_offset: u16) {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let base = base_port(port_offset);
-    let dir = std::env::temp_dir().join(format!(
-        "clubcast-media-{}-again-{port_offset}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut demo = Kid(Command::new(BIN)
-        .args(["demo", "--peers", "3", "--duration", "24", "--threads", "1"])
-        .args([
-            ingest.flag(),
-            "127.0.0.1:0",
-            "--http-base-port",
-            &base.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start clubcast demo"));
-    let stdout = demo.0.stdout.take().expect("demo stdout");
+    let dir = fresh_dir(&format!("again-{port_offset}"));
+    let (mut demo, stdout) = start_demo(
+        &ingest,
+        base,
+        &["--peers", "3", "--duration", "24", "--threads", "1"],
+    );
     let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
     let feed = lines
         .by_ref()

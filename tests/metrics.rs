@@ -2,6 +2,9 @@
 //! the source and the peer serving Prometheus metrics; a scrape gets the
 //! text format with counters that moved.
 
+#[path = "support/keygen.rs"]
+mod keygen;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -60,20 +63,7 @@ fn source_and_peer_serve_prometheus_metrics() {
     let dir = std::env::temp_dir().join(format!("clubcast-metrics-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let key = dir.join("source.key");
-    let out = Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .expect("keygen");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let sid = text
-        .split_whitespace()
-        .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
-        .expect("a stream id")
-        .to_string();
-    let key = key.to_str().expect("utf-8").to_string();
+    let (key, sid) = keygen::keygen(BIN, &dir.join("source.key"));
     let tracker = format!("127.0.0.1:{}", free_port());
     let (source_m, peer_m) = (free_port(), free_port());
     let _t = spawn(&[

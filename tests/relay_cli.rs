@@ -15,6 +15,8 @@
 //! process and are removed on drop, failure included; every child is ended
 //! by its PID.
 
+#[path = "support/keygen.rs"]
+mod keygen;
 #[path = "support/netns.rs"]
 mod netns;
 
@@ -181,21 +183,7 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
         (None, None)
     };
     let dir = logs_dir();
-    let key = dir.join("source.key");
-    let _ = std::fs::remove_file(&key);
-    let out = Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .expect("keygen");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let sid = text
-        .split_whitespace()
-        .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
-        .expect("a stream id")
-        .to_string();
-    let key = key.to_str().expect("utf-8 path").to_string();
+    let (key, sid) = keygen::keygen(BIN, &dir.join("source.key"));
     let tracker = "10.77.0.2:7000";
     let t = topo.spawn(
         "src",

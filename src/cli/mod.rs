@@ -12,6 +12,8 @@ mod selfcheck;
 
 use std::process::ExitCode;
 
+pub use demo_media::push_testsrc;
+
 use clap::{Parser, Subcommand};
 
 /// Peer-to-peer live streaming over the club protocol.

@@ -243,43 +243,11 @@ impl Packing {
 mod tests {
     use super::*;
     use crate::media::header::MediaHeader;
-    use crate::media::ts::TS_PACKET;
+    use crate::media::ts::fixtures::{packet, pat, pmt};
 
-    fn packet(pid: u16, rap: bool, payload: &[u8]) -> [u8; TS_PACKET] {
-        let mut p = [0xFFu8; TS_PACKET];
-        p[0] = 0x47;
-        p[1] = 0x40 | (pid >> 8) as u8;
-        p[2] = pid as u8;
-        if rap {
-            p[3] = 0x30;
-            p[4] = 1;
-            p[5] = 0x40;
-            p[6..6 + payload.len()].copy_from_slice(payload);
-        } else {
-            p[3] = 0x10;
-            p[4..4 + payload.len()].copy_from_slice(payload);
-        }
-        p
-    }
-
-    /// A PAT, a PMT naming H.264 on PID 0x100, and a key-frame packet.
+    /// A PAT, a PMT (H.264 on PID 0x100) and a key-frame packet.
     fn ts_group() -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend(packet(
-            0,
-            false,
-            &[0, 0, 0xB0, 13, 0, 1, 0xC1, 0, 0, 0, 1, 0xF0, 0, 1, 2, 3, 4],
-        ));
-        out.extend(packet(
-            0x1000,
-            false,
-            &[
-                0, 2, 0xB0, 18, 0, 1, 0xC1, 0, 0, 0xE1, 0, 0xF0, 0, 0x1B, 0xE1, 0, 0xF0, 0, 1, 2,
-                3, 4,
-            ],
-        ));
-        out.extend(packet(0x100, true, &[0, 0, 1]));
-        out
+        [pat(), pmt(), packet(0x100, true, true, &[0, 0, 1])].concat()
     }
 
     /// Sends one group to the pump and pumps at `now_us` until it is in.

@@ -194,12 +194,14 @@ fn pmt_video_pid(s: &[u8]) -> Option<u16> {
     None
 }
 
+/// Hand-made MPEG-TS packets for the media tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+pub(crate) mod fixtures {
+    use super::{SYNC, TS_PACKET};
 
-    fn packet(pid: u16, start: bool, rap: bool, payload: &[u8]) -> [u8; TS_PACKET] {
+    /// A packet of `pid` carrying `payload`, starting a unit if `start`,
+    /// with the random-access indicator set if `rap`.
+    pub(crate) fn packet(pid: u16, start: bool, rap: bool, payload: &[u8]) -> [u8; TS_PACKET] {
         let mut p = [0xFFu8; TS_PACKET];
         p[0] = SYNC;
         p[1] = ((pid >> 8) as u8 & 0x1F) | if start { 0x40 } else { 0 };
@@ -216,7 +218,8 @@ mod tests {
         p
     }
 
-    fn pat() -> [u8; TS_PACKET] {
+    /// A PAT naming the PMT on PID 0x1000.
+    pub(crate) fn pat() -> [u8; TS_PACKET] {
         // pointer 0; table 0, section length 13; tsid 1; version; section
         // 0/0; programme 1 -> PMT PID 0x1000; CRC (unchecked).
         packet(
@@ -229,7 +232,8 @@ mod tests {
         )
     }
 
-    fn pmt() -> [u8; TS_PACKET] {
+    /// A PMT naming AAC on PID 0x101 and H.264 on PID 0x100.
+    pub(crate) fn pmt() -> [u8; TS_PACKET] {
         // table 2, section length 23; programme 1; PCR PID 0x100; no
         // programme info; AAC (0x0F) on 0x101, H.264 (0x1B) on 0x100.
         packet(
@@ -242,6 +246,13 @@ mod tests {
             ],
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{packet, pat, pmt};
+    use super::*;
+    use proptest::prelude::*;
 
     fn run(bytes: &[u8]) -> (Vec<(Vec<u8>, bool)>, TsStats) {
         let mut t = TsPacker::new();
