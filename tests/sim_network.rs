@@ -1,6 +1,7 @@
 //! The in-memory network: determinism, latency, loss, upload capacity and
-//! queue limit, jitter, timers, abrupt leave, injection, and a 2000-node
-//! burst, all with small scripted nodes defined here.
+//! queue limit, jitter, timers, clock offsets, outages, abrupt leave,
+//! injection, and a 2000-node burst, all with small scripted nodes defined
+//! here.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -156,6 +157,7 @@ fn assert_balanced(net: &Network<Probe>) {
         s.delivered
             + s.lost
             + s.queue_dropped
+            + s.outage_dropped
             + s.to_unknown
             + s.to_removed
             + net.in_flight() as u64,
@@ -395,6 +397,59 @@ fn timers_fire_exactly_and_rearm() {
     assert!(net.remove(c).is_some());
     net.run_until(Time(3_000_000));
     assert_eq!(net.len(), 2);
+}
+
+/// A node whose clock is offset sees every time shifted by the offset,
+/// and its timers, asked on its own clock, fire at the right moment of the
+/// network's.
+#[test]
+fn a_skewed_clock_shifts_what_a_node_sees_and_not_when_its_timers_fire() {
+    let mut net = Network::new(8);
+    let a = net.add(addr(1), LinkProfile::with_latency_ms(1), Probe::new(addr(1)));
+    let b = net.add(
+        addr(2),
+        LinkProfile::with_latency_ms(1),
+        Probe::new(addr(2)).echo(),
+    );
+    assert!(net.set_clock_offset(b, 30_000_000));
+    // B's timer, asked for at its own 30.005 s, fires at network 5 ms.
+    net.node_mut(b).timer = Some(Time(30_005_000));
+    net.node_mut(a).send(addr(2), &[1, 7]);
+    net.run_until(Time(100_000));
+    assert_eq!(net.node(b).timeouts, vec![Time(30_005_000)]);
+    // B received at network 1 ms, which it saw as 30.001 s; A got the
+    // echo at network 2 ms on its own clock.
+    assert_eq!(net.node(b).arrival_times(), vec![30_001_000]);
+    assert_eq!(net.node(a).arrival_times(), vec![2_000]);
+    // A clock behind saturates at 0 rather than wrapping.
+    assert!(net.set_clock_offset(a, -1_000_000_000));
+    net.node_mut(b).send(addr(1), &[0]);
+    net.run_until(Time(200_000));
+    assert_eq!(net.node(a).arrival_times(), vec![2_000, 0]);
+}
+
+/// An outage loses what the node sends and what arrives for it while it
+/// lasts, counted apart, and the link works again afterwards.
+#[test]
+fn an_outage_loses_both_directions_until_it_ends() {
+    let mut net = Network::new(9);
+    let a = net.add(addr(1), LinkProfile::with_latency_ms(1), Probe::new(addr(1)));
+    let b = net.add(addr(2), LinkProfile::with_latency_ms(1), Probe::new(addr(2)));
+    assert!(net.set_outage(b, Time(1_000_000)));
+    net.node_mut(a).send(addr(2), &[1]);
+    net.node_mut(b).send(addr(1), &[2]);
+    net.run_until(Time(999_000));
+    // Sent into the outage just before it ends: arrives after, delivered.
+    net.node_mut(a).send(addr(2), &[3]);
+    net.run_until(Time(2_000_000));
+    net.node_mut(b).send(addr(1), &[4]);
+    net.run_until(Time(3_000_000));
+    let got = |id| -> Vec<Vec<u8>> { net.node(id).received.iter().map(|r| r.2.clone()).collect() };
+    assert_eq!(got(b), vec![vec![3]]);
+    assert_eq!(got(a), vec![vec![4]]);
+    assert_eq!(net.stats().outage_dropped, 2);
+    assert_eq!(net.node_stats(b).unwrap().outage_dropped, 2);
+    assert_balanced(&net);
 }
 
 /// (7) An abrupt leave: datagrams on the way to the removed node are

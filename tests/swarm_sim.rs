@@ -85,7 +85,7 @@ impl Swarm {
             .filter_map(|id| self.net.get(*id))
             .filter_map(|n| n.viewer());
         let source = self.net.get(self.source).and_then(|n| n.peer());
-        SwarmSummary::of(peers, source, self.net.now(), duration_s, kbps)
+        SwarmSummary::of(peers, source, duration_s, kbps)
     }
 }
 

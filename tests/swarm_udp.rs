@@ -5,7 +5,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clubcast::auth::SourceKey;
-use clubcast::io::clock;
 use clubcast::io::udp::NodeId;
 use clubcast::swarm::loopback::Shard;
 use clubcast::swarm::SwarmSummary;
@@ -72,7 +71,6 @@ impl Run {
         SwarmSummary::of(
             peers,
             self.shard.source_peer(),
-            clock::now(),
             self.started.elapsed().as_secs_f64(),
             BITRATE_BPS / 1000,
         )

@@ -276,7 +276,6 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let summary = SwarmSummary::of(
         shards.iter().flat_map(|s| s.peers().map(|(_, p)| p)),
         source,
-        now,
         elapsed,
         args.bitrate_kbps,
     );

@@ -5,8 +5,11 @@
 //! and queue, latency, jitter and loss, all driven by one seeded RNG and one
 //! event queue, so a seed replays a run exactly. Swarm tests use it with a
 //! handful of nodes; the simulator with thousands. The addresses nodes get
-//! here are labels only and never reach a real socket.
+//! here are labels only and never reach a real socket. [`SimSwarm`] runs
+//! whole swarms on it under the named impairment [`Scenario`]s.
 
 mod network;
+mod swarm;
 
 pub use network::{LinkProfile, NetStats, Network, NodeId, NodeStats};
+pub use swarm::{Impairment, Scenario, SimSwarm, BASE_CLOCK_US};

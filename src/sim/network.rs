@@ -10,6 +10,12 @@
 //! running network allocates nothing per event once warm. Nothing a node
 //! does (sending to itself, to nobody, or asking for a timer in the past)
 //! can make the network panic.
+//!
+//! Two impairments sit on the node rather than the link: a clock offset
+//! (the node is handed times shifted by it, and its timers are shifted
+//! back, so nodes disagree about the time as real machines do) and an
+//! outage (while it lasts, every datagram to or from the node is lost, as
+//! when a home link or Wi-Fi stalls).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -110,9 +116,9 @@ impl Default for LinkProfile {
 /// Network-wide counters, in datagrams unless named in bytes.
 ///
 /// Every datagram a node sends ends up in exactly one of `delivered`,
-/// `lost`, `queue_dropped`, `to_unknown`, `to_removed`, or is still in
-/// flight: `sent == delivered + lost + queue_dropped + to_unknown +
-/// to_removed + in_flight`.
+/// `lost`, `queue_dropped`, `outage_dropped`, `to_unknown`, `to_removed`,
+/// or is still in flight: `sent == delivered + lost + queue_dropped +
+/// outage_dropped + to_unknown + to_removed + in_flight`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetStats {
     /// Datagrams nodes handed to the network.
@@ -132,6 +138,8 @@ pub struct NetStats {
     pub to_unknown: u64,
     /// Datagrams whose destination was removed while they were on the way.
     pub to_removed: u64,
+    /// Datagrams lost because their sender or receiver was in an outage.
+    pub outage_dropped: u64,
     /// Datagrams placed with [`Network::inject`] (not counted in `sent`).
     pub injected: u64,
     /// Timer calls made into nodes.
@@ -153,6 +161,8 @@ pub struct NodeStats {
     pub lost: u64,
     /// Of the datagrams sent, those dropped by a full upload queue.
     pub queue_dropped: u64,
+    /// Datagrams sent or due to arrive while the node's link was down.
+    pub outage_dropped: u64,
     /// Timer calls made into the node.
     pub timeouts: u64,
 }
@@ -213,6 +223,18 @@ struct Slot<N> {
     timer_at: Option<Time>,
     /// Waiting to be synced after outside access through `node_mut`.
     dirty: bool,
+    /// Added to the network's time to give the node's own.
+    clock_offset_us: i64,
+}
+
+/// A network time as a node with `offset_us` sees it (saturating at 0).
+fn local(t: Time, offset_us: i64) -> Time {
+    Time(t.0.saturating_add_signed(offset_us))
+}
+
+/// A node's time (with `offset_us`) on the network's clock (saturating).
+fn global(t: Time, offset_us: i64) -> Time {
+    Time(t.0.saturating_add_signed(offset_us.saturating_neg()))
 }
 
 /// A node's outgoing side and counters (split from the node so routing can
@@ -222,6 +244,8 @@ struct Link {
     profile: LinkProfile,
     /// When the upload queue empties, in nanoseconds.
     busy_until_ns: u64,
+    /// While the network's time is before this, the node's link is down.
+    down_until: Time,
     stats: NodeStats,
 }
 
@@ -264,6 +288,11 @@ impl Core {
         self.stats.bytes_sent += len;
         link.stats.sent += 1;
         link.stats.bytes_sent += len;
+        if self.now < link.down_until {
+            self.stats.outage_dropped += 1;
+            link.stats.outage_dropped += 1;
+            return;
+        }
         let p = link.profile;
 
         let depart = match p.upload_bytes_per_s {
@@ -386,11 +415,13 @@ impl<N: Node> Network<N> {
                 addr,
                 profile,
                 busy_until_ns: 0,
+                down_until: Time(0),
                 stats: NodeStats::default(),
             },
             timer_gen: 0,
             timer_at: None,
             dirty: false,
+            clock_offset_us: 0,
         }));
         self.core.addrs.insert(addr, id);
         self.live += 1;
@@ -416,6 +447,37 @@ impl<N: Node> Network<N> {
         match self.slots.get_mut(id.index()).and_then(Option::as_mut) {
             Some(slot) => {
                 slot.link.profile = profile;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Shifts node `id`'s clock by `offset_us` from the network's (from
+    /// now on; its pending timer is re-armed on its own clock). A node's
+    /// time saturates at 0, so give every node of a run a common positive
+    /// offset before skewing some of them backwards. False when `id` was
+    /// removed.
+    pub fn set_clock_offset(&mut self, id: NodeId, offset_us: i64) -> bool {
+        match self.slots.get_mut(id.index()).and_then(Option::as_mut) {
+            Some(slot) => {
+                slot.clock_offset_us = offset_us;
+                slot.timer_at = None;
+                self.sync(id.0, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes node `id`'s link down from now until `until` (network time):
+    /// what it sends and what arrives for it meanwhile is lost and counted
+    /// in `outage_dropped`. Its timers still run. False when `id` was
+    /// removed.
+    pub fn set_outage(&mut self, id: NodeId, until: Time) -> bool {
+        match self.slots.get_mut(id.index()).and_then(Option::as_mut) {
+            Some(slot) => {
+                slot.link.down_until = until;
                 true
             }
             None => false,
@@ -536,7 +598,8 @@ impl<N: Node> Network<N> {
         self.core.stats.injected += 1;
         slot.link.stats.received += 1;
         slot.link.stats.bytes_received += bytes.len() as u64;
-        slot.node.handle_datagram(self.core.now, from, bytes);
+        let now = local(self.core.now, slot.clock_offset_us);
+        slot.node.handle_datagram(now, from, bytes);
         self.sync(id.0, false);
         true
     }
@@ -606,13 +669,19 @@ impl<N: Node> Network<N> {
             self.core.stats.to_unknown += 1;
             return;
         };
+        if self.core.now < slot.link.down_until {
+            self.core.stats.outage_dropped += 1;
+            slot.link.stats.outage_dropped += 1;
+            return;
+        }
         let bytes = packet.transmit.payload();
         let len = bytes.len() as u64;
         self.core.stats.delivered += 1;
         self.core.stats.bytes_delivered += len;
         slot.link.stats.received += 1;
         slot.link.stats.bytes_received += len;
-        slot.node.handle_datagram(self.core.now, packet.from, bytes);
+        let now = local(self.core.now, slot.clock_offset_us);
+        slot.node.handle_datagram(now, packet.from, bytes);
         self.sync(id.0, false);
     }
 
@@ -625,6 +694,7 @@ impl<N: Node> Network<N> {
             return;
         }
         slot.timer_at = None;
+        let now = local(now, slot.clock_offset_us);
         let fired = match slot.node.poll_timeout() {
             Some(t) if t <= now => {
                 self.core.stats.timeouts += 1;
@@ -653,6 +723,7 @@ impl<N: Node> Network<N> {
             // A pending event may stay: it finds nothing due and lapses.
             return;
         };
+        let want = global(want, slot.clock_offset_us);
         let at = if after_timeout && want <= now {
             Time(now.0.saturating_add(1))
         } else {

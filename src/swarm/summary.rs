@@ -11,7 +11,7 @@
 
 use hdrhistogram::Histogram;
 
-use crate::roles::{Peer, Time};
+use crate::roles::Peer;
 
 /// The summary of a run, as printed and written by `clubcast demo`.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,12 +46,11 @@ pub struct SwarmSummary {
 }
 
 impl SwarmSummary {
-    /// Summarises `peers` (viewers) at `now`; `source` adds its sends to
-    /// the overhead figure.
+    /// Summarises `peers` (viewers), each at the latest time it has seen
+    /// on its own clock; `source` adds its sends to the overhead figure.
     pub fn of<'a>(
         peers: impl IntoIterator<Item = &'a Peer>,
         source: Option<&Peer>,
-        now: Time,
         duration_s: f64,
         bitrate_kbps: u64,
     ) -> Self {
@@ -70,7 +69,7 @@ impl SwarmSummary {
             continuity.push(p.playout_stats().continuity());
             let start = p
                 .playback_started_at()
-                .map_or(now.0.saturating_sub(p.started_at().0), |t| {
+                .map_or(p.now().0.saturating_sub(p.started_at().0), |t| {
                     t.0.saturating_sub(p.started_at().0)
                 });
             if p.playback_started_at().is_none() {

@@ -407,6 +407,11 @@ impl Peer {
         self.playout.stats()
     }
 
+    /// The latest time this peer has been told, on its own clock.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
     /// When this peer was started.
     pub fn started_at(&self) -> Time {
         self.started
