@@ -17,7 +17,10 @@ set -euo pipefail
 # ffmpeg (with ffprobe): the media end-to-end tests push and play real
 # streams with it, and `clubcast demo --media testsrc` pushes a test pattern.
 # ethtool: tuning/apply.sh sets NIC queues, rings and flow steering with it.
-PACKAGES=(gcc pkg-config iproute2 clang llvm linux-libc-dev libelf-dev zlib1g-dev m4 make ffmpeg ethtool)
+# nftables, iptables and faketime: the impaired-network rig (src/swarm/rig.rs)
+# drops with nftables, queues datagrams for delay with iptables' NFQUEUE,
+# and skews hosts' clocks with faketime.
+PACKAGES=(gcc pkg-config iproute2 clang llvm linux-libc-dev libelf-dev zlib1g-dev m4 make ffmpeg ethtool nftables iptables faketime)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

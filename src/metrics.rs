@@ -19,6 +19,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tiny_http::{Header, Response, Server};
 
+use crate::io::udp::UdpStats;
 use crate::roles::Peer;
 
 /// Prometheus text exposition being written.
@@ -53,6 +54,19 @@ impl Exposition {
         self.metric("gauge", name, help, value);
     }
 
+    /// A histogram of `values` (in the unit of `bounds`) over the upper
+    /// bucket bounds `bounds`, ascending; `+Inf` is added.
+    pub fn histogram(&mut self, name: &str, help: &str, bounds: &[f64], values: &[f64]) {
+        self.head("histogram", name, help);
+        for b in bounds {
+            let n = values.iter().filter(|v| **v <= *b).count();
+            let _ = writeln!(self.text, "{name}_bucket{{le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(self.text, "{name}_bucket{{le=\"+Inf\"}} {}", values.len());
+        let _ = writeln!(self.text, "{name}_sum {}", values.iter().sum::<f64>());
+        let _ = writeln!(self.text, "{name}_count {}", values.len());
+    }
+
     /// A summary of a latency histogram recorded in nanoseconds, in
     /// seconds: the 0.5, 0.99 and 0.999 quantiles, the sum and the count.
     pub fn latency_summary(&mut self, name: &str, help: &str, ns: &Histogram<u64>) {
@@ -72,10 +86,32 @@ impl Exposition {
     }
 }
 
+/// Upper bounds of the start-up histogram's buckets, seconds.
+const STARTUP_BUCKETS_S: &[f64] = &[0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0];
+
+/// Writes a socket driver's counters as `clubcast_udp_*` metrics.
+pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
+    out.counter(
+        "clubcast_udp_send_drops_total",
+        "datagrams the socket did not take (buffer full or a send error)",
+        s.send_drops,
+    );
+    out.counter(
+        "clubcast_udp_send_errors_total",
+        "send errors other than a full buffer",
+        s.send_errors,
+    );
+    out.counter(
+        "clubcast_udp_recv_errors_total",
+        "receive errors",
+        s.recv_errors,
+    );
+}
+
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 16] = [
+    let counters: [(&str, &str, u64); 36] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
@@ -85,6 +121,16 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             "blocks_unique_total",
             "verified blocks seen for the first time",
             s.unique_blocks,
+        ),
+        (
+            "block_payload_received_total",
+            "payload bytes of BLOCKs received, duplicates included",
+            s.block_payload_in,
+        ),
+        (
+            "unique_payload_bytes_total",
+            "payload bytes of verified blocks seen for the first time",
+            s.unique_payload,
         ),
         (
             "blocks_duplicate_total",
@@ -147,7 +193,97 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             "downloads dropped for a sequence gap ([0052])",
             s.dropped_gap,
         ),
+        (
+            "drops_keepalive_total",
+            "uploads dropped for missing keep-alives ([0053])",
+            s.dropped_keepalive,
+        ),
+        (
+            "drops_trimmed_total",
+            "connections trimmed after an accepted request overshot ([0059])",
+            s.dropped_trimmed,
+        ),
+        (
+            "drops_forged_total",
+            "downloads dropped for forged blocks",
+            s.dropped_forged,
+        ),
+        (
+            "drops_shed_total",
+            "uploads shed because the uplink could not carry them",
+            s.dropped_shed,
+        ),
+        (
+            "bans_added_total",
+            "peers put on the ban list ([0054])",
+            s.bans_added,
+        ),
         ("connects_total", "CONNECTs sent", s.connects),
+        (
+            "connect_retries_total",
+            "CONNECTs sent again after their timeout",
+            s.connect_retries,
+        ),
+        (
+            "late_accepts_total",
+            "ACCEPTs that came after their CONNECT was given up",
+            s.late_accepts,
+        ),
+        (
+            "send_drops_total",
+            "datagrams the outbox could not take",
+            s.send_drops,
+        ),
+        (
+            "send_stale_total",
+            "queued forwards dropped for waiting longer than a block is useful",
+            s.send_stale,
+        ),
+        (
+            "unforwardable_total",
+            "queued forwards whose block or proof was no longer held",
+            s.unforwardable,
+        ),
+        (
+            "repair_requests_total",
+            "REQUEST datagrams sent (loss repair)",
+            s.repair_requests,
+        ),
+        (
+            "repair_asked_total",
+            "blocks asked for again",
+            s.repair_asked,
+        ),
+        (
+            "repaired_total",
+            "blocks asked for that then arrived",
+            s.repaired,
+        ),
+        (
+            "repair_given_up_total",
+            "wanted blocks given up (asked too often, or played past)",
+            s.repair_given_up,
+        ),
+        (
+            "repair_blocks_sent_total",
+            "blocks sent in answer to REQUESTs",
+            s.repair_blocks_sent,
+        ),
+        (
+            "repair_bytes_sent_total",
+            "bytes of BLOCKs sent in answer to REQUESTs",
+            s.repair_bytes_sent,
+        ),
+        (
+            "repair_refused_total",
+            "blocks asked of this peer and not sent (not held, over budget, or no connection)",
+            s.repair_refused,
+        ),
+        (
+            "graceful_failures_total",
+            "stops after the quality rule ([0063])",
+            s.graceful_failures,
+        ),
     ];
     for (name, help, value) in counters {
         out.counter(&format!("clubcast_peer_{name}"), help, value);
@@ -168,10 +304,44 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
         "blocks skipped at playback",
         p.skipped,
     );
+    out.counter(
+        "clubcast_peer_freezes_total",
+        "playback freezes on a missing block ([0062])",
+        p.freezes,
+    );
+    out.counter(
+        "clubcast_peer_missed_total",
+        "blocks due while not playing (late start, stopped)",
+        p.missed,
+    );
     out.gauge(
         "clubcast_peer_continuity",
-        "blocks played on time over blocks due",
+        "blocks played on time over blocks due since the peer started (0 before it plays)",
         p.continuity(),
+    );
+    let startup = peer
+        .playback_started_at()
+        .map(|t| t.0.saturating_sub(peer.started_at().0) as f64 / 1e6);
+    out.histogram(
+        "clubcast_peer_startup_seconds",
+        "time from the peer's start to its first block played",
+        STARTUP_BUCKETS_S,
+        startup.as_slice(),
+    );
+    out.gauge(
+        "clubcast_peer_uplink_estimate_bps",
+        "what the uplink is estimated to carry, bit/s (0 while no limit was seen)",
+        peer.uplink_bps().unwrap_or(0.0),
+    );
+    out.gauge(
+        "clubcast_peer_upload_bps",
+        "what the peer sent over the last half second, bit/s",
+        peer.upload_bps(),
+    );
+    out.gauge(
+        "clubcast_peer_repairs_pending",
+        "blocks wanted for repair now",
+        peer.repairs_pending() as f64,
     );
     let c = peer.connections();
     out.gauge(

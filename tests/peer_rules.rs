@@ -27,7 +27,7 @@ use clubcast::swarm::SwarmNode;
 use clubcast::wire::{
     bitfield, Accept, AddrList, Bitfield, Block, ClubList, ClubPeers, ClubPeersRequest, Connect,
     Direction, Drop, DropReason, Have, KeepAlive, Load, Message, Ping, Pong, RefuseReason,
-    StreamTag, MAX_DATAGRAM,
+    StreamTag, MAX_DATAGRAM, SPARE_UNLIMITED, VERSION,
 };
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -198,7 +198,7 @@ fn run_keeping(
                 node,
                 now,
                 *a,
-                &Message::KeepAlive(KeepAlive { club: *club }),
+                &Message::KeepAlive(KeepAlive::bare(*club)),
             ));
         }
         node.handle_timeout(now);
@@ -262,6 +262,7 @@ fn pong(clubs: &[u16], uploads: u16) -> Message<'_> {
             uploads_in_club: uploads,
             ..Load::default()
         },
+        spare_kbps: SPARE_UNLIMITED,
         clubs: ClubList::Items(clubs),
     })
 }
@@ -307,6 +308,15 @@ fn open_foreign_download(p: &mut Peer, now: Time, from: SocketAddr, club: u16) -
         "download of club {club} from {from} is open"
     );
     now.plus_ms(20)
+}
+
+/// An upload's KEEPALIVE timeout towards a peer whose round trip is not
+/// known: the longest of the configured timeout and four retransmission
+/// timeouts (`connect_timeout_ms` while no round trip is known) plus two
+/// keep-alive intervals.
+fn keepalive_timeout_unknown_rtt(cfg: &PeerConfig) -> u64 {
+    cfg.keepalive_timeout_ms
+        .max(4 * cfg.connect_timeout_ms + 2 * cfg.keepalive_ms)
 }
 
 fn drops_to(out: &[Out], to: SocketAddr) -> Vec<(Time, Drop)> {
@@ -595,7 +605,7 @@ fn choice_is_weighted_by_reported_uploads_zero_counting_as_one() {
     const DRAWS: u32 = 100_000;
     for _ in 0..DRAWS {
         let a = book
-            .choose(3, T0, T0, Choice::WeightedByUploads, &mut rng, |_| true)
+            .choose(3, T0, T0, Choice::WeightedByUploads, 0, &mut rng, |_| true)
             .expect("a candidate");
         *counts.entry(a).or_default() += 1;
     }
@@ -613,7 +623,7 @@ fn choice_is_weighted_by_reported_uploads_zero_counting_as_one() {
     let mut counts: HashMap<SocketAddr, u32> = HashMap::new();
     for _ in 0..DRAWS {
         let a = book
-            .choose(3, T0, T0, Choice::WeightedByUploads, &mut rng, |_| true)
+            .choose(3, T0, T0, Choice::WeightedByUploads, 0, &mut rng, |_| true)
             .expect("a candidate");
         *counts.entry(a).or_default() += 1;
     }
@@ -645,7 +655,7 @@ fn least_loaded_choice_picks_only_among_the_minimum() {
     let mut counts: HashMap<SocketAddr, u32> = HashMap::new();
     for _ in 0..10_000 {
         let x = book
-            .choose(4, T0, T0, Choice::LeastLoaded, &mut rng, |_| true)
+            .choose(4, T0, T0, Choice::LeastLoaded, 0, &mut rng, |_| true)
             .expect("a candidate");
         *counts.entry(x).or_default() += 1;
     }
@@ -714,7 +724,7 @@ fn congestion_drop_bans_and_banned_peer_is_not_chosen_over_others() {
     let (y, z) = (addr(5), addr(6));
     let mut cfg = config(&[0, 1]);
     cfg.ban_sweep_ms = 3_600_000; // no parole during the test
-    let timeout = cfg.keepalive_timeout_ms;
+    let timeout = keepalive_timeout_unknown_rtt(&cfg);
     let mut p = peer_with(cfg);
     assert_accepted(&connect_as_downloader(&mut p, T0, y, 0, &[0, 5]), y);
     let out = run(&mut p, T0, at(T0, timeout + 100), 20);
@@ -1488,12 +1498,14 @@ fn foreign_club_block_is_never_forwarded() {
 
 // ---- [0051]-[0053]: congestion control --------------------------------------------
 
-/// [0051], [0054]: a block whose one-way delay (arrival minus the send
-/// time it carries) is above the threshold it carries makes the receiver
-/// drop that download with DROP(Delay) and ban the sender; a delay equal
-/// to the threshold is fine.
+/// [0051], [0054], judged against the connection's own floor: a download
+/// whose one-way delay stays above the lowest it has had by more than the
+/// threshold the blocks carry, for a whole second, is dropped with
+/// DROP(Delay) and its sender banned. The clocks' offset cancels out: an
+/// uploader whose clock is a minute off is never dropped for it, and one
+/// block that comes late drops nothing.
 #[test]
-fn late_block_drops_the_download_and_bans_the_sender() {
+fn lasting_delay_above_the_floor_drops_the_download_and_bans_the_sender() {
     let (a, b) = (addr(1), addr(2));
     let mut cfg = config(&[0, 1]);
     cfg.ban_sweep_ms = 3_600_000;
@@ -1501,33 +1513,64 @@ fn late_block_drops_the_download_and_bans_the_sender() {
     assert_accepted(&connect_as_uploader(&mut p, T0, a, 0, &[0, 4]), a);
     assert_accepted(&connect_as_uploader(&mut p, T0, b, 0, &[0, 5]), b);
     let mut f = feed();
-    let now = at(T0, 5_000);
-    let out = deliver_raw(&mut p, now, a, &f.block(0, Time(now.0 - ms(2_000)), 0));
-    assert!(
-        drops_to(&out, a).is_empty(),
-        "delay equal to threshold dropped"
-    );
-    let out = deliver_raw(&mut p, now, a, &f.block(12, Time(now.0 - ms(2_001)), 0));
-    let drops = drops_to(&out, a);
-    assert_eq!(drops.len(), 1);
-    assert_eq!(
-        (drops[0].1.direction, drops[0].1.club, drops[0].1.reason),
-        (Direction::Download, 0, DropReason::Delay)
-    );
-    assert!(!p.connections().downloads.iter().any(|d| d.from == a));
-    assert!(p.bans().is_banned(&a));
-    assert_eq!(p.stats().dropped_delay, 1);
-    // The threshold is the one the block carries: 500 ms here.
-    let hop = HopFields {
+    let hop = |sent_at_us: u64| HopFields {
         club: 0,
-        sent_at_us: now.0 - ms(600),
+        sent_at_us,
         delay_threshold_ms: 500,
         bitrate_kbps: 0,
     };
-    let out = deliver_raw(&mut p, now, b, &f.block_with(24, hop));
-    assert_eq!(drops_to(&out, b).len(), 1);
-    assert!(p.bans().is_banned(&b));
-    assert!(p.connections().downloads.is_empty());
+    let mut out = Vec::new();
+    // Two seconds of blocks every 50 ms: A's clock is a minute ahead and
+    // B's a minute behind, each 20 ms away; one of A's blocks is 900 ms late.
+    let mut seq = 0;
+    let mut now = T0;
+    for i in 0..40u64 {
+        let late = if i == 20 { ms(900) } else { 0 };
+        let sent_a = now.0 + ms(60_000) - ms(20) - late;
+        out.extend(deliver_raw(&mut p, now, a, &f.block_with(seq, hop(sent_a))));
+        let sent_b = now.0 - ms(60_000) - ms(20);
+        out.extend(deliver_raw(
+            &mut p,
+            now,
+            b,
+            &f.block_with(seq + 12, hop(sent_b)),
+        ));
+        seq += 24;
+        now = at(now, 50);
+    }
+    assert!(
+        drops_to(&out, a).is_empty(),
+        "A dropped for its clock or one late block"
+    );
+    assert!(drops_to(&out, b).is_empty(), "B dropped for its clock");
+    // From now on A's blocks take 600 ms more: dropped once that has
+    // lasted a second, not before.
+    let slow_from = now;
+    let mut dropped = None;
+    for _ in 0..40u64 {
+        let sent_a = now.0 + ms(60_000) - ms(620);
+        let o = deliver_raw(&mut p, now, a, &f.block_with(seq, hop(sent_a)));
+        if let Some((t, d)) = drops_to(&o, a).first() {
+            dropped = Some((*t, *d));
+            break;
+        }
+        seq += 12;
+        now = at(now, 50);
+    }
+    let (when, d) = dropped.expect("A dropped for a lasting delay");
+    assert_eq!(
+        (d.direction, d.club, d.reason),
+        (Direction::Download, 0, DropReason::Delay)
+    );
+    assert!(
+        when.0 >= slow_from.0 + ms(1_000),
+        "dropped before the delay lasted a second"
+    );
+    assert!(when.0 <= slow_from.0 + ms(1_300), "dropped late");
+    assert!(!p.connections().downloads.iter().any(|d| d.from == a));
+    assert!(p.bans().is_banned(&a));
+    assert!(!p.bans().is_banned(&b));
+    assert_eq!(p.stats().dropped_delay, 1);
 }
 
 /// Club-5 blocks every `CLUB_INTERVAL_MS` at 160 kbit/s of 200-byte blocks
@@ -1535,44 +1578,73 @@ fn late_block_drops_the_download_and_bans_the_sender() {
 const CLUB_INTERVAL_MS: u64 = 120;
 const KBPS: u32 = 160;
 
-/// [0052]: on a foreign download every block of the club comes in order; a
-/// skipped sequence number that has not arrived within the reorder window
-/// drops the download with DROP(SequenceGap) and bans the sender.
+/// [0052] on rates: a block missing from a foreign download is asked for
+/// again (REQUEST) from the uploader once the path's reorder allowance has
+/// passed, and a single loss never drops the connection; losing a quarter
+/// of the club's blocks over the window does, with DROP(SequenceGap) and a
+/// ban.
 #[test]
-fn skipped_block_on_foreign_download_drops_it_after_the_reorder_window() {
+fn a_lost_block_is_repaired_and_only_a_high_loss_rate_drops_the_download() {
     let f = addr(3);
     let mut cfg = config(&[0, 1]);
     cfg.ban_sweep_ms = 3_600_000;
-    let reorder = cfg.reorder_ms;
     let mut p = peer_with(cfg);
     let start = open_foreign_download(&mut p, T0, f, 5);
     let mut fd = feed();
     let mut out = Vec::new();
     let mut now = start;
-    for seq in [5u64, 17] {
-        out.extend(deliver_raw(&mut p, now, f, &fd.block(seq, now, KBPS)));
-        out.extend(run(&mut p, now, at(now, CLUB_INTERVAL_MS), 20));
+    // Blocks 5, 17, 41 (29 lost), then on.
+    let mut seq = 5;
+    let mut asked_29 = None;
+    for _ in 0..30 {
+        if seq != 29 {
+            out.extend(deliver_raw(&mut p, now, f, &fd.block(seq, now, KBPS)));
+        }
+        for o in run(&mut p, now, at(now, CLUB_INTERVAL_MS), 10) {
+            if o.to == f && requested(&o).contains(&29) && asked_29.is_none() {
+                asked_29 = Some(o.at);
+            }
+            out.push(o);
+        }
+        seq += 12;
         now = at(now, CLUB_INTERVAL_MS);
     }
-    // 29 is lost; 41 comes.
-    now = at(now, CLUB_INTERVAL_MS);
-    let skip = now;
-    out.extend(deliver_raw(&mut p, skip, f, &fd.block(41, skip, KBPS)));
-    out.extend(run(&mut p, skip, at(skip, reorder + 100), 10));
-    let drops = drops_to(&out, f);
-    assert_eq!(drops.len(), 1, "one DROP for the gap");
-    let (when, d) = drops[0];
+    let revealed = at(start, 3 * CLUB_INTERVAL_MS);
+    let asked = asked_29.expect("block 29 asked for again");
+    assert!(
+        asked >= revealed && asked <= at(revealed, 100),
+        "asked at {asked:?}"
+    );
+    assert!(drops_to(&out, f).is_empty(), "dropped for one loss");
+    // Now a third of the blocks go missing.
+    let mut dropped = None;
+    for i in 0..80 {
+        if i % 3 != 0 {
+            out.extend(deliver_raw(&mut p, now, f, &fd.block(seq, now, KBPS)));
+        }
+        let o = run(&mut p, now, at(now, CLUB_INTERVAL_MS), 10);
+        if let Some(d) = drops_to(&o, f).first() {
+            dropped = Some(d.1);
+            break;
+        }
+        seq += 12;
+        now = at(now, CLUB_INTERVAL_MS);
+    }
+    let d = dropped.expect("dropped for a high loss rate");
     assert_eq!(
         (d.direction, d.club, d.reason),
         (Direction::Download, 5, DropReason::SequenceGap)
     );
-    assert!(
-        when.0 >= skip.0 + ms(reorder),
-        "dropped before the window closed"
-    );
-    assert!(when.0 <= skip.0 + ms(reorder + 40), "dropped late");
     assert!(p.bans().is_banned(&f));
     assert_eq!(p.stats().dropped_gap, 1);
+}
+
+/// The sequence numbers a REQUEST in `o` asks for.
+fn requested(o: &Out) -> Vec<u64> {
+    match o.msg() {
+        Message::Request(r) => r.seqs.iter().collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// [0052]: a block that is merely reordered (it follows within the reorder
@@ -1636,22 +1708,16 @@ fn feed_foreign(
 }
 
 /// [0052]: a jump over several blocks of a foreign club leaves several
-/// holes, and each is watched. Blocks 5, then 41 (17 and 29 missing), then
-/// 17 within the reorder window: 29 never comes, so once the window has
-/// passed since the holes were seen the download is dropped with
-/// DROP(SequenceGap), though blocks keep coming. When 17 and 29 both
-/// follow within the window, nothing is dropped.
+/// holes, and each is watched and asked for. Blocks 5, then 41 (17 and 29
+/// missing): after the repair wait both go in a REQUEST to the uploader;
+/// 17 then arrives (merely late) and 29 is asked for again elsewhere,
+/// while nothing is dropped. A block that arrives before the wait is not
+/// asked for at all.
 #[test]
-fn every_missing_block_on_a_foreign_download_is_noticed() {
+fn every_missing_block_on_a_foreign_download_is_asked_for() {
     let f = addr(3);
-    let mut cfg = config(&[0, 1]);
-    cfg.ban_sweep_ms = 3_600_000;
-    let reorder = cfg.reorder_ms;
-    // 41 comes three club intervals after 5; 17 late by half the window,
-    // well after the new blocks 53 and before 65.
+    let cfg = config(&[0, 1]);
     let hole = 3 * CLUB_INTERVAL_MS;
-    let late_17 = hole + reorder / 2;
-    assert!(late_17 < hole + CLUB_INTERVAL_MS * 2);
     let flowing = [
         (0, 5),
         (hole, 41),
@@ -1661,65 +1727,59 @@ fn every_missing_block_on_a_foreign_download_is_noticed() {
         (hole + 4 * CLUB_INTERVAL_MS, 89),
         (hole + 5 * CLUB_INTERVAL_MS, 101),
     ];
+    let end_ms = hole + 6 * CLUB_INTERVAL_MS;
 
-    // 29 is lost.
+    // 17 comes 150 ms late, 29 never.
     let mut p = peer_with(cfg.clone());
     let start = open_foreign_download(&mut p, T0, f, 5);
     let mut fd = feed();
     let mut schedule = flowing.to_vec();
-    schedule.push((late_17, 17));
-    let end = at(start, hole + 6 * CLUB_INTERVAL_MS);
-    let out = feed_foreign(&mut p, f, &mut fd, start, end, &schedule);
-    assert!(p.store().has(17), "the reordered block is taken");
-    let drops = drops_to(&out, f);
-    assert_eq!(drops.len(), 1, "one DROP for the hole at 29: {drops:?}");
-    let (when, d) = drops[0];
-    assert_eq!(
-        (d.direction, d.club, d.reason),
-        (Direction::Download, 5, DropReason::SequenceGap)
-    );
+    schedule.push((hole + 150, 17));
+    let out = feed_foreign(&mut p, f, &mut fd, start, at(start, end_ms), &schedule);
+    assert!(p.store().has(17), "the late block is taken");
     let seen = at(start, hole);
+    let first: Vec<&Out> = out.iter().filter(|o| !requested(o).is_empty()).collect();
+    assert!(!first.is_empty(), "nothing asked for");
+    assert_eq!(first[0].to, f, "first asked of the club's uploader");
+    // (Blocks of clubs with no download yet are wanted too, for the start.)
+    let of_club_5 = |o: &Out| -> Vec<u64> {
+        requested(o)
+            .into_iter()
+            .filter(|s| s % u64::from(C) == 5)
+            .collect()
+    };
+    let first: Vec<&Out> = first
+        .into_iter()
+        .filter(|o| !of_club_5(o).is_empty())
+        .collect();
+    assert_eq!(of_club_5(first[0]), vec![17, 29]);
     assert!(
-        when >= at(seen, reorder),
-        "dropped {} ms after the holes were seen, before the window closed",
-        (when.0 - seen.0) / 1000
+        first[0].at > seen && first[0].at <= at(seen, 60),
+        "{:?}",
+        first[0].at
     );
     assert!(
-        when <= at(seen, reorder + 40),
-        "dropped {} ms after the holes were seen: the window was counted \
-         from a later time",
-        (when.0 - seen.0) / 1000
+        first.iter().skip(1).all(|o| !of_club_5(o).contains(&17)),
+        "17 asked again after it came"
     );
-    assert_eq!(p.stats().dropped_gap, 1);
-    assert!(!p
-        .connections()
-        .downloads
-        .iter()
-        .any(|d| d.from == f && d.club == 5));
-    assert!(p.bans().is_banned(&f));
+    assert!(drops_to(&out, f).is_empty(), "{:?}", drops_to(&out, f));
+    assert_eq!(p.stats().dropped_gap, 0);
+    assert!(!p.bans().is_banned(&f));
 
-    // 17 and 29 both follow within the window: merely reordered.
+    // Both follow within 20 ms: nothing is asked.
     let mut p = peer_with(cfg);
     let start = open_foreign_download(&mut p, T0, f, 5);
     let mut fd = feed();
-    let late_29 = hole + reorder - 2 * 10;
     let mut schedule = flowing.to_vec();
-    schedule.extend([(late_17, 17), (late_29, 29)]);
-    let out = feed_foreign(&mut p, f, &mut fd, start, end, &schedule);
+    schedule.extend([(hole + 10, 17), (hole + 20, 29)]);
+    let out = feed_foreign(&mut p, f, &mut fd, start, at(start, end_ms), &schedule);
     assert!(
-        drops_to(&out, f).is_empty(),
-        "dropped: {:?}",
-        drops_to(&out, f)
+        out.iter()
+            .all(|o| !requested(o).iter().any(|s| s % u64::from(C) == 5)),
+        "asked for a reordered block"
     );
-    assert_eq!(p.stats().dropped_gap, 0);
     assert!(p.store().has(17) && p.store().has(29));
     assert_eq!(p.stats().unique_blocks, schedule.len() as u64);
-    assert!(p
-        .connections()
-        .downloads
-        .iter()
-        .any(|d| d.from == f && d.club == 5));
-    assert!(!p.bans().is_banned(&f));
 }
 
 /// Relay with an external data plane: the AF_XDP workers copy fresh
@@ -1807,7 +1867,7 @@ fn silent_foreign_download_is_dropped_and_downloads_send_keepalives() {
     assert!(drops_to(&out, f).is_empty(), "dropped while blocks flow");
     let keepalives: Vec<Time> = out
         .iter()
-        .filter(|o| o.to == f && matches!(o.msg(), Message::KeepAlive(KeepAlive { club: 5 })))
+        .filter(|o| o.to == f && matches!(o.msg(), Message::KeepAlive(KeepAlive { club: 5, .. })))
         .map(|o| o.at)
         .collect();
     assert!(keepalives.len() >= 2, "{} KEEPALIVEs", keepalives.len());
@@ -1859,7 +1919,7 @@ fn upload_without_keepalive_is_dropped() {
     let u = addr(3);
     let mut cfg = config(&[0, 1]);
     cfg.ban_sweep_ms = 3_600_000;
-    let timeout = cfg.keepalive_timeout_ms;
+    let timeout = keepalive_timeout_unknown_rtt(&cfg);
     let mut p = peer_with(cfg);
     assert_accepted(&connect_as_downloader(&mut p, T0, u, 0, &[0, 4]), u);
     let mut out = Vec::new();
@@ -1872,7 +1932,7 @@ fn upload_without_keepalive_is_dropped() {
             &mut p,
             now,
             u,
-            &Message::KeepAlive(KeepAlive { club: 0 }),
+            &Message::KeepAlive(KeepAlive::bare(0)),
         ));
     }
     assert!(drops_to(&out, u).is_empty(), "dropped despite KEEPALIVEs");
@@ -1908,16 +1968,24 @@ fn dropped_foreign_download_is_replaced_and_told_the_held_blocks() {
     cfg.ban_sweep_ms = 3_600_000;
     let mut p = peer_with(cfg);
     let start = open_foreign_download(&mut p, T0, f1, 5);
-    deliver(&mut p, start, f2, &pong(&[5], 0));
     let mut fd = feed();
-    // 5 and 29 arrive, 17 never does: the gap drops F1.
+    // F1 carries 5 and 29, then only every other block: the loss rate
+    // drops it ([0052]).
     let mut out = Vec::new();
-    out.extend(deliver_raw(&mut p, start, f1, &fd.block(5, start, KBPS)));
-    out.extend(run(&mut p, start, at(start, 2 * CLUB_INTERVAL_MS), 20));
-    let t = at(start, 2 * CLUB_INTERVAL_MS);
-    out.extend(deliver_raw(&mut p, t, f1, &fd.block(29, t, KBPS)));
-    // Up to the reorder window plus less than a connect timeout: F2 has not
-    // yet had the time to answer, so no fallback to the banned F1 is due.
+    let mut t = start;
+    let mut seq = 5;
+    while drops_to(&out, f1).is_empty() && t < at(start, 20_000) {
+        if seq != 17 && (seq < 29 || seq % 24 == 5) {
+            out.extend(deliver_raw(&mut p, t, f1, &fd.block(seq, t, KBPS)));
+        }
+        // F2 stays fresh in the book.
+        deliver(&mut p, t, f2, &pong(&[5], 0));
+        out.extend(run(&mut p, t, at(t, CLUB_INTERVAL_MS), 20));
+        seq += 12;
+        t = at(t, CLUB_INTERVAL_MS);
+    }
+    // Less than a connect timeout: F2 has not yet had the time to answer,
+    // so no fallback to the banned F1 is due.
     out.extend(run(&mut p, t, at(t, 500), 20));
     assert_eq!(drops_to(&out, f1).len(), 1, "F1 dropped");
     let dropped_at = drops_to(&out, f1)[0].0;
@@ -2166,21 +2234,23 @@ fn play(play: &mut Playout, store: &BlockStore, from: Time, to: Time) -> Vec<(Ti
     let mut out = Vec::new();
     let mut now = from;
     while now < to {
-        play.advance(now, BLOCK_US, store, |_| true, |p| out.push((now, p)));
+        play.advance(now, BLOCK_US, 0, store, |_| true, |p| out.push((now, p)));
         now = now.plus_ms(10);
     }
     out
 }
 
-/// [0060]: a peer starts playing only once it holds one second of
-/// contiguous media, from the first block of that run.
+/// [0060]: a peer starts playing only once it holds one second of media
+/// with at most a tenth of it missing (holes are repaired while it plays,
+/// so scattered loss does not hold the start back), from the first block
+/// of that run.
 #[test]
-fn playback_starts_after_one_second_of_contiguous_media() {
+fn playback_starts_after_one_second_of_nearly_whole_media() {
     let mut p = peer();
-    // 500-byte blocks at 40 kbit/s: 100 ms each.
+    // 500-byte blocks at 40 kbit/s: 100 ms each; 5 and 6 missing.
     let mut f = Feed::new(60, 500, Time(T0.0 - mid_delay_us()), 0);
     let mut now = T0;
-    for seq in (0..5).chain(6..11) {
+    for seq in (0..5).chain(7..10) {
         deliver_raw(&mut p, now, stranger(), &f.block(seq, now, 40));
     }
     for _ in 0..20 {
@@ -2191,7 +2261,7 @@ fn playback_starts_after_one_second_of_contiguous_media() {
     assert_eq!(
         p.playback_started_at(),
         None,
-        "started on 10 blocks with a hole"
+        "started on a second of media with two holes"
     );
     assert!(!std::iter::from_fn(|| p.poll_event())
         .any(|e| matches!(e, PeerEvent::PlaybackStarted { .. })));
@@ -2220,7 +2290,7 @@ fn blocks_are_played_in_sequence_order() {
     for seq in &order {
         store.insert(*seq, stored(Time(src0.0 + seq * BLOCK_US)));
     }
-    let mut p = Playout::new(PlayoutConfig::default());
+    let mut p = Playout::new(PlayoutConfig::default(), T0);
     // 30 blocks of 100 ms: the last is due 2.9 s after the start.
     let played: Vec<Played> = play(&mut p, &store, T0, at(T0, 2_950))
         .into_iter()
@@ -2236,7 +2306,7 @@ fn playback_speeds_up_above_max_delay_and_slows_below_min() {
     let cfg = PlayoutConfig::default();
     let played_in_one_second = |delay_us: u64| {
         let store = store_of(0..40, Time(T0.0 - delay_us));
-        let mut p = Playout::new(cfg);
+        let mut p = Playout::new(cfg, T0);
         let out = play(&mut p, &store, T0, at(T0, 1_000));
         (out.len(), p.speed())
     };
@@ -2258,7 +2328,7 @@ fn missing_block_freezes_then_plays_late() {
     let cfg = PlayoutConfig::default();
     let src0 = Time(T0.0 - mid_delay_us());
     let mut store = store_of((0..12).chain(13..30), src0);
-    let mut p = Playout::new(cfg);
+    let mut p = Playout::new(cfg, T0);
     let out = play(&mut p, &store, T0, at(T0, 1_250));
     assert_eq!(
         out.iter().map(|(_, x)| *x).collect::<Vec<_>>(),
@@ -2283,7 +2353,7 @@ fn missing_block_freezes_then_plays_late() {
 fn missing_block_is_skipped_after_max_freeze() {
     let cfg = PlayoutConfig::default();
     let store = store_of((0..12).chain(13..30), Time(T0.0 - mid_delay_us()));
-    let mut p = Playout::new(cfg);
+    let mut p = Playout::new(cfg, T0);
     // 12 is skipped 300 ms late, so 29 is due at 3.1 s and 30 at 3.2 s.
     let out = play(&mut p, &store, T0, at(T0, 3_150));
     let seqs: Vec<Played> = out.iter().map(|(_, x)| *x).collect();
@@ -2311,7 +2381,7 @@ fn a_newcomer_starts_near_the_live_edge() {
     // Ten seconds of blocks, the newest just made.
     let src0 = Time(T0.0 - 100 * BLOCK_US);
     let store = store_of(0..100, src0);
-    let mut p = Playout::new(cfg);
+    let mut p = Playout::new(cfg, T0);
     let out = play(&mut p, &store, T0, at(T0, 50));
     let first = match out.first() {
         Some((_, Played::OnTime(seq))) => *seq,
@@ -2324,7 +2394,7 @@ fn a_newcomer_starts_near_the_live_edge() {
     );
     // A store within the delay range still starts at its first block.
     let store = store_of(0..30, src0);
-    let mut p = Playout::new(cfg);
+    let mut p = Playout::new(cfg, T0);
     let out = play(&mut p, &store, T0, at(T0, 50));
     assert_eq!(out.first().map(|(_, x)| *x), Some(Played::OnTime(0)));
 }
@@ -2338,7 +2408,7 @@ fn a_paused_feed_is_waited_for_not_skipped() {
     let cfg = PlayoutConfig::default();
     let src0 = Time(T0.0 - mid_delay_us());
     let mut store = store_of(0..15, src0);
-    let mut p = Playout::new(cfg);
+    let mut p = Playout::new(cfg, T0);
     let out = play(&mut p, &store, T0, at(T0, 5_000));
     assert_eq!(out.len(), 15, "everything held is played");
     assert_eq!((p.stats().freezes, p.stats().skipped), (0, 0));
@@ -2365,13 +2435,15 @@ fn quality_monitor_applies_the_upload_threshold_of_the_level_reached() {
     // Bytes that make `share` of the stream rate over one window.
     let bytes = |share: f64| (share * stream_bps * window as f64 / 1000.0 / 8.0).ceil() as u64;
     let [worst, mild] = rule.levels;
+    // An uplink that carries nothing more than it sent.
+    let cap = Some(0.0);
     let check = |bad: u64, up: u64| {
         let mut m = QualityMonitor::new(rule, T0);
         assert!(
-            !m.check(at(T0, window - 1), bad, up, stream_bps),
+            !m.check(at(T0, window - 1), bad, up, stream_bps, cap),
             "window not over"
         );
-        m.check(at(T0, window), bad, up, stream_bps)
+        m.check(at(T0, window), bad, up, stream_bps, cap)
     };
     assert!(!check(mild.bad_events - 1, 0), "below every level");
     assert!(check(mild.bad_events, 0));
@@ -2381,19 +2453,63 @@ fn quality_monitor_applies_the_upload_threshold_of_the_level_reached() {
     assert!(!check(worst.bad_events, bytes(worst.min_upload_share)));
     // Windows are separate: a bad window after a good one counts alone.
     let mut m = QualityMonitor::new(rule, T0);
-    assert!(!m.check(at(T0, window), 0, bytes(1.0), stream_bps));
-    assert!(m.check(at(T0, 2 * window), mild.bad_events, bytes(1.0), stream_bps));
+    assert!(!m.check(at(T0, window), 0, bytes(1.0), stream_bps, cap));
+    assert!(m.check(
+        at(T0, 2 * window),
+        mild.bad_events,
+        bytes(1.0),
+        stream_bps,
+        cap
+    ));
+}
+
+/// [0063] kept to its intent: a peer that uploads little only because
+/// nobody asked for more (its uplink never showed a limit, or carries the
+/// threshold) is healthy and never stops, however poor the quality.
+#[test]
+fn quality_rule_never_stops_a_peer_whose_uplink_has_room() {
+    let rule = QualityRule::default();
+    let stream_bps = 1_000_000.0;
+    let [worst, _] = rule.levels;
+    let need = worst.min_upload_share * stream_bps;
+    for capacity in [None, Some(need), Some(10.0 * need)] {
+        let mut m = QualityMonitor::new(rule, T0);
+        assert!(
+            !m.check(
+                at(T0, rule.window_ms),
+                worst.bad_events * 10,
+                0,
+                stream_bps,
+                capacity
+            ),
+            "stopped with capacity {capacity:?}"
+        );
+    }
+    let mut m = QualityMonitor::new(rule, T0);
+    assert!(m.check(
+        at(T0, rule.window_ms),
+        worst.bad_events,
+        0,
+        stream_bps,
+        Some(need - 1.0)
+    ));
 }
 
 /// The [0063] scenario: a peer with an in-club download A, a foreign
 /// download F, an in-club upload U (and `extra_uploads` out-of-club
 /// uploads for clubs 0 and 1) gets 10 blocks, then block 150: playback
-/// starts and then skips 140 blocks. Returns the peer, what it sent and
+/// starts and then skips 140 blocks. Its receivers report `queue_delay_ms`
+/// of queuing in their KEEPALIVEs (500 ms: the uplink is congested, and
+/// what it carries is what it sent). Returns the peer, what it sent and
 /// the connected addresses.
-fn quality_scenario(extra_uploads: u32) -> (Peer, Vec<Out>, [SocketAddr; 3]) {
+fn quality_scenario(extra_uploads: u32, queue_delay_ms: u16) -> (Peer, Vec<Out>, [SocketAddr; 3]) {
     let (a, f, u) = (addr(1), addr(3), addr(2));
     let mut cfg = config(&[0, 1]);
     cfg.quality.window_ms = 2_000;
+    // The stream is 40 kbit/s here: let the uplink estimate go that low.
+    cfg.pacer.min_bps = 1_000.0;
+    // A block missing when due is skipped at once.
+    cfg.playout.max_freeze_us = 0;
     let mut p = peer_with(cfg);
     assert_accepted(&connect_as_uploader(&mut p, T0, a, 0, &[0, 4]), a);
     assert_accepted(&connect_as_downloader(&mut p, T0, u, 0, &[0, 4]), u);
@@ -2422,12 +2538,12 @@ fn quality_scenario(extra_uploads: u32) -> (Peer, Vec<Out>, [SocketAddr; 3]) {
     while now < end {
         if (now.0 - T0.0).is_multiple_of(200_000) {
             for (r, club) in &keepers {
-                out.extend(deliver(
-                    &mut p,
-                    now,
-                    *r,
-                    &Message::KeepAlive(KeepAlive { club: *club }),
-                ));
+                let ka = KeepAlive {
+                    club: *club,
+                    received: 0,
+                    queue_delay_ms,
+                };
+                out.extend(deliver(&mut p, now, *r, &Message::KeepAlive(ka)));
             }
             out.extend(deliver(
                 &mut p,
@@ -2443,12 +2559,13 @@ fn quality_scenario(extra_uploads: u32) -> (Peer, Vec<Out>, [SocketAddr; 3]) {
     (p, out, [a, f, u])
 }
 
-/// [0063]: with many skips in a window and little upload, the peer stops
-/// all activity: it reports GracefulFailure, sends DROP(Leaving) on every
-/// connection, and sends nothing afterwards.
+/// [0063]: with many skips in a window, little upload and an uplink that
+/// cannot carry more, the peer stops all activity: it reports
+/// GracefulFailure, sends DROP(Leaving) on every connection, and sends
+/// nothing until its back-off has passed; then it takes part again.
 #[test]
-fn peer_with_many_skips_and_little_upload_stops() {
-    let (mut p, out, [a, f, u]) = quality_scenario(0);
+fn peer_with_many_skips_and_little_upload_stops_then_comes_back() {
+    let (mut p, out, [a, f, u]) = quality_scenario(0, 500);
     assert!(p.playout_stats().skipped >= 100);
     let events: Vec<PeerEvent> = std::iter::from_fn(|| p.poll_event()).collect();
     assert!(events.contains(&PeerEvent::GracefulFailure), "{events:?}");
@@ -2470,20 +2587,50 @@ fn peer_with_many_skips_and_little_upload_stops() {
         ])
     );
     assert!(p.connections().downloads.is_empty() && p.connections().uploads.is_empty());
-    // Nothing more goes out, whatever comes in.
+    // Nothing more goes out, whatever comes in, until the back-off ends.
     let now = at(T0, 3_000);
     let mut fd = Feed::new(60, 500, Time(T0.0 - 20_000_000), 0);
     assert!(deliver_raw(&mut p, now, a, &fd.block(151, now, 40)).is_empty());
     assert!(connect_as_downloader(&mut p, now, addr(77), 0, &[0, 3]).is_empty());
     assert!(run(&mut p, now, at(now, 1_000), 20).is_empty());
-    assert_eq!(p.poll_timeout(), None);
+    let resume = p.poll_timeout().expect("a time to come back");
+    let backoff_ms = (resume.0 - now.0) / 1000;
+    assert!(
+        (5_000..=10_000).contains(&backoff_ms),
+        "back-off {backoff_ms} ms"
+    );
+    assert!(run(&mut p, at(now, 1_000), Time(resume.0 - 1), 20).is_empty());
+    // Back: it reports so, and is answered again.
+    deliver(&mut p, resume, addr(9), &pong(&[7], 0));
+    p.handle_timeout(resume);
+    let events: Vec<PeerEvent> = std::iter::from_fn(|| p.poll_event()).collect();
+    assert!(events.contains(&PeerEvent::Resumed), "{events:?}");
+    assert!(!p.has_failed());
+    assert!(!connect_as_downloader(&mut p, resume, addr(78), 0, &[0, 3]).is_empty());
+    assert_eq!(p.stats().graceful_failures, 1);
+}
+
+/// [0063] kept to its intent: the same skips and the same little upload,
+/// but the receivers see no queue, so the uplink could carry more: the
+/// peer uploads little only because little was asked of it, and carries
+/// on.
+#[test]
+fn peer_with_many_skips_and_little_upload_but_room_on_its_uplink_carries_on() {
+    let (mut p, out, _) = quality_scenario(0, 0);
+    assert!(p.playout_stats().skipped >= 100);
+    let events: Vec<PeerEvent> = std::iter::from_fn(|| p.poll_event()).collect();
+    assert!(!events.contains(&PeerEvent::GracefulFailure), "{events:?}");
+    assert!(!p.has_failed());
+    assert!(!out.iter().any(|o| o
+        .drop_msg()
+        .is_some_and(|d| d.reason == DropReason::Leaving)));
 }
 
 /// [0063]: the same skips with enough upload (a quarter of the bit rate
 /// at this level) do not stop the peer.
 #[test]
 fn peer_with_many_skips_and_enough_upload_carries_on() {
-    let (mut p, out, _) = quality_scenario(4);
+    let (mut p, out, _) = quality_scenario(4, 500);
     assert!(p.playout_stats().skipped >= 100);
     assert!(p.stats().block_payload_out >= 4_000);
     let events: Vec<PeerEvent> = std::iter::from_fn(|| p.poll_event()).collect();
@@ -2510,7 +2657,7 @@ fn garbage_datagrams_are_counted_and_ignored() {
     }
     // Right header, garbage body, for every message type.
     for ty in [0x01u8, 0x02, 0x10, 0x12, 0x13, 0x20, 0x23, 0x30, 0x31, 0x40] {
-        let bytes = [0xCC, 1, ty, 0xFF, 0xFF];
+        let bytes = [0xCC, VERSION, ty, 0xFF, 0xFF];
         assert!(deliver_raw(&mut p, T0, addr(66), &bytes).is_empty());
         n += 1;
     }
@@ -2748,7 +2895,7 @@ fn keepalive_or_bitfield_for_an_upload_not_held_gets_a_drop() {
         first: false,
         runs: &[],
     });
-    for (i, msg) in [Message::KeepAlive(KeepAlive { club: 0 }), bitfield]
+    for (i, msg) in [Message::KeepAlive(KeepAlive::bare(0)), bitfield]
         .iter()
         .enumerate()
     {
@@ -2767,7 +2914,7 @@ fn keepalive_or_bitfield_for_an_upload_not_held_gets_a_drop() {
         &mut p,
         at(T0, 6),
         e,
-        &Message::KeepAlive(KeepAlive { club: 1 }),
+        &Message::KeepAlive(KeepAlive::bare(1)),
     );
     assert!(drops_to(&out, e).is_empty());
 }

@@ -821,7 +821,7 @@ fn control_messages_reach_the_kernel_socket_not_the_worker() {
         let before = rig.steering.counters().expect("counters");
         let running = RunningWorker::start(rig.worker);
         let mut keepalive = [0u8; 16];
-        let len = Message::KeepAlive(KeepAlive { club: 1 })
+        let len = Message::KeepAlive(KeepAlive::bare(1))
             .encode(&mut keepalive)
             .expect("encode KEEPALIVE");
         rig.peers

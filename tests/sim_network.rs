@@ -405,7 +405,11 @@ fn timers_fire_exactly_and_rearm() {
 #[test]
 fn a_skewed_clock_shifts_what_a_node_sees_and_not_when_its_timers_fire() {
     let mut net = Network::new(8);
-    let a = net.add(addr(1), LinkProfile::with_latency_ms(1), Probe::new(addr(1)));
+    let a = net.add(
+        addr(1),
+        LinkProfile::with_latency_ms(1),
+        Probe::new(addr(1)),
+    );
     let b = net.add(
         addr(2),
         LinkProfile::with_latency_ms(1),
@@ -433,8 +437,16 @@ fn a_skewed_clock_shifts_what_a_node_sees_and_not_when_its_timers_fire() {
 #[test]
 fn an_outage_loses_both_directions_until_it_ends() {
     let mut net = Network::new(9);
-    let a = net.add(addr(1), LinkProfile::with_latency_ms(1), Probe::new(addr(1)));
-    let b = net.add(addr(2), LinkProfile::with_latency_ms(1), Probe::new(addr(2)));
+    let a = net.add(
+        addr(1),
+        LinkProfile::with_latency_ms(1),
+        Probe::new(addr(1)),
+    );
+    let b = net.add(
+        addr(2),
+        LinkProfile::with_latency_ms(1),
+        Probe::new(addr(2)),
+    );
     assert!(net.set_outage(b, Time(1_000_000)));
     net.node_mut(a).send(addr(2), &[1]);
     net.node_mut(b).send(addr(1), &[2]);

@@ -7,7 +7,7 @@ use clubcast::auth::SourceKey;
 use clubcast::roles::{Peer, PeerConfig, Source, SourceConfig, Time, Tracker, TrackerConfig};
 use clubcast::sim::{LinkProfile, Network, NodeId};
 use clubcast::swarm::{SwarmNode, SwarmSummary};
-use clubcast::wire::StreamTag;
+use clubcast::wire::{StreamTag, VERSION};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -191,7 +191,7 @@ fn bad_datagrams_to_every_role_are_dropped_and_the_swarm_plays_on() {
     }
     // Out of window: a genuine-looking far-old batch number, and garbage.
     for n in 0..50u8 {
-        datagrams.push(vec![0xCC, 1, 0x40, n, 1, 2, 3]);
+        datagrams.push(vec![0xCC, VERSION, 0x40, n, 1, 2, 3]);
         datagrams.push(vec![n; usize::from(n) * 20]);
     }
     let targets: Vec<std::net::SocketAddr> = std::iter::once(addr(TRACKER))
@@ -286,7 +286,11 @@ fn summary_json_has_the_documented_fields() {
             "delay_ms_p99",
             "dup_ratio",
             "control_overhead",
-            "forged_rejected"
+            "forged_rejected",
+            "repair_overhead",
+            "drops_per_peer_min",
+            "delay_drops",
+            "bans_added"
         ]
     );
     assert!(json.starts_with("{\"peers\":6,\"clubs\":12,"), "{json}");

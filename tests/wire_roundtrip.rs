@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use clubcast::wire::{
     bitfield, Accept, AddrList, BatchSignature, Bitfield, Block, ClubList, ClubPeers,
     ClubPeersRequest, Connect, Direction, Drop, DropReason, Have, Heartbeat, Join, JoinRole,
-    KeepAlive, Load, Message, PeerList, Ping, Pong, Refuse, RefuseReason, StreamTag, WireError,
-    MAX_DATAGRAM, MAX_PAYLOAD,
+    KeepAlive, Load, Message, PeerList, Ping, Pong, Refuse, RefuseReason, Request, SeqList,
+    StreamTag, WireError, MAX_DATAGRAM, MAX_PAYLOAD, REQUEST_MAX_SEQS, VERSION,
 };
 use proptest::prelude::*;
 
@@ -24,6 +24,7 @@ struct Owned {
     bits: Vec<u8>,
     nbits: usize,
     runs: Vec<u8>,
+    seqs: Vec<u64>,
 }
 
 fn addr() -> impl Strategy<Value = SocketAddr> {
@@ -37,7 +38,7 @@ fn addr() -> impl Strategy<Value = SocketAddr> {
 
 fn owned() -> impl Strategy<Value = Owned> {
     (
-        0u8..15,
+        0u8..16,
         any::<[u8; 8]>(),
         any::<[u64; 4]>(),
         prop::collection::vec(any::<u16>(), 0..20),
@@ -46,32 +47,36 @@ fn owned() -> impl Strategy<Value = Owned> {
         prop::option::of((any::<u64>(), prop::array::uniform32(any::<u8>()))),
         prop::collection::vec(any::<[u8; 32]>(), 0..6),
         prop::collection::vec(any::<u8>(), 0..40),
+        prop::collection::vec(any::<u64>(), 0..=REQUEST_MAX_SEQS),
     )
-        .prop_map(|(kind, tag, n, clubs, addrs, bytes, sig, proof, bits)| {
-            let nbits = bits.len() * 8 - (n[3] as usize % 8).min(bits.len() * 8);
-            let mut runs = vec![0u8; 1024];
-            let (_, len) = bitfield::encode(&bits, nbits, &mut runs).expect("room for runs");
-            runs.truncate(len);
-            let sig = sig.map(|(ts, half)| {
-                let mut s = [0u8; 64];
-                s[..32].copy_from_slice(&half);
-                s[32..].copy_from_slice(&half);
-                (ts, s)
-            });
-            Owned {
-                kind,
-                tag,
-                n,
-                clubs,
-                addrs,
-                bytes,
-                sig,
-                proof,
-                bits,
-                nbits,
-                runs,
-            }
-        })
+        .prop_map(
+            |(kind, tag, n, clubs, addrs, bytes, sig, proof, bits, seqs)| {
+                let nbits = bits.len() * 8 - (n[3] as usize % 8).min(bits.len() * 8);
+                let mut runs = vec![0u8; 1024];
+                let (_, len) = bitfield::encode(&bits, nbits, &mut runs).expect("room for runs");
+                runs.truncate(len);
+                let sig = sig.map(|(ts, half)| {
+                    let mut s = [0u8; 64];
+                    s[..32].copy_from_slice(&half);
+                    s[32..].copy_from_slice(&half);
+                    (ts, s)
+                });
+                Owned {
+                    kind,
+                    tag,
+                    n,
+                    clubs,
+                    addrs,
+                    bytes,
+                    sig,
+                    proof,
+                    bits,
+                    nbits,
+                    runs,
+                    seqs,
+                }
+            },
+        )
 }
 
 fn build(o: &Owned) -> Message<'_> {
@@ -125,6 +130,7 @@ fn build(o: &Owned) -> Message<'_> {
                 downloads_in_club: (c >> 32) as u16,
                 downloads_out_of_club: (c >> 48) as u16,
             },
+            spare_kbps: (a >> 32) as u32,
             clubs,
         }),
         7 => Message::Connect(Connect {
@@ -159,9 +165,14 @@ fn build(o: &Owned) -> Message<'_> {
                 DropReason::Leaving,
                 DropReason::Forged,
                 DropReason::NoSuchConnection,
-            ][c as usize % 8],
+                DropReason::Shed,
+            ][c as usize % 9],
         }),
-        11 => Message::KeepAlive(KeepAlive { club: a as u16 }),
+        11 => Message::KeepAlive(KeepAlive {
+            club: a as u16,
+            received: b as u32,
+            queue_delay_ms: c as u16,
+        }),
         12 => Message::Have(Have {
             club: a as u16,
             seq: b,
@@ -172,6 +183,9 @@ fn build(o: &Owned) -> Message<'_> {
             bits: o.nbits as u16,
             first: o.nbits > 0 && bitfield::get_bit(&o.bits, 0),
             runs: &o.runs,
+        }),
+        14 => Message::Request(Request {
+            seqs: SeqList::Items(&o.seqs),
         }),
         _ => {
             let count = (b as u16).max(1);
@@ -238,7 +252,7 @@ proptest! {
         ]),
         body in prop::collection::vec(any::<u8>(), 0..1229),
     ) {
-        let mut data = vec![0xCC, 1, ty];
+        let mut data = vec![0xCC, VERSION, ty];
         data.extend_from_slice(&body);
         let _ = Message::parse(&data);
     }
@@ -256,7 +270,7 @@ proptest! {
 #[test]
 fn oversized_datagram_is_rejected() {
     let mut data = vec![0u8; MAX_DATAGRAM + 1];
-    data[..3].copy_from_slice(&[0xCC, 1, 0x24]);
+    data[..3].copy_from_slice(&[0xCC, VERSION, 0x24]);
     assert_eq!(
         Message::parse(&data),
         Err(WireError::Oversized {
@@ -269,15 +283,15 @@ fn oversized_datagram_is_rejected() {
 #[test]
 fn unknown_version_type_and_magic_are_named() {
     assert_eq!(
-        Message::parse(&[0xCC, 2, 0x24, 0, 1]),
-        Err(WireError::UnsupportedVersion(2))
+        Message::parse(&[0xCC, 1, 0x24, 0, 1]),
+        Err(WireError::UnsupportedVersion(1))
     );
     assert_eq!(
-        Message::parse(&[0xCC, 1, 0x7f]),
+        Message::parse(&[0xCC, VERSION, 0x7f]),
         Err(WireError::UnknownType(0x7f))
     );
     assert_eq!(
-        Message::parse(&[0x00, 1, 0x24]),
+        Message::parse(&[0x00, VERSION, 0x24]),
         Err(WireError::BadMagic(0))
     );
     assert!(matches!(
@@ -291,7 +305,7 @@ fn unknown_version_type_and_magic_are_named() {
 
 #[test]
 fn trailing_bytes_are_rejected() {
-    let msg = Message::KeepAlive(KeepAlive { club: 3 });
+    let msg = Message::KeepAlive(KeepAlive::bare(3));
     let mut buf = [0u8; 16];
     let len = msg.encode(&mut buf).expect("fits");
     assert_eq!(
@@ -356,7 +370,7 @@ fn block_layout_matches_the_specification() {
     let mut buf = [0u8; MAX_DATAGRAM];
     let len = block.encode(&mut buf).expect("fits");
     assert_eq!(len, 53 + 72 + 64 + 3);
-    assert_eq!(&buf[..4], &[0xCC, 1, 0x40, 1]);
+    assert_eq!(&buf[..4], &[0xCC, VERSION, 0x40, 1]);
     assert_eq!(&buf[4..12], b"STREAMID");
     assert_eq!(&buf[12..20], &0x0102030405060708u64.to_be_bytes());
     assert_eq!(&buf[20..22], &[0x0a, 0x0b]);
@@ -423,7 +437,7 @@ fn empty_bitfield_with_first_bit_set_is_rejected() {
 fn unassigned_enum_bytes_name_their_field() {
     // DROP: direction 0, club 1, reason 99.
     assert_eq!(
-        Message::parse(&[0xCC, 1, 0x23, 0, 0, 1, 99]),
+        Message::parse(&[0xCC, VERSION, 0x23, 0, 0, 1, 99]),
         Err(WireError::UnknownValue {
             field: "drop reason",
             value: 99
@@ -431,7 +445,7 @@ fn unassigned_enum_bytes_name_their_field() {
     );
     // ACCEPT: request id, direction 2.
     assert_eq!(
-        Message::parse(&[0xCC, 1, 0x21, 0, 0, 0, 1, 2, 0, 1]),
+        Message::parse(&[0xCC, VERSION, 0x21, 0, 0, 0, 1, 2, 0, 1]),
         Err(WireError::UnknownValue {
             field: "direction",
             value: 2

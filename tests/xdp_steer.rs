@@ -29,6 +29,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clubcast::relay::{SteerCounters, SteerError, SteeringProgram, XdpAction, XdpMode};
+use clubcast::wire::VERSION;
 use nix::libc;
 use xsk_rs::config::{LibxdpFlags, SocketConfig, UmemConfig};
 use xsk_rs::{FrameDesc, Socket, Umem};
@@ -194,10 +195,10 @@ fn internet_checksum(bytes: &[u8], initial: u32) -> u16 {
     !(sum as u16)
 }
 
-/// A clubcast datagram: magic, version 1, `message_type`, then `body_len`
+/// A clubcast datagram: magic, the wire version, `message_type`, then `body_len`
 /// filler bytes (the program reads only the header).
 fn clubcast_message(message_type: u8, body_len: usize) -> Vec<u8> {
-    let mut m = vec![0xCC, 1, message_type];
+    let mut m = vec![0xCC, VERSION, message_type];
     m.extend((0..body_len).map(|i| i as u8));
     m
 }
@@ -467,8 +468,8 @@ fn truncated_frames_are_passed_without_reading_past_the_end() {
 
     // A short datagram in a frame padded to the 60-byte Ethernet minimum:
     // the UDP length, not the padding, says where the payload ends.
-    let mut short = Ipv4Frame::udp(RELAY_PORT, vec![0xCC, 1]).build();
-    short.extend_from_slice(&[0xCC, 1, BLOCK, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let mut short = Ipv4Frame::udp(RELAY_PORT, vec![0xCC, VERSION]).build();
+    short.extend_from_slice(&[0xCC, VERSION, BLOCK, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(short.len(), 60);
     assert_passed_as(&prog, &short, "UDP length 10", |c| c.passed_truncated);
 }

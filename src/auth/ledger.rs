@@ -7,9 +7,11 @@
 //! next block must carry: the signature and the whole path for the first
 //! block of a batch, then only the sibling hashes below the lowest node the
 //! receiver already has. The receiver's `BatchVerifier` caches exactly those
-//! nodes, so the two stay in step as long as datagrams arrive; a lost one
-//! leaves the receiver unable to check the next block, which it then drops
-//! and counts, and the gap drops the connection anyway ([0052]).
+//! nodes, so the two stay in step as long as datagrams arrive. A lost one
+//! leaves the receiver unable to check the next blocks of that batch: it
+//! parks them and asks for one again (a REQUEST), and the sender then
+//! [`ProofLedger::forget`]s the batch, so its next block carries the
+//! signature and the whole path once more.
 
 use super::tree::{NodeId, Path};
 
@@ -69,6 +71,17 @@ impl ProofLedger {
             }
         };
         self.entries[slot].get_or_insert(Entry { batch, known: 0 })
+    }
+
+    /// Forgets what the receiver holds of `batch`: the next block of it
+    /// carries the signature and its whole path again (after the receiver
+    /// asked for a block again, it may have lost them).
+    pub fn forget(&mut self, batch: u64) {
+        for e in &mut self.entries {
+            if e.is_some_and(|e| e.batch == batch) {
+                *e = None;
+            }
+        }
     }
 
     /// Decides what block `index` of a `count`-block batch must carry and

@@ -747,6 +747,14 @@ fn print_table(s: &SwarmSummary) {
         s.control_overhead * 100.0
     );
     println!("  forged rejected   {}", s.forged_rejected);
+    println!(
+        "  repair            {:.2}% of the stream",
+        s.repair_overhead * 100.0
+    );
+    println!(
+        "  drops             {:.2} per peer and minute ({} for delay), {} bans",
+        s.drops_per_peer_min, s.delay_drops, s.bans_added
+    );
     if let Some(kib) = peak_rss_kib() {
         println!(
             "  peak RSS          {:.1} MiB (whole process)",

@@ -301,9 +301,9 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
                 }
             }
         },
-        |n, t| {
+        |n, t, udp| {
             status_line(n, t);
-            publish_metrics(metrics.as_ref(), n.peer(), |e| {
+            publish_metrics(metrics.as_ref(), n.peer(), udp, |e| {
                 relay_metrics(n, plane.as_ref(), e)
             });
         },

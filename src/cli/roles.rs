@@ -14,9 +14,9 @@ use rand::SeedableRng;
 
 use crate::auth::{SourceKey, StreamId};
 use crate::io::clock;
-use crate::io::udp::UdpDriver;
+use crate::io::udp::{UdpDriver, UdpStats};
 use crate::media::{IngestPump, PeerStream};
-use crate::metrics::{peer_metrics, Exposition, MetricsServer};
+use crate::metrics::{peer_metrics, udp_metrics, Exposition, MetricsServer};
 use crate::roles::{
     Node, Peer, PeerConfig, PeerEvent, Source, SourceConfig, Tracker, TrackerConfig,
 };
@@ -113,8 +113,9 @@ pub struct PeerArgs {
     /// In-club uploads and downloads per club, at most ([0026]).
     #[arg(long, default_value_t = 3)]
     in_club_max: usize,
-    /// One-way delay above which a download is dropped, ms ([0051]).
-    #[arg(long, default_value_t = 2_000)]
+    /// Queuing delay (one-way delay above the connection's own floor,
+    /// lasting a second) above which a download is dropped, ms ([0051]).
+    #[arg(long, default_value_t = 1_000)]
     delay_threshold_ms: u32,
     /// Serve the stream to players (VLC, mpv, ffplay) at
     /// http://ADDR/stream: HTTP-FLV for an RTMP source, MPEG-TS otherwise.
@@ -123,6 +124,10 @@ pub struct PeerArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Write the same metrics to FILE once a second (for scripts and
+    /// benches that cannot reach the peer's address).
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     duration: Option<u64>,
@@ -154,11 +159,13 @@ pub(super) fn metrics_server(addr: Option<SocketAddr>) -> Result<Option<MetricsS
 pub(super) fn publish_metrics(
     server: Option<&MetricsServer>,
     peer: &Peer,
+    udp: &UdpStats,
     more: impl FnOnce(&mut Exposition),
 ) {
     if let Some(server) = server {
         let mut e = Exposition::new();
         peer_metrics(peer, &mut e);
+        udp_metrics(udp, &mut e);
         more(&mut e);
         server.publish(e);
     }
@@ -187,14 +194,15 @@ pub(super) fn bind_announced(
 }
 
 /// Runs `node` on `socket` until `duration` passes, calling `between`
-/// after every slice of `slice` and `report` once a second.
+/// after every slice of `slice` and `report` once a second, with the
+/// seconds run and the socket's counters.
 pub(super) fn drive<N: Node>(
     socket: UdpSocket,
     node: N,
     duration: Option<u64>,
     slice: Duration,
     mut between: impl FnMut(&mut N),
-    mut report: impl FnMut(&mut N, u64),
+    mut report: impl FnMut(&mut N, u64, &UdpStats),
 ) -> Result<(), String> {
     let mut driver = UdpDriver::new().map_err(|e| e.to_string())?;
     let id = driver.add(socket, node).map_err(|e| e.to_string())?;
@@ -216,7 +224,10 @@ pub(super) fn drive<N: Node>(
         between(node);
         if Instant::now() >= next_report {
             next_report += Duration::from_secs(1);
-            report(node, start.elapsed().as_secs());
+            let udp = driver.stats();
+            if let Some(node) = driver.node_mut(id) {
+                report(node, start.elapsed().as_secs(), &udp);
+            }
         }
     }
 }
@@ -242,7 +253,7 @@ pub fn run_tracker(args: &TrackerArgs) -> Result<ExitCode, String> {
         args.duration,
         Duration::from_secs(1),
         |_| {},
-        |t, s| {
+        |t, s, _| {
             let st = t.stats();
             println!(
                 "t={s}s peers {} joins {} heartbeats {} expired {} malformed {} wrong-stream {}",
@@ -319,9 +330,9 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
                 pump.pump(now.0, |payload| s.push_block(now, &payload));
             }
         },
-        |s, t| {
+        |s, t, udp| {
             let st = s.peer().stats();
-            publish_metrics(metrics.as_ref(), s.peer(), |e| {
+            publish_metrics(metrics.as_ref(), s.peer(), udp, |e| {
                 e.counter(
                     "clubcast_source_blocks_published_total",
                     "blocks cut, signed and sent",
@@ -444,15 +455,28 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
                         args.stream_id
                     ),
                     PeerEvent::GracefulFailure => eprintln!(
-                        "clubcast: swarm quality too low for this peer's upload rate; stopped all activity ([0063])"
+                        "clubcast: swarm quality too low for what this peer's uplink carries; stopped all activity for a back-off ([0063])"
                     ),
+                    PeerEvent::Resumed => eprintln!("clubcast: back-off over; taking part again"),
                 }
             }
         },
-        |p, t| {
+        |p, t, udp| {
             let st = p.stats();
             let ps = p.playout_stats();
-            publish_metrics(metrics.as_ref(), p, |e| {
+            if let Some(path) = &args.metrics_file {
+                let mut e = Exposition::new();
+                peer_metrics(p, &mut e);
+                udp_metrics(udp, &mut e);
+                let tmp = path.with_extension("tmp");
+                // Written whole, then renamed: a reader never sees half.
+                let written =
+                    std::fs::write(&tmp, e.into_text()).and_then(|()| std::fs::rename(&tmp, path));
+                if let Err(err) = written {
+                    eprintln!("clubcast: cannot write {}: {err}", path.display());
+                }
+            }
+            publish_metrics(metrics.as_ref(), p, udp, |e| {
                 if let Some(s) = players.borrow().as_ref() {
                     let o = s.stats();
                     let l = s.output().latency();

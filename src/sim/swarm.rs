@@ -98,11 +98,9 @@ impl Scenario {
         match self {
             Scenario::Clean => Impairment::link(clean),
             Scenario::Loss5 => Impairment::link(clean.loss(0.05)),
-            Scenario::Loss2Jitter => Impairment::link(
-                LinkProfile::with_latency_ms(25)
-                    .jitter_ms(30)
-                    .loss(0.02),
-            ),
+            Scenario::Loss2Jitter => {
+                Impairment::link(LinkProfile::with_latency_ms(25).jitter_ms(30).loss(0.02))
+            }
             Scenario::SlowThird if third => {
                 // 1 Mbit/s; 200 ms of queue, as a home router's buffer.
                 Impairment::link(clean.upload(125_000, 25_000))

@@ -6,11 +6,17 @@
 //! peers' counters to the figures a run reports: continuity, startup time,
 //! delay, duplicate ratio, control overhead and forged blocks rejected.
 //! `loopback` runs swarms on kernel UDP sockets; `netns` puts a relay and a
-//! swarm in network namespaces of their own, joined by veth.
+//! swarm in network namespaces of their own, joined by veth. `rig` builds
+//! an impaired network of namespaces for real processes (with
+//! `delay_queue` holding datagrams for delay and jitter), and `netbench`
+//! runs the named impairment scenarios on it.
 
+mod delay_queue;
 pub mod loopback;
+pub mod netbench;
 pub mod netns;
 mod node;
+pub mod rig;
 mod summary;
 
 pub use node::SwarmNode;

@@ -7,7 +7,13 @@
 //!   ready at the peer;
 //! - dup_ratio: block payload bytes received over unique payload bytes;
 //! - control_overhead: bytes of non-BLOCK datagrams over bytes of BLOCK
-//!   datagrams, both as sent by the peers and the source.
+//!   datagrams, both as sent by the peers and the source;
+//! - repair_overhead: bytes of BLOCKs sent in answer to REQUESTs over the
+//!   unique payload the peers needed;
+//! - drops_per_peer_min: connections the peers dropped for congestion
+//!   (delay, gap, silence, missing keep-alives), per peer and minute;
+//!   delay_drops counts those for delay alone ([0051]);
+//! - bans_added: peers the peers put on their ban lists.
 
 use hdrhistogram::Histogram;
 
@@ -43,6 +49,14 @@ pub struct SwarmSummary {
     pub control_overhead: f64,
     /// Blocks that failed authentication, over all peers.
     pub forged_rejected: u64,
+    /// Repair bytes sent over unique payload needed.
+    pub repair_overhead: f64,
+    /// Congestion drops per peer and minute.
+    pub drops_per_peer_min: f64,
+    /// Drops for delay ([0051]), over all peers.
+    pub delay_drops: u64,
+    /// Bans added, over all peers.
+    pub bans_added: u64,
 }
 
 impl SwarmSummary {
@@ -62,6 +76,7 @@ impl SwarmSummary {
             Histogram::new(2).expect("2 significant figures are valid");
         let (mut payload_in, mut unique, mut forged) = (0u64, 0u64, 0u64);
         let (mut control, mut block) = (0u64, 0u64);
+        let (mut repair, mut drops, mut delay_drops, mut bans) = (0u64, 0u64, 0u64, 0u64);
         for p in peers {
             n += 1;
             clubs = p.club_count();
@@ -83,6 +98,10 @@ impl SwarmSummary {
             forged += s.forged_rejected;
             control += s.control_bytes_out;
             block += s.block_bytes_out;
+            repair += s.repair_bytes_sent;
+            drops += s.dropped_delay + s.dropped_gap + s.dropped_silence + s.dropped_keepalive;
+            delay_drops += s.dropped_delay;
+            bans += s.bans_added;
         }
         if let Some(src) = source {
             control += src.stats().control_bytes_out;
@@ -112,13 +131,21 @@ impl SwarmSummary {
             dup_ratio: ratio(payload_in, unique),
             control_overhead: ratio(control, block),
             forged_rejected: forged,
+            repair_overhead: ratio(repair, unique),
+            drops_per_peer_min: if n == 0 || duration_s <= 0.0 {
+                0.0
+            } else {
+                drops as f64 / n as f64 / (duration_s / 60.0)
+            },
+            delay_drops,
+            bans_added: bans,
         }
     }
 
     /// The summary as one JSON object.
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"peers\":{},\"clubs\":{},\"duration_s\":{:.1},\"bitrate_kbps\":{},\"continuity_min\":{:.4},\"continuity_mean\":{:.4},\"startup_ms_p50\":{:.0},\"startup_ms_max\":{:.0},\"delay_ms_p50\":{:.1},\"delay_ms_p99\":{:.1},\"dup_ratio\":{:.3},\"control_overhead\":{:.4},\"forged_rejected\":{}}}",
+            "{{\"peers\":{},\"clubs\":{},\"duration_s\":{:.1},\"bitrate_kbps\":{},\"continuity_min\":{:.4},\"continuity_mean\":{:.4},\"startup_ms_p50\":{:.0},\"startup_ms_max\":{:.0},\"delay_ms_p50\":{:.1},\"delay_ms_p99\":{:.1},\"dup_ratio\":{:.3},\"control_overhead\":{:.4},\"forged_rejected\":{},\"repair_overhead\":{:.4},\"drops_per_peer_min\":{:.2},\"delay_drops\":{},\"bans_added\":{}}}",
             self.peers,
             self.clubs,
             self.duration_s,
@@ -131,7 +158,11 @@ impl SwarmSummary {
             self.delay_ms_p99,
             self.dup_ratio,
             self.control_overhead,
-            self.forged_rejected
+            self.forged_rejected,
+            self.repair_overhead,
+            self.drops_per_peer_min,
+            self.delay_drops,
+            self.bans_added
         )
     }
 }

@@ -8,7 +8,7 @@
 
 use super::bitfield;
 use super::byte_enum::byte_enum;
-use super::{AddrList, ClubList, Reader, StreamTag, WireError, Writer, STREAM_TAG_LEN};
+use super::{AddrList, ClubList, Reader, SeqList, StreamTag, WireError, Writer, STREAM_TAG_LEN};
 
 fn read_tag(r: &mut Reader<'_>) -> Result<StreamTag, WireError> {
     Ok(StreamTag(*r.array::<STREAM_TAG_LEN>("stream tag")?))
@@ -222,6 +222,9 @@ pub struct Load {
     pub downloads_out_of_club: u16,
 }
 
+/// [`Pong::spare_kbps`] of a peer that has not found its uplink's limit.
+pub const SPARE_UNLIMITED: u32 = u32::MAX;
+
 /// Answer to [`Ping`] ([0033]-[0035]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pong<'a> {
@@ -231,6 +234,10 @@ pub struct Pong<'a> {
     pub club: u16,
     /// The responder's connection counts relative to `club`.
     pub load: Load,
+    /// Upload capacity the responder has left, in kbit/s: its estimate of
+    /// what its uplink carries minus what it sends;
+    /// [`SPARE_UNLIMITED`] while it has seen no limit.
+    pub spare_kbps: u32,
     /// The clubs the responder sits in.
     pub clubs: ClubList<'a>,
 }
@@ -246,6 +253,7 @@ impl<'a> Pong<'a> {
                 downloads_in_club: r.u16("downloads in club")?,
                 downloads_out_of_club: r.u16("downloads out of club")?,
             },
+            spare_kbps: r.u32("spare upload")?,
             clubs: ClubList::read(r, "clubs")?,
         })
     }
@@ -257,6 +265,7 @@ impl<'a> Pong<'a> {
         w.u16(self.load.uploads_out_of_club)?;
         w.u16(self.load.downloads_in_club)?;
         w.u16(self.load.downloads_out_of_club)?;
+        w.u32(self.spare_kbps)?;
         self.clubs.write(w, "clubs")
     }
 }
@@ -397,6 +406,9 @@ byte_enum! {
         /// The receiver acted on a connection the sender does not have (a
         /// DROP crossed a CONNECT): it is to forget it too.
         NoSuchConnection = 8,
+        /// The uploader's uplink cannot carry the connection: it sheds it
+        /// to keep its other uploads on time. Not a fault of either side.
+        Shed = 9,
     }
 }
 
@@ -430,22 +442,80 @@ impl Drop {
     }
 }
 
-/// Downloader -> uploader: keep the connection of `club` alive ([0053]).
+/// [`KeepAlive::queue_delay_ms`] when the downloader has no measure yet.
+pub const DELAY_UNKNOWN: u16 = u16::MAX;
+
+/// Downloader -> uploader: keep the connection of `club` alive ([0053]),
+/// and how it fares, so the uploader can fit its sending to its uplink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeepAlive {
     /// Club of the connection.
     pub club: u16,
+    /// Blocks received on the connection so far (wrapping).
+    pub received: u32,
+    /// Queuing delay of the connection: its recent one-way delay above the
+    /// lowest it has had, in ms (saturating); [`DELAY_UNKNOWN`] before
+    /// any block.
+    pub queue_delay_ms: u16,
 }
 
 impl KeepAlive {
+    /// A keep-alive of `club` that reports nothing.
+    pub fn bare(club: u16) -> Self {
+        KeepAlive {
+            club,
+            received: 0,
+            queue_delay_ms: DELAY_UNKNOWN,
+        }
+    }
+
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(KeepAlive {
             club: r.u16("club")?,
+            received: r.u32("received")?,
+            queue_delay_ms: r.u16("queue delay")?,
         })
     }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
-        w.u16(self.club)
+        w.u16(self.club)?;
+        w.u32(self.received)?;
+        w.u16(self.queue_delay_ms)
+    }
+}
+
+/// Most sequence numbers one [`Request`] may ask for.
+pub const REQUEST_MAX_SEQS: usize = 32;
+
+/// "Send me these blocks again": loss repair. A peer asks a peer it has a
+/// connection with for blocks it lacks as their play time nears; the
+/// answer is each held block, as a BLOCK carrying its whole proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The blocks wanted, at most [`REQUEST_MAX_SEQS`].
+    pub seqs: SeqList<'a>,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn read(r: &mut Reader<'a>) -> Result<Self, WireError> {
+        let seqs = SeqList::read(r, "sequences")?;
+        if seqs.len() > REQUEST_MAX_SEQS {
+            return Err(WireError::Invalid {
+                field: "sequences",
+                reason: "more than 32 sequence numbers",
+            });
+        }
+        Ok(Request { seqs })
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        if self.seqs.len() > REQUEST_MAX_SEQS {
+            return Err(WireError::Invalid {
+                field: "sequences",
+                reason: "more than 32 sequence numbers",
+            });
+        }
+        self.seqs.write(w, "sequences")
     }
 }
 

@@ -1,4 +1,5 @@
-//! Counted lists inside messages: club numbers and peer addresses.
+//! Counted lists inside messages: club numbers, peer addresses and
+//! sequence numbers.
 //!
 //! A list is either still on the wire (a validated byte range of the parsed
 //! datagram, decoded lazily on iteration) or a slice of items the caller
@@ -38,6 +39,9 @@ pub type ClubList<'a> = List<'a, u16>;
 
 /// Peer addresses (IPv4 or IPv6, with port).
 pub type AddrList<'a> = List<'a, SocketAddr>;
+
+/// Block sequence numbers.
+pub type SeqList<'a> = List<'a, u64>;
 
 impl<'a, T: ListItem> List<'a, T> {
     /// Most items a list can hold (its count is one byte).
@@ -142,6 +146,16 @@ impl ListItem for u16 {
 
     fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.u16(*self)
+    }
+}
+
+impl ListItem for u64 {
+    fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        r.u64("sequence")
+    }
+
+    fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        w.u64(*self)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The clubcast wire format, version 1 (specified byte by byte in `docs/PROTOCOL.md`).
+//! The clubcast wire format, version 2 (specified byte by byte in `docs/PROTOCOL.md`).
 //!
 //! Every datagram starts with a three-byte header (magic `0xCC`, version,
 //! message type) followed by the message body in big-endian fields. Parsing
@@ -22,9 +22,10 @@ pub use block::{
 pub use control::{
     Accept, Bitfield, ClubPeers, ClubPeersRequest, Connect, Direction, Drop, DropReason, Have,
     Heartbeat, Join, JoinRole, KeepAlive, Load, PeerList, Ping, Pong, Refuse, RefuseReason,
+    Request, DELAY_UNKNOWN, REQUEST_MAX_SEQS, SPARE_UNLIMITED,
 };
 pub use cursor::{Reader, Writer};
-pub use list::{AddrList, ClubList, List, ListItem};
+pub use list::{AddrList, ClubList, List, ListItem, SeqList};
 
 use thiserror::Error;
 
@@ -32,7 +33,7 @@ use thiserror::Error;
 pub const MAGIC: u8 = 0xCC;
 
 /// Wire format version spoken by this build.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Largest UDP payload clubcast ever sends or accepts. 1232 bytes fits the
 /// IPv6 minimum MTU of 1280 after a 40-byte IPv6 and an 8-byte UDP header, so
@@ -164,6 +165,8 @@ byte_enum::byte_enum! {
         Have = 0x30,
         /// The blocks of a club I already hold.
         Bitfield = 0x31,
+        /// Send me these blocks again (loss repair).
+        Request = 0x32,
         /// A data block (the hot path).
         Block = 0x40,
     }
@@ -239,6 +242,8 @@ pub enum Message<'a> {
     Have(Have),
     /// See [`Bitfield`].
     Bitfield(Bitfield<'a>),
+    /// See [`Request`].
+    Request(Request<'a>),
     /// See [`Block`].
     Block(Block<'a>),
 }
@@ -263,6 +268,7 @@ impl<'a> Message<'a> {
             MessageType::KeepAlive => Message::KeepAlive(KeepAlive::read(r)?),
             MessageType::Have => Message::Have(Have::read(r)?),
             MessageType::Bitfield => Message::Bitfield(Bitfield::read(r)?),
+            MessageType::Request => Message::Request(Request::read(r)?),
             MessageType::Block => Message::Block(Block::read(r)?),
         };
         r.clone().finish(ty.name())?;
@@ -286,6 +292,7 @@ impl<'a> Message<'a> {
             Message::KeepAlive(_) => MessageType::KeepAlive,
             Message::Have(_) => MessageType::Have,
             Message::Bitfield(_) => MessageType::Bitfield,
+            Message::Request(_) => MessageType::Request,
             Message::Block(_) => MessageType::Block,
         }
     }
@@ -310,6 +317,7 @@ impl<'a> Message<'a> {
             Message::KeepAlive(m) => m.write(w)?,
             Message::Have(m) => m.write(w)?,
             Message::Bitfield(m) => m.write(w)?,
+            Message::Request(m) => m.write(w)?,
             Message::Block(m) => m.write(w)?,
         }
         check_budget(w.len())
@@ -334,6 +342,7 @@ impl MessageType {
             MessageType::KeepAlive => "KEEPALIVE",
             MessageType::Have => "HAVE",
             MessageType::Bitfield => "BITFIELD",
+            MessageType::Request => "REQUEST",
             MessageType::Block => "BLOCK",
         }
     }

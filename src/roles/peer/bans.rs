@@ -1,7 +1,9 @@
 //! The ban list ([0039], [0054]-[0055]).
 //!
 //! A peer that drops a connection for congestion (delay, sequence gap,
-//! silence, missing keep-alives) bans the other side. Banned peers are not
+//! silence, missing keep-alives) bans the other side. Those rules judge on
+//! rates and lasting delays, so a ban follows only a real fault, never a
+//! random loss or a short stall. Banned peers are not
 //! chosen for new connections and their requests are refused. Every sweep
 //! period (5 s) each banned peer leaves the list with probability 1/8, the
 //! seed's roll of an eight-sided die. The list is bounded; when full, the
@@ -31,15 +33,16 @@ impl BanList {
         }
     }
 
-    /// Bans `addr` (again).
-    pub fn ban(&mut self, addr: SocketAddr) {
+    /// Bans `addr`; false when it was banned already.
+    pub fn ban(&mut self, addr: SocketAddr) -> bool {
         if self.banned.contains(&addr) {
-            return;
+            return false;
         }
         if self.banned.len() >= self.capacity {
             self.banned.pop_front();
         }
         self.banned.push_back(addr);
+        true
     }
 
     /// True while `addr` is banned.

@@ -3,29 +3,52 @@
 //!
 //! A block is verified before anything else is done with it; a forged one
 //! is counted, never stored, played or forwarded, and costs its sender the
-//! connection. A genuine block on a download feeds the delay and gap rules.
-//! A fresh block of one of this peer's clubs is announced with HAVE to the
-//! in-club peers it downloads from and queued for every upload of that club
-//! whose receiver has not said HAVE; a block of another club is only played
-//! ([0050]). Queued sends are built at drain time with the proof hashes and
-//! signature the receiver lacks ([0049]). A block that cannot be checked yet
-//! because the datagram carrying the hashes it builds on is late is parked
-//! briefly and checked again when more of its batch is verified.
+//! connection. A genuine block on a download feeds the delay and gap rules,
+//! and the blocks it shows missing are wanted for repair. A fresh block of
+//! one of this peer's clubs is announced with HAVE to the in-club peers it
+//! downloads from and queued for every upload of that club whose receiver
+//! has not said HAVE; a block of another club is only played ([0050]).
+//! Queued sends leave as the uplink pacer allows, in the 9:1 order, and
+//! are built at drain time with the proof hashes and signature the
+//! receiver lacks ([0049]); one that waited longer than a block is useful
+//! is dropped and counted. A block that cannot be checked yet because the
+//! datagram carrying the hashes it builds on is late or lost is parked,
+//! checked again when more of its batch is verified, and asked for again
+//! whole if that does not come soon. A REQUEST is answered from the store,
+//! within the requester's budget, with each block's whole proof.
 
 use std::net::SocketAddr;
 
+use super::repair::TokenBucket;
 use super::scheduler::Lane;
 use super::store::StoredBlock;
 use super::{Mode, Peer, PeerEvent, SendItem};
 use crate::auth::AuthError;
 use crate::roles::Time;
-use crate::wire::{BatchSignature, Block, Direction, DropReason, Message};
+use crate::wire::{BatchSignature, Block, Direction, DropReason, Message, Request};
 
 /// Blocks kept while they wait for the hashes they build on.
 const PARKED_MAX: usize = 64;
 
 /// How long a parked block waits, in microseconds.
 const PARKED_US: u64 = 500_000;
+
+/// A parked block is asked for again, whole, after this long, us: the
+/// datagram with its hashes was probably lost, not only late.
+const PARKED_ASK_US: u64 = 100_000;
+
+/// A queued forward older than this is dropped, us: by then the receiver
+/// has it from elsewhere or will ask for it.
+const SEND_QUEUE_MAX_US: u64 = 1_000_000;
+
+/// Least wait before a hole is asked for, us.
+const REPAIR_WAIT_MIN_US: u64 = 30_000;
+
+/// Tokens the pacer must hold for the next block (a full datagram).
+const PACE_UNIT: usize = crate::wire::MAX_DATAGRAM;
+
+/// Burst of a requester's repair budget, in seconds of the stream.
+const REPAIR_BURST_S: f64 = 0.5;
 
 /// Blocks of another stream tolerated before the peer reports it.
 const WRONG_STREAM_REPORT: u64 = 20;
@@ -66,7 +89,7 @@ impl Peer {
                 // Verify before forward: a forgery is never kept, and its
                 // sender is banned and loses the connection it came on.
                 self.stats.forged_rejected += 1;
-                self.bans.ban(from);
+                self.ban(from);
                 if self.conns.download(from, block.club).is_some() {
                     self.drop_connection(from, block.club, Direction::Download, DropReason::Forged);
                 }
@@ -74,12 +97,21 @@ impl Peer {
             }
         };
         self.congestion_checks(now, from, block);
+        self.got_wanted(block.seq);
         if !verified.fresh || self.store.has(block.seq) {
             self.stats.duplicates += 1;
             return;
         }
         self.accept_block(now, from, block, Time(verified.batch_timestamp_us));
         self.retry_parked(now, block.batch);
+    }
+
+    /// `seq` is here: it is no longer wanted; count a repair if it was
+    /// asked for.
+    fn got_wanted(&mut self, seq: u64) {
+        if self.repair.got(seq).is_some_and(|w| w.asked > 0) {
+            self.stats.repaired += 1;
+        }
     }
 
     /// Keeps a copy of a block that cannot be checked yet, bounded in
@@ -95,6 +127,10 @@ impl Peer {
         }
         self.parked
             .push_back((now, from, block.batch, buf[..len].to_vec()));
+        // If the hashes do not come soon, the datagram carrying them was
+        // lost ([0049] assumes delivery): ask for the block whole.
+        self.repair
+            .want(block.seq, now, Time(now.0 + PARKED_ASK_US));
     }
 
     /// Checks parked blocks of `batch` again, now that more of its tree is
@@ -119,6 +155,10 @@ impl Peer {
                     Ok(v) => {
                         progress = true;
                         self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
+                        // Verified now: it counts for its download as of
+                        // when it arrived.
+                        self.congestion_checks(parked_at, from, &block);
+                        self.got_wanted(block.seq);
                         if v.fresh && !self.store.has(block.seq) {
                             self.accept_block(now, from, &block, Time(v.batch_timestamp_us));
                         } else {
@@ -137,40 +177,67 @@ impl Peer {
         }
     }
 
-    /// The delay and gap bookkeeping of a download ([0051]-[0052]).
+    /// The delay and gap bookkeeping of a download ([0051]-[0052]). The
+    /// blocks a foreign download skipped and this peer lacks are holes,
+    /// wanted for repair; they count against the connection unless they
+    /// were skipped over a silence. The delay rule compares the download's
+    /// one-way delay with its own floor, so the clocks' offset cancels.
     fn congestion_checks(&mut self, now: Time, from: SocketAddr, block: &Block<'_>) {
         let c = u64::from(self.club_count);
+        let stall_us = self.stall_us();
+        let wait_us = self.repair_wait_us(from, block.club);
         let Some(d) = self.conns.download(from, block.club) else {
             return;
         };
-        d.last_block = now;
+        let quiet_us = now.0.saturating_sub(d.last_block.0);
+        d.last_block = d.last_block.max(now);
+        d.received = d.received.wrapping_add(1);
+        d.owd.sample(now, block.sent_at_us);
+        let mut holes = Vec::new();
         // Every block of a foreign club comes on its one download, so a
-        // skipped sequence number means a lost block, unless it is merely
-        // reordered and follows within the window (see `maintain`). In-club,
+        // skipped sequence number is a lost or reordered block. In-club,
         // HAVE legitimately skips blocks.
         if !d.in_club {
-            if let Some((g, since)) = d.gap {
-                if g == block.seq {
-                    // The awaited block came: watch the next hole, if any,
-                    // from the time the first was seen.
-                    let last = d.last_seq.unwrap_or(g);
-                    let store = &self.store;
-                    let next = (1..)
-                        .map(|k| g + k * c)
-                        .take_while(|s| *s < last)
-                        .find(|s| !store.has(*s));
-                    d.gap = next.map(|s| (s, since));
+            if let Some(last) = d.last_seq.filter(|l| block.seq > l + c) {
+                let counted = quiet_us < stall_us;
+                let store = &self.store;
+                for seq in (last + c..block.seq).step_by(c as usize).take(256) {
+                    if !store.has(seq) {
+                        d.gaps.hole(seq, now, counted);
+                        holes.push(seq);
+                    }
                 }
             }
-            if d.gap.is_none() && d.last_seq.is_some_and(|l| block.seq > l + c) {
-                d.gap = d.last_seq.map(|l| (l + c, now));
-            }
+            d.gaps.delivered(block.seq);
         }
         d.last_seq = Some(d.last_seq.map_or(block.seq, |l| l.max(block.seq)));
-        let delay_ms = now.0.saturating_sub(block.sent_at_us) / 1000;
-        if delay_ms > u64::from(block.delay_threshold_ms) {
+        let threshold_us = u64::from(block.delay_threshold_ms) * 1000;
+        let delayed = d.owd.queuing_us(now).is_some_and(|q| q > threshold_us);
+        for seq in holes {
+            self.repair.want(seq, now, Time(now.0 + wait_us));
+        }
+        if delayed {
             self.drop_connection(from, block.club, Direction::Download, DropReason::Delay);
         }
+    }
+
+    /// A download silent for this long before a block came skipped its
+    /// holes over a stall, not a loss: four club intervals, at least
+    /// `reorder_ms`.
+    pub(super) fn stall_us(&self) -> u64 {
+        let club_interval = self.block_us * u64::from(self.club_count);
+        (4 * club_interval).max(self.cfg.reorder_ms * 1000)
+    }
+
+    /// How long a hole on the download from `from` of `club` waits before
+    /// it is asked for: twice the path's jitter (it may only be reordered),
+    /// at least `REPAIR_WAIT_MIN_US`.
+    fn repair_wait_us(&mut self, from: SocketAddr, club: u16) -> u64 {
+        let jitter = self
+            .conns
+            .download(from, club)
+            .map_or(0, |d| d.owd.jitter_us());
+        (2 * jitter).max(REPAIR_WAIT_MIN_US)
     }
 
     /// Stores a fresh verified block, announces it and queues it onwards.
@@ -184,6 +251,7 @@ impl Peer {
         }
         self.store
             .insert(block.seq, StoredBlock::of(block, source_time));
+        self.arrival_lag.sample(now, source_time.0);
         // Clamp: a histogram record fails only above its range.
         let _ = self
             .delays_us
@@ -211,13 +279,36 @@ impl Peer {
             } else {
                 Lane::OutOfClub
             };
-            self.sends.push(lane, SendItem { to: u.to, seq });
+            self.sends.push(
+                lane,
+                SendItem {
+                    to: u.to,
+                    seq,
+                    queued: self.now,
+                    repair: false,
+                },
+            );
         }
     }
 
-    /// Builds and queues every waiting send, in the 9:1 order ([0048]).
+    /// Builds and queues the waiting sends the uplink pacer allows, in the
+    /// 9:1 order ([0048]).
     pub(super) fn flush_sends(&mut self) {
-        while let Some((_, item)) = self.sends.pop() {
+        loop {
+            if self.sends.is_empty() {
+                return;
+            }
+            if !self.pacer.may_send(self.now, PACE_UNIT) {
+                self.backlogged = true;
+                return;
+            }
+            let Some((_, item)) = self.sends.pop() else {
+                return;
+            };
+            if self.now.0 > item.queued.0 + SEND_QUEUE_MAX_US {
+                self.stats.send_stale += 1;
+                continue;
+            }
             let Some(stored) = self.store.get(item.seq) else {
                 self.stats.unforwardable += 1;
                 continue;
@@ -250,9 +341,62 @@ impl Peer {
                     self.stats.blocks_out += 1;
                     self.stats.block_bytes_out += len as u64;
                     self.stats.block_payload_out += stored.payload.len() as u64;
+                    self.pacer.on_sent(len);
+                    if item.repair {
+                        self.stats.repair_blocks_sent += 1;
+                        self.stats.repair_bytes_sent += len as u64;
+                    }
+                    let club = block.club;
+                    if let Some(u) = self.conns.upload(item.to, club) {
+                        u.sent = u.sent.wrapping_add(1);
+                    }
                 }
                 None => self.stats.send_drops += 1,
             }
+        }
+    }
+
+    /// A REQUEST for blocks this peer may hold ([0049] repair). Only a
+    /// peer with a connection to this one is answered, at most at the
+    /// stream's own rate; each block goes with its whole proof (the ledger
+    /// forgets the batch: the requester may have lost the hashes).
+    pub(super) fn on_request(&mut self, now: Time, from: SocketAddr, req: &Request<'_>) {
+        if !self.conns.involves(from) {
+            self.stats.repair_refused += req.seqs.len() as u64;
+            return;
+        }
+        let rate = f64::from(self.bitrate_kbps.max(64)) * 125.0;
+        let budget = self
+            .repair_budgets
+            .entry(from)
+            .or_insert_with(|| TokenBucket::new(rate, rate * REPAIR_BURST_S, now));
+        budget.set_rate(rate, rate * REPAIR_BURST_S);
+        let mut granted = Vec::new();
+        for seq in req.seqs.iter() {
+            let Some(stored) = self.store.get(seq) else {
+                self.stats.repair_refused += 1;
+                continue;
+            };
+            if !budget.take(now, stored.payload.len() as f64) {
+                self.stats.repair_refused += 1;
+                continue;
+            }
+            granted.push((seq, stored.batch));
+        }
+        let ledger = self.ledgers.entry(from).or_default();
+        for &(_, batch) in &granted {
+            ledger.forget(batch);
+        }
+        for (seq, _) in granted {
+            self.sends.push(
+                Lane::InClub,
+                SendItem {
+                    to: from,
+                    seq,
+                    queued: now,
+                    repair: true,
+                },
+            );
         }
     }
 

@@ -1,12 +1,17 @@
 //! A peer's connections: downloads (it receives a club's blocks) and
 //! uploads (it sends them), each for one club ([0025]-[0029]).
 //!
-//! A download remembers the last block and sequence number, for the delay,
-//! gap and silence rules ([0051]-[0053]); an upload remembers the last
-//! keep-alive and which recent blocks the receiver said it has ([0047]).
+//! A download remembers the last block and sequence number, its one-way
+//! delay and its holes, for the delay, gap and silence rules
+//! ([0051]-[0053]); an upload remembers the last keep-alive, what the
+//! receiver reported of it, and which recent blocks the receiver said it
+//! has ([0047]).
 
 use std::net::SocketAddr;
 
+use super::delay::OneWayDelay;
+use super::gaps::GapTracker;
+use super::pacer::UploadFeedback;
 use crate::roles::Time;
 
 /// Recent sequence numbers a receiver announced with HAVE or BITFIELD.
@@ -61,9 +66,30 @@ pub struct Download {
     pub last_seq: Option<u64>,
     /// When the last KEEPALIVE was sent.
     pub keepalive_sent: Time,
-    /// A skipped sequence number and when the skip was seen; it becomes a
-    /// gap ([0052]) if the block does not follow within the reorder window.
-    pub gap: Option<(u64, Time)>,
+    /// Blocks received on it (wrapping), reported in KEEPALIVE.
+    pub received: u32,
+    /// Its one-way delay against its own floor ([0051]).
+    pub owd: OneWayDelay,
+    /// Its holes and losses, for the gap rule ([0052]).
+    pub gaps: GapTracker,
+}
+
+impl Download {
+    /// A download from `from` of `club` made at `now`.
+    pub fn new(from: SocketAddr, club: u16, in_club: bool, now: Time) -> Self {
+        Download {
+            from,
+            club,
+            in_club,
+            since: now,
+            last_block: now,
+            last_seq: None,
+            keepalive_sent: now,
+            received: 0,
+            owd: OneWayDelay::new(),
+            gaps: GapTracker::default(),
+        }
+    }
 }
 
 /// A connection on which this peer sends the blocks of `club`.
@@ -81,6 +107,108 @@ pub struct Upload {
     pub keepalive: Time,
     /// Blocks the receiver has.
     pub have: HaveWindow,
+    /// Blocks sent on it (wrapping).
+    pub sent: u32,
+    /// `sent` as it was at recent ticks, to match a report with what had
+    /// been sent a round trip before it came.
+    pub sent_history: SentHistory,
+    /// The receiver's last report: its received count and this side's
+    /// sent count it is compared with.
+    pub last_report: Option<(u32, u32)>,
+    /// Blocks sent and received over the current control period, from the
+    /// receiver's reports.
+    pub period_sent: u64,
+    /// See `period_sent`.
+    pub period_received: u64,
+    /// The receiver's latest queuing delay, us.
+    pub queuing_us: Option<u64>,
+}
+
+/// Samples of an upload's sent count kept.
+const SENT_HISTORY: usize = 64;
+
+/// An upload's sent count at recent times, oldest forgotten first.
+#[derive(Debug, Clone)]
+pub struct SentHistory {
+    samples: [(Time, u32); SENT_HISTORY],
+    next: usize,
+    len: usize,
+}
+
+impl Default for SentHistory {
+    fn default() -> Self {
+        SentHistory {
+            samples: [(Time(0), 0); SENT_HISTORY],
+            next: 0,
+            len: 0,
+        }
+    }
+}
+
+impl SentHistory {
+    /// Records that `sent` blocks had been sent by `now`.
+    pub fn record(&mut self, now: Time, sent: u32) {
+        self.samples[self.next] = (now, sent);
+        self.next = (self.next + 1) % SENT_HISTORY;
+        self.len = (self.len + 1).min(SENT_HISTORY);
+    }
+
+    /// The count as of `t`: the latest sample not after it (the oldest
+    /// kept when all are after it), or `None` with no sample.
+    pub fn at(&self, t: Time) -> Option<u32> {
+        let newest_first =
+            (1..=self.len).map(|k| self.samples[(self.next + SENT_HISTORY - k) % SENT_HISTORY]);
+        let mut oldest = None;
+        for (when, sent) in newest_first {
+            if when <= t {
+                return Some(sent);
+            }
+            oldest = Some(sent);
+        }
+        oldest
+    }
+}
+
+impl Upload {
+    /// Takes a KEEPALIVE's report: `received` blocks so far and the
+    /// receiver's queuing delay. The blocks it counts had left a round
+    /// trip (`rtt_us`) before `now`, so it is compared with what had been
+    /// sent then. Counts are summed over the period unclamped (a report
+    /// that runs ahead of the estimate is made up by the next), and the
+    /// period's loss is clamped to [0, 1].
+    pub fn report(&mut self, now: Time, rtt_us: u64, received: u32, queuing_us: Option<u64>) {
+        let then = Time(now.0.saturating_sub(rtt_us));
+        let sent_then = self.sent_history.at(then).unwrap_or(self.sent);
+        if let Some((r0, s0)) = self.last_report {
+            let sent = u64::from(sent_then.wrapping_sub(s0));
+            let got = u64::from(received.wrapping_sub(r0));
+            // A count that went backwards (a wrapped history, a lie) is
+            // ignored.
+            if sent < u64::from(u32::MAX / 2) && got < u64::from(u32::MAX / 2) {
+                self.period_sent += sent;
+                self.period_received += got;
+            }
+        }
+        self.last_report = Some((received, sent_then));
+        if queuing_us.is_some() {
+            self.queuing_us = queuing_us;
+        }
+    }
+
+    /// What its receiver reported over the period just ended; starts the
+    /// next. Arrivals reported beyond what was sent (a burst whose sends
+    /// the round-trip shift put in the next period) carry over to it.
+    pub fn take_feedback(&mut self) -> UploadFeedback {
+        let received = self.period_received.min(self.period_sent);
+        let feedback = UploadFeedback {
+            sent: self.period_sent,
+            received,
+            queuing_us: self.queuing_us,
+        };
+        self.period_received -= received;
+        self.period_sent = 0;
+        feedback
+    }
 }
 
 /// All connections of a peer.
@@ -117,6 +245,12 @@ impl Connections {
                 since: now,
                 keepalive: now,
                 have: HaveWindow::default(),
+                sent: 0,
+                sent_history: SentHistory::default(),
+                last_report: None,
+                period_sent: 0,
+                period_received: 0,
+                queuing_us: None,
             });
         }
     }

@@ -2,20 +2,23 @@
 //! ([0032]-[0039]).
 //!
 //! A contact comes from the tracker's list, a CLUB_PEERS answer or any
-//! datagram. A PONG tells its clubs and its connection counts, and is kept
-//! and reused while fresh ([0036], [0038]). `choose` picks among the fresh,
-//! unbanned members of a club at random, weighted by the uploads they
-//! reported, a count of 0 weighing as 1 ([0033], [0035]), or among the least
-//! loaded ([0034]). The book is bounded and forgets the longest-silent
-//! contact first.
+//! datagram. A PONG tells its clubs, its connection counts and the upload
+//! capacity it has left, and is kept and reused while fresh ([0036],
+//! [0038]); its round trip gives the contact's RTT. `choose` picks among
+//! the fresh, unbanned members of a club that have room for one more
+//! upload (all of them when none has), at random, weighted by the uploads
+//! they reported, a count of 0 weighing as 1 ([0033], [0035]), or among
+//! the least loaded ([0034]). The book is bounded and forgets the
+//! longest-silent contact first.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use rand::Rng;
 
+use super::rtt::Rtt;
 use crate::roles::Time;
-use crate::wire::Load;
+use crate::wire::{Load, SPARE_UNLIMITED};
 
 /// How a connection target is picked among candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +36,14 @@ pub struct Contact {
     pub clubs: Vec<u16>,
     /// Load and time of its last PONG.
     pub pong: Option<(Time, Load)>,
-    /// Time of the last PING sent to it.
+    /// Time and nonce of the last PING sent to it.
     pub pinged: Option<Time>,
+    /// Nonce of that PING.
+    pub ping_nonce: u32,
+    /// Round trips to it.
+    pub rtt: Option<Rtt>,
+    /// Upload capacity it said it has left, kbit/s.
+    pub spare_kbps: u32,
     /// Last time any datagram came from it.
     pub heard: Time,
     /// Refused us until then; not chosen meanwhile.
@@ -71,6 +80,7 @@ impl Contacts {
         }
         self.map.entry(addr).or_insert_with(|| Contact {
             heard: now,
+            spare_kbps: SPARE_UNLIMITED,
             ..Contact::default()
         })
     }
@@ -108,17 +118,20 @@ impl Contacts {
     }
 
     /// Picks a member of `club` with a PONG newer than `fresh_since`,
-    /// for which `allowed` holds.
+    /// for which `allowed` holds, preferring those with at least
+    /// `need_kbps` of upload capacity left.
+    #[allow(clippy::too_many_arguments)]
     pub fn choose(
         &self,
         club: u16,
         now: Time,
         fresh_since: Time,
         how: Choice,
+        need_kbps: u32,
         rng: &mut impl Rng,
         allowed: impl Fn(&SocketAddr) -> bool,
     ) -> Option<SocketAddr> {
-        let mut candidates: Vec<(SocketAddr, u32)> = self
+        let mut candidates: Vec<(SocketAddr, u32, bool)> = self
             .members(club)
             .filter(|(a, c)| c.refused_until <= now && allowed(a))
             .filter_map(|(a, c)| {
@@ -126,10 +139,15 @@ impl Contacts {
                 (at >= fresh_since).then(|| {
                     let uploads =
                         u32::from(load.uploads_in_club) + u32::from(load.uploads_out_of_club);
-                    (*a, uploads)
+                    (*a, uploads, c.spare_kbps >= need_kbps)
                 })
             })
             .collect();
+        if candidates.iter().any(|c| c.2) {
+            candidates.retain(|c| c.2);
+        }
+        let mut candidates: Vec<(SocketAddr, u32)> =
+            candidates.into_iter().map(|(a, u, _)| (a, u)).collect();
         // Iteration order of the map is not deterministic across runs;
         // sort so that a seeded RNG gives a repeatable choice.
         candidates.sort_unstable();

@@ -1,19 +1,29 @@
 //! The peer's answers to control messages: tracker list, club queries,
-//! pings, connection requests and their answers, drops, keep-alives, HAVE
-//! and BITFIELD ([0030]-[0039], [0046]-[0047], [0053], [0056], [0059]).
+//! pings, connection requests and their answers, drops, keep-alives (with
+//! the downloader's report of the upload), HAVE, BITFIELD and REQUEST
+//! ([0030]-[0039], [0046]-[0047], [0053], [0056], [0059]). Answers to PING
+//! and CONNECT give round-trip samples (never from a CONNECT sent twice);
+//! an ACCEPT that comes after its CONNECT was given up is taken if the
+//! connection is still wanted, and undone with a DROP if not.
 
 use std::net::SocketAddr;
 
 use rand::Rng;
 
 use super::conns::Download;
+use super::rtt;
 use super::scheduler::Lane;
 use super::{Mode, Peer, PeerEvent, SendItem};
 use crate::roles::Time;
 use crate::wire::{
     bitfield, Accept, AddrList, Bitfield, ClubList, ClubPeers, ClubPeersRequest, Connect,
-    Direction, DropReason, Have, Load, Message, PeerList, Ping, Pong, Refuse, RefuseReason,
+    Direction, DropReason, Have, KeepAlive, Load, Message, PeerList, Ping, Pong, Refuse,
+    RefuseReason, DELAY_UNKNOWN,
 };
+
+/// Round trip assumed for a downloader's report while none was measured,
+/// us.
+const REPORT_RTT_US: u64 = 100_000;
 
 /// Most addresses in a CLUB_PEERS answer.
 const CLUB_PEERS_MAX: usize = 32;
@@ -36,19 +46,14 @@ impl Peer {
                     Direction::Upload => self.conns.remove_download(from, drop.club),
                 };
             }
-            Message::KeepAlive(ka) => {
-                if let Some(u) = self.conns.upload(from, ka.club) {
-                    u.keepalive = now;
-                } else {
-                    self.no_such_upload(from, ka.club);
-                }
-            }
+            Message::KeepAlive(ka) => self.on_keepalive(now, from, ka),
             Message::Have(have) => {
                 if let Some(u) = self.conns.upload(from, have.club) {
                     u.have.insert(have.seq);
                 }
             }
             Message::Bitfield(bf) => self.on_bitfield(from, bf),
+            Message::Request(req) => self.on_request(now, from, req),
             Message::Join(_) | Message::Heartbeat(_) | Message::Block(_) => {
                 self.stats.malformed += 1;
             }
@@ -153,6 +158,7 @@ impl Peer {
             nonce: ping.nonce,
             club: ping.club,
             load: self.load(ping.club),
+            spare_kbps: self.pacer.spare_kbps(),
             clubs: ClubList::Items(&clubs),
         });
         self.send(from, &pong);
@@ -163,6 +169,31 @@ impl Peer {
         c.clubs.clear();
         c.clubs.extend(pong.clubs.iter().take(64));
         c.pong = Some((now, pong.load));
+        c.spare_kbps = pong.spare_kbps;
+        if let Some(sent) = c
+            .pinged
+            .filter(|_| c.ping_nonce == pong.nonce && pong.nonce != 0)
+        {
+            rtt::record(&mut c.rtt, now.0.saturating_sub(sent.0));
+        }
+    }
+
+    /// A downloader keeps its connection and reports how it fares
+    /// ([0053]); the report feeds the uplink estimate.
+    fn on_keepalive(&mut self, now: Time, from: SocketAddr, ka: &KeepAlive) {
+        let rtt = self
+            .contacts
+            .get(&from)
+            .and_then(|c| c.rtt)
+            .map_or(REPORT_RTT_US, |r| r.srtt_us());
+        let Some(u) = self.conns.upload(from, ka.club) else {
+            self.no_such_upload(from, ka.club);
+            return;
+        };
+        u.keepalive = now;
+        let queuing =
+            (ka.queue_delay_ms != DELAY_UNKNOWN).then(|| u64::from(ka.queue_delay_ms) * 1000);
+        u.report(now, rtt, ka.received, queuing);
     }
 
     fn refuse(&mut self, to: SocketAddr, request_id: u32, reason: RefuseReason) {
@@ -215,6 +246,14 @@ impl Peer {
                 };
                 if self.cfg.mode == Mode::Source
                     && full
+                    && self.conns.upload(from, req.club).is_none()
+                {
+                    return self.refuse(from, req.request_id, RefuseReason::Full);
+                }
+                // An uplink that cannot carry what it has takes no more
+                // out-of-club uploads ([0048] keeps in-club first).
+                if !initiator_in_club
+                    && self.uplink_saturated()
                     && self.conns.upload(from, req.club).is_none()
                 {
                     return self.refuse(from, req.request_id, RefuseReason::Full);
@@ -275,16 +314,9 @@ impl Peer {
     /// the club this peer already holds ([0056]).
     pub(super) fn add_download(&mut self, now: Time, from: SocketAddr, club: u16) {
         let in_club = self.in_club(club);
-        self.conns.downloads.push(Download {
-            from,
-            club,
-            in_club,
-            since: now,
-            last_block: now,
-            last_seq: None,
-            keepalive_sent: now,
-            gap: None,
-        });
+        self.conns
+            .downloads
+            .push(Download::new(from, club, in_club, now));
         let Some(newest) = self.store.newest() else {
             // Nothing held yet: an empty bit field asks the uploader for
             // its recent blocks of the club, so playback can start at once.
@@ -350,15 +382,25 @@ impl Peer {
         }
     }
 
+    /// The answer to a CONNECT of this peer's came: a round-trip sample
+    /// when it was sent once.
+    fn answered(&mut self, now: Time, from: SocketAddr, p: &super::maintain::Pending) {
+        if p.attempts == 1 {
+            let c = self.contacts.entry(from, now);
+            rtt::record(&mut c.rtt, now.0.saturating_sub(p.sent.0));
+        }
+    }
+
     fn on_accept(&mut self, now: Time, from: SocketAddr, acc: &Accept) {
         let Some(i) = self
             .pending
             .iter()
             .position(|p| p.request_id == acc.request_id && p.to == from)
         else {
-            return;
+            return self.on_late_accept(now, from, acc);
         };
         let p = self.pending.swap_remove(i);
+        self.answered(now, from, &p);
         match p.direction {
             Direction::Download => {
                 if self.conns.download(from, p.club).is_none() {
@@ -380,13 +422,62 @@ impl Peer {
         }
     }
 
+    /// An ACCEPT for a CONNECT given up: the other side holds the
+    /// connection now. Keep it if one is still wanted, else say so with a
+    /// DROP rather than leave it waiting for a KEEPALIVE timeout.
+    fn on_late_accept(&mut self, now: Time, from: SocketAddr, acc: &Accept) {
+        let Some(i) = self
+            .given_up
+            .iter()
+            .position(|p| p.request_id == acc.request_id && p.to == from)
+        else {
+            return;
+        };
+        let Some(p) = self.given_up.remove(i) else {
+            return;
+        };
+        self.stats.late_accepts += 1;
+        self.contacts.entry(from, now).refused_until = Time(0);
+        let wanted = match p.direction {
+            Direction::Download => {
+                let want = if self.in_club(p.club) {
+                    self.cfg.in_club_max
+                } else {
+                    1
+                };
+                self.conns.download(from, p.club).is_none()
+                    && self.conns.downloads_of(p.club) < want
+            }
+            Direction::Upload => {
+                self.conns.upload(from, p.club).is_none()
+                    && self.conns.in_club_uploads_of(p.club) < self.upload_cap()
+            }
+        };
+        if !wanted {
+            self.send(
+                from,
+                &Message::Drop(crate::wire::Drop {
+                    direction: p.direction,
+                    club: p.club,
+                    reason: DropReason::Trimmed,
+                }),
+            );
+            return;
+        }
+        match p.direction {
+            Direction::Download => self.add_download(now, from, p.club),
+            Direction::Upload => self.conns.add_upload(from, p.club, true, now),
+        }
+    }
+
     fn on_refuse(&mut self, now: Time, from: SocketAddr, refuse: &Refuse) {
         if let Some(i) = self
             .pending
             .iter()
             .position(|p| p.request_id == refuse.request_id && p.to == from)
         {
-            self.pending.swap_remove(i);
+            let p = self.pending.swap_remove(i);
+            self.answered(now, from, &p);
             self.contacts.entry(from, now).refused_until = now.plus_ms(2_000);
         }
     }
@@ -447,8 +538,17 @@ impl Peer {
             );
         }
         let keep = missing.len().saturating_sub(limit);
+        let now = self.now;
         for seq in missing.into_iter().skip(keep) {
-            self.sends.push(lane, SendItem { to: from, seq });
+            self.sends.push(
+                lane,
+                SendItem {
+                    to: from,
+                    seq,
+                    queued: now,
+                    repair: false,
+                },
+            );
         }
     }
 

@@ -1,24 +1,32 @@
 //! A peer's housekeeping, run every tick: tracker join and heartbeats,
-//! keep-alives and the timeouts of [0053], ban parole ([0055]), keeping the
-//! connection targets of [0026]-[0028] (which also carries out the
-//! replacement rules of [0056]-[0058]), playback, and the quality check of
-//! [0063].
+//! keep-alives (with a report of the download) and the timeouts of [0053],
+//! the gap rule's verdicts ([0052]), ban parole ([0055]), CONNECTs sent
+//! again, keeping the connection targets of [0026]-[0028] (which also
+//! carries out the replacement rules of [0056]-[0058]), loss repair
+//! requests, the uplink estimate and the shedding of uploads it cannot
+//! carry, playback, and the quality check of [0063] with its back-off.
+//! Every timeout is a multiple of a measured round trip, with a floor.
 
 use std::net::SocketAddr;
 
+use rand::Rng;
+
+use super::pacer::UploadFeedback;
 use super::playout::Played;
+use super::quality::backoff_ms;
 use super::{Mode, Peer, PeerEvent};
 use super::{PlayedBlock, PLAYED_MAX};
+use crate::roles::Time;
+use crate::wire::{
+    ClubList, Connect, Direction, DropReason, Heartbeat, Join, JoinRole, KeepAlive, Message, Ping,
+    Request, DELAY_UNKNOWN, REQUEST_MAX_SEQS,
+};
 
 /// Blocks over which playback measures media time per block.
 const PACE_WINDOW: u64 = 512;
 
 /// Fewest blocks that measurement needs.
 const PACE_MIN_SPAN: u64 = 64;
-use crate::roles::Time;
-use crate::wire::{
-    ClubList, Connect, Direction, DropReason, Heartbeat, Join, JoinRole, KeepAlive, Message, Ping,
-};
 
 /// A connection request awaiting its answer.
 #[derive(Debug, Clone, Copy)]
@@ -27,12 +35,51 @@ pub(super) struct Pending {
     pub to: SocketAddr,
     pub club: u16,
     pub direction: Direction,
+    /// When it was first sent.
     pub sent: Time,
+    /// Sends so far.
+    pub attempts: u8,
+    /// When to send it again or give it up.
+    pub deadline: Time,
 }
 
-/// Unanswered JOINs (one a second) before the peer reports the tracker
-/// silent: down, unreachable, or serving another stream.
-const TRACKER_SILENT_AFTER: u32 = 3;
+/// How long a given-up CONNECT is remembered for its late ACCEPT, us.
+const GIVEN_UP_US: u64 = 10_000_000;
+
+/// Given-up CONNECTs remembered at most.
+const GIVEN_UP_MAX: usize = 64;
+
+/// Floor of every round-trip based timeout, us.
+const RTO_FLOOR_US: u64 = 200_000;
+
+/// Missing blocks due within this long are asked for, us.
+const REPAIR_LOOKAHEAD_US: u64 = 1_000_000;
+
+/// A missing block younger than this (in media time behind the newest)
+/// may still be on the way, us.
+const REPAIR_MIN_AGE_US: u64 = 250_000;
+
+/// REQUESTs sent per tick at most.
+const REQUESTS_PER_TICK: usize = 8;
+
+/// A pacer backlog whose oldest send waited this long means the uplink
+/// cannot carry the uploads it has, us.
+const SHED_BACKLOG_US: u64 = 300_000;
+
+/// Uploads are shed at most this often, us.
+const SHED_EVERY_US: u64 = 1_000_000;
+
+/// Unanswered JOINs before the peer reports the tracker silent: down,
+/// unreachable, or serving another stream. JOINs go 250 ms apart at
+/// first, doubling to one a second, so a lost JOIN or PEER_LIST costs a
+/// quarter second, and the report comes about three seconds in.
+const TRACKER_SILENT_AFTER: u32 = 5;
+
+/// First wait before a JOIN is sent again, us.
+const JOIN_RETRY_US: u64 = 250_000;
+
+/// Longest wait between JOINs, us.
+const JOIN_RETRY_MAX_US: u64 = 1_000_000;
 
 /// Unknown-club contacts pinged per tick.
 const DISCOVERY_PINGS_PER_TICK: usize = 16;
@@ -48,28 +95,72 @@ impl Peer {
             self.bans.sweep(&mut self.rng);
         }
         self.keepalives_and_timeouts(now);
-        // An unanswered CONNECT means the peer is likely gone: forget its
-        // PONG and do not choose it again for a while.
-        let timeout = self.cfg.connect_timeout_ms * 1000;
-        let expired: Vec<SocketAddr> = self
-            .pending
-            .iter()
-            .filter(|p| now.0 >= p.sent.0 + timeout)
-            .map(|p| p.to)
-            .collect();
-        self.pending.retain(|p| now.0 < p.sent.0 + timeout);
-        for addr in expired {
-            let c = self.contacts.entry(addr, now);
-            c.pong = None;
-            c.refused_until = now.plus_ms(5_000);
-        }
+        self.resend_or_give_up(now);
         if self.joined {
             self.discover(now);
             self.keep_targets(now);
         }
+        self.control_uplink(now);
         if self.cfg.mode == Mode::Peer {
             self.play(now);
+            self.ask_for_repairs(now);
             self.check_quality(now);
+        }
+        if let Some(newest) = self.store.newest().and_then(|n| self.store.source_time(n)) {
+            self.store
+                .forget_older_than(Time(newest.0.saturating_sub(self.cfg.store_ms * 1000)));
+        }
+    }
+
+    /// The retransmission timeout towards `to`: from its measured round
+    /// trip, or `connect_timeout_ms` while none is known.
+    pub(super) fn rto_us(&self, to: &SocketAddr) -> u64 {
+        self.contacts
+            .get(to)
+            .and_then(|c| c.rtt)
+            .map_or(self.cfg.connect_timeout_ms * 1000, |r| {
+                r.rto_us(RTO_FLOOR_US)
+            })
+    }
+
+    /// A CONNECT unanswered by its deadline is sent again, with the
+    /// timeout doubled; after `connect_attempts` sends the peer is likely
+    /// gone: its PONG is forgotten and it is not chosen again for a while.
+    fn resend_or_give_up(&mut self, now: Time) {
+        self.given_up
+            .retain(|p| now.0 < p.deadline.0.saturating_add(GIVEN_UP_US));
+        let due: Vec<usize> = (0..self.pending.len())
+            .filter(|&i| now >= self.pending[i].deadline)
+            .collect();
+        for &i in due.iter().rev() {
+            let mut p = self.pending[i];
+            if p.attempts >= self.cfg.connect_attempts.max(1) {
+                self.pending.swap_remove(i);
+                let c = self.contacts.entry(p.to, now);
+                c.pong = None;
+                c.refused_until = now.plus_ms(5_000);
+                p.deadline = now;
+                if self.given_up.len() >= GIVEN_UP_MAX {
+                    self.given_up.pop_front();
+                }
+                self.given_up.push_back(p);
+                continue;
+            }
+            let wait = self.rto_us(&p.to) << p.attempts.min(6);
+            p.attempts += 1;
+            p.deadline = Time(now.0 + wait);
+            self.pending[i] = p;
+            self.stats.connect_retries += 1;
+            let clubs = self.clubs.clone();
+            self.send(
+                p.to,
+                &Message::Connect(Connect {
+                    request_id: p.request_id,
+                    direction: p.direction,
+                    club: p.club,
+                    clubs: ClubList::Items(&clubs),
+                }),
+            );
         }
     }
 
@@ -78,7 +169,9 @@ impl Peer {
             return;
         };
         if !self.joined {
-            if self.last_join_sent.is_none_or(|t| now.0 >= t.0 + 1_000_000) {
+            let wait =
+                (JOIN_RETRY_US << self.joins_sent.saturating_sub(1).min(8)).min(JOIN_RETRY_MAX_US);
+            if self.last_join_sent.is_none_or(|t| now.0 >= t.0 + wait) {
                 self.last_join_sent = Some(now);
                 self.joins_sent += 1;
                 if self.joins_sent == TRACKER_SILENT_AFTER + 1 {
@@ -115,33 +208,53 @@ impl Peer {
         let keepalive = self.cfg.keepalive_ms * 1000;
         // Silence is judged against the club's block rate ([0053]): a
         // foreign download carries one block per club interval, so a few
-        // missed intervals (but never less than `silence_ms`) mean the
-        // uploader is gone. A connection that has carried nothing yet gets
+        // missed intervals, four round trips and at least `silence_ms` mean
+        // the uploader is gone; the blocks missed meanwhile are repaired
+        // from other peers. A connection that has carried nothing yet gets
         // `first_block_ms`, since a new uploader may still be joining.
         let club_interval = self.block_us * u64::from(self.club_count);
-        let silence = if club_interval == 0 {
+        let silence_floor = if club_interval == 0 {
             self.cfg.first_block_ms * 1000
         } else {
             (self.cfg.silence_ms * 1000).max(self.cfg.silence_intervals * club_interval)
         };
         let first_block = self.cfg.first_block_ms * 1000;
         let reorder = self.cfg.reorder_ms * 1000;
-        // A download is silent only while the stream is live: when no
+        // A download is silent only while the stream is live here: when no
         // fresh block came from anywhere for half the silence limit, the
-        // feed itself paused (or has not begun), and its uploaders are not
-        // to blame.
-        let stream_live = self.last_fresh.is_some_and(|t| now.0 < t.0 + silence / 2);
+        // feed itself paused (or this peer's own link stalled), and its
+        // uploaders are not to blame.
+        let stream_live = self
+            .last_fresh
+            .is_some_and(|t| now.0 < t.0 + silence_floor / 2);
         let mut to_send = Vec::new();
         let mut silent = Vec::new();
         let mut gaps = Vec::new();
-        for d in &mut self.conns.downloads {
-            if d.gap.is_some_and(|(_, since)| now.0 >= since.0 + reorder) {
+        let rtos: Vec<u64> = self
+            .conns
+            .downloads
+            .iter()
+            .map(|d| self.rto_us(&d.from))
+            .collect();
+        for (d, rto) in self.conns.downloads.iter_mut().zip(rtos) {
+            d.gaps.expire(now, reorder.max(4 * d.owd.jitter_us()));
+            if d.gaps.congested() {
                 gaps.push((d.from, d.club));
                 continue;
             }
             if now.0 >= d.keepalive_sent.0 + keepalive {
                 d.keepalive_sent = now;
-                to_send.push((d.from, d.club));
+                let queuing = d.owd.queuing_us(now).map_or(DELAY_UNKNOWN, |q| {
+                    u16::try_from(q / 1000).unwrap_or(DELAY_UNKNOWN - 1)
+                });
+                to_send.push((
+                    d.from,
+                    Message::KeepAlive(KeepAlive {
+                        club: d.club,
+                        received: d.received,
+                        queue_delay_ms: queuing,
+                    }),
+                ));
             }
             // Foreign downloads carry every block of their club; in-club
             // ones may be quiet under HAVE, so there only a peer that sends
@@ -151,6 +264,7 @@ impl Peer {
             } else {
                 d.last_block
             };
+            let silence = silence_floor.max(4 * rto);
             let limit = if d.last_seq.is_none() {
                 first_block.max(silence)
             } else {
@@ -159,15 +273,10 @@ impl Peer {
             if now.0 >= last.0 + limit && (d.in_club || stream_live) {
                 silent.push((d.from, d.club));
             } else if d.in_club && now.0 >= last.0 + silence / 2 {
-                to_send.push((d.from, u16::MAX));
+                to_send.push((d.from, Message::Ping(Ping { nonce: 0, club: 0 })));
             }
         }
-        for (to, club) in to_send {
-            let msg = if club == u16::MAX {
-                Message::Ping(Ping { nonce: 0, club: 0 })
-            } else {
-                Message::KeepAlive(KeepAlive { club })
-            };
+        for (to, msg) in to_send {
             self.send(to, &msg);
         }
         for (from, club) in silent {
@@ -176,16 +285,158 @@ impl Peer {
         for (from, club) in gaps {
             self.drop_connection(from, club, Direction::Download, DropReason::SequenceGap);
         }
-        let timeout = self.cfg.keepalive_timeout_ms * 1000;
+        // An upload's receiver keeps it with a KEEPALIVE every
+        // `keepalive_ms`; it is gone after `keepalive_timeout_ms`, four
+        // round trips and two keep-alive intervals, whichever is longest.
         let stale: Vec<(SocketAddr, u16)> = self
             .conns
             .uploads
             .iter()
-            .filter(|u| now.0 >= u.keepalive.0 + timeout)
+            .filter(|u| {
+                let timeout = (self.cfg.keepalive_timeout_ms * 1000)
+                    .max(4 * self.rto_us(&u.to) + 2 * keepalive);
+                now.0 >= u.keepalive.0 + timeout
+            })
             .map(|u| (u.to, u.club))
             .collect();
         for (to, club) in stale {
             self.drop_connection(to, club, Direction::Upload, DropReason::KeepAliveTimeout);
+        }
+    }
+
+    /// Runs the uplink estimate on what the downloaders reported, and
+    /// sheds an upload when the uplink cannot carry them all: out-of-club
+    /// first, then in-club ones above the fewest a club needs ([0048]).
+    fn control_uplink(&mut self, now: Time) {
+        for u in &mut self.conns.uploads {
+            u.sent_history.record(now, u.sent);
+        }
+        if self.pacer.period_over(now) {
+            let feedback: Vec<UploadFeedback> = self
+                .conns
+                .uploads
+                .iter_mut()
+                .map(|u| u.take_feedback())
+                .collect();
+            self.pacer.control(now, &feedback, self.backlogged);
+            self.backlogged = false;
+        }
+        self.shed_if_overloaded(now);
+    }
+
+    /// True when the uplink cannot carry the sends queued for it: the
+    /// oldest has waited longer than `SHED_BACKLOG_US`.
+    pub(super) fn uplink_saturated(&self) -> bool {
+        self.pacer.rate_bps().is_some()
+            && self
+                .sends
+                .fronts()
+                .any(|item| self.now.0 > item.queued.0 + SHED_BACKLOG_US)
+    }
+
+    /// When the uplink is saturated, sheds uploads until what they carry
+    /// (a club's share of the stream each) fits nine tenths of the
+    /// estimate: out-of-club ones first, at random, then in-club ones of
+    /// clubs that keep more than the fewest they need.
+    fn shed_if_overloaded(&mut self, now: Time) {
+        if !self.uplink_saturated() || now.0 < self.last_shed.0 + SHED_EVERY_US {
+            return;
+        }
+        let Some(rate) = self.pacer.rate_bps() else {
+            return;
+        };
+        self.last_shed = now;
+        let club_bps = f64::from(self.bitrate_kbps) * 1000.0 / f64::from(self.club_count.max(1));
+        let fits = ((0.9 * rate / club_bps.max(1.0)) as usize).max(1);
+        let mut excess = self.conns.uploads.len().saturating_sub(fits).max(1);
+        while excess > 0 {
+            let out_of_club: Vec<(SocketAddr, u16)> = self
+                .conns
+                .uploads
+                .iter()
+                .filter(|u| !u.in_club)
+                .map(|u| (u.to, u.club))
+                .collect();
+            let victim = if out_of_club.is_empty() {
+                let min = self.cfg.in_club_min;
+                let crowded: Vec<(SocketAddr, u16)> = self
+                    .conns
+                    .uploads
+                    .iter()
+                    .filter(|u| u.in_club && self.conns.in_club_uploads_of(u.club) > min)
+                    .map(|u| (u.to, u.club))
+                    .collect();
+                (!crowded.is_empty()).then(|| crowded[self.rng.random_range(0..crowded.len())])
+            } else {
+                Some(out_of_club[self.rng.random_range(0..out_of_club.len())])
+            };
+            let Some((to, club)) = victim else {
+                return;
+            };
+            self.drop_connection(to, club, Direction::Upload, DropReason::Shed);
+            excess -= 1;
+        }
+    }
+
+    /// Sends a REQUEST for the wanted blocks whose ask time came, each to
+    /// a peer this peer has a connection with: the download of its club
+    /// first, then the others in turn with each ask, so a peer that lacks
+    /// it is not asked twice in a row.
+    fn ask_for_repairs(&mut self, now: Time) {
+        let due = self.repair.due(now, REQUESTS_PER_TICK * REQUEST_MAX_SEQS);
+        if due.is_empty() {
+            return;
+        }
+        let c = u64::from(self.club_count);
+        let mut peers: Vec<SocketAddr> = self
+            .conns
+            .downloads
+            .iter()
+            .map(|d| d.from)
+            .chain(self.conns.uploads.iter().map(|u| u.to))
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        if peers.is_empty() {
+            return;
+        }
+        let mut batches: Vec<(SocketAddr, Vec<u64>)> = Vec::new();
+        for (seq, want) in due {
+            let club = (seq % c) as u16;
+            let first = self
+                .conns
+                .downloads
+                .iter()
+                .find(|d| d.club == club && d.last_seq.is_some_and(|l| l >= seq))
+                .map(|d| d.from);
+            let to = match (want.asked, first) {
+                (0, Some(f)) => f,
+                (k, _) => {
+                    let start = first
+                        .and_then(|f| peers.iter().position(|p| *p == f))
+                        .unwrap_or(0);
+                    peers[(start + usize::from(k)) % peers.len()]
+                }
+            };
+            let retry = self.rto_us(&to);
+            self.repair.asked(seq, now, retry);
+            self.stats.repair_asked += 1;
+            match batches
+                .iter_mut()
+                .find(|(a, v)| *a == to && v.len() < REQUEST_MAX_SEQS)
+            {
+                Some((_, v)) => v.push(seq),
+                None => batches.push((to, vec![seq])),
+            }
+        }
+        for (to, seqs) in batches.into_iter().take(REQUESTS_PER_TICK) {
+            self.stats.repair_requests += 1;
+            self.send(
+                to,
+                &Message::Request(Request {
+                    seqs: crate::wire::SeqList::Items(&seqs),
+                }),
+            );
         }
     }
 
@@ -208,9 +459,11 @@ impl Peer {
     }
 
     fn ping(&mut self, now: Time, to: SocketAddr, club: u16) {
-        self.contacts.entry(to, now).pinged = Some(now);
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
         let nonce = self.next_request_id;
-        self.next_request_id = self.next_request_id.wrapping_add(1);
+        let c = self.contacts.entry(to, now);
+        c.pinged = Some(now);
+        c.ping_nonce = nonce;
         self.send(to, &Message::Ping(Ping { nonce, club }));
     }
 
@@ -287,26 +540,34 @@ impl Peer {
         // Peers off the ban list first; a banned peer only when no other
         // will do ([0039]: lower priority, so a small club is never cut off).
         let how = self.cfg.choice;
-        let mut chosen = self
-            .contacts
-            .choose(club, now, fresh_since, how, &mut self.rng, |a| {
-                !bans.is_banned(a) && free(a)
-            });
+        // An uploader should have room for one club's share of the stream.
+        let need = match direction {
+            Direction::Download => self.bitrate_kbps / u32::from(self.club_count.max(1)),
+            Direction::Upload => 0,
+        };
+        let mut chosen =
+            self.contacts
+                .choose(club, now, fresh_since, how, need, &mut self.rng, |a| {
+                    !bans.is_banned(a) && free(a)
+                });
         if chosen.is_none() && self.cfg.mode != Mode::Source {
             chosen = self
                 .contacts
-                .choose(club, now, fresh_since, how, &mut self.rng, free);
+                .choose(club, now, fresh_since, how, need, &mut self.rng, free);
         }
         match chosen {
             Some(to) => {
                 self.next_request_id = self.next_request_id.wrapping_add(1);
                 let request_id = self.next_request_id;
+                let deadline = Time(now.0 + self.rto_us(&to));
                 self.pending.push(Pending {
                     request_id,
                     to,
                     club,
                     direction,
                     sent: now,
+                    attempts: 1,
+                    deadline,
                 });
                 let clubs = self.clubs.clone();
                 self.stats.connects += 1;
@@ -361,28 +622,32 @@ impl Peer {
         if self.block_us == 0 {
             return;
         }
+        self.want_missing_near_their_play_time(now);
         let was_started = self.playout.started_at().is_some();
         let mut first = None;
         let c = u64::from(self.club_count);
         let downloads = &self.conns.downloads;
         let pending = &self.pending;
+        let repair = &self.repair;
         // A missing block may still come while some download of its club
-        // has not yet moved past it (or one is being opened); otherwise
-        // waiting for it only delays playback.
+        // has not yet moved past it (or one is being opened), or while it
+        // is being repaired; otherwise waiting for it only delays playback.
         let awaited = |seq: u64| {
             let club = seq % c;
-            downloads
-                .iter()
-                .any(|d| u64::from(d.club) == club && d.last_seq.is_none_or(|l| l < seq))
+            repair.is_wanted(seq)
+                || downloads
+                    .iter()
+                    .any(|d| u64::from(d.club) == club && d.last_seq.is_none_or(|l| l < seq))
                 || pending
                     .iter()
                     .any(|p| p.direction == Direction::Download && u64::from(p.club) == club)
         };
+        let floor = self.arrival_lag.base(now).unwrap_or(0);
         let emit = self.cfg.emit_played;
         let store = &self.store;
         let played = &mut self.played;
         self.playout
-            .advance(now, self.block_us, store, awaited, |p| {
+            .advance(now, self.block_us, floor, store, awaited, |p| {
                 if first.is_none() {
                     first = Some(p);
                 }
@@ -407,6 +672,39 @@ impl Peer {
         if let Some(next) = self.playout.next_seq() {
             self.store
                 .forget_below(next.saturating_sub(self.cfg.keep_played));
+            self.repair.forget_below(next);
+            self.stats.repair_given_up = self.repair.given_up();
+        }
+    }
+
+    /// Wants, for repair, the blocks missing from the next
+    /// `REPAIR_LOOKAHEAD_US` of playback (or, before it starts, from the
+    /// start buffer behind the newest block) that are older than the newest
+    /// block by `REPAIR_MIN_AGE_US` of media: paths through the swarm
+    /// differ by tens of ms, so younger ones may still be on the way, and
+    /// older ones were lost, or HAVE kept every in-club neighbour from
+    /// sending them.
+    fn want_missing_near_their_play_time(&mut self, now: Time) {
+        let Some(newest) = self.store.newest() else {
+            return;
+        };
+        let block_us = self.block_us.max(1);
+        let ahead = (REPAIR_LOOKAHEAD_US / block_us).clamp(1, 4096);
+        let young = (REPAIR_MIN_AGE_US / block_us).max(u64::from(self.club_count));
+        // Before playback starts, the start buffer's worth behind the
+        // newest block, so that holes do not hold the start back.
+        let start_buffer = self.cfg.playout.start_buffer_us / block_us;
+        let next = match self.playout.next_seq() {
+            Some(next) => next,
+            None => newest
+                .saturating_sub(start_buffer + young)
+                .max(self.store.oldest().unwrap_or(0)),
+        };
+        let end = next.saturating_add(ahead).min(newest.saturating_sub(young));
+        for seq in next..end {
+            if !self.store.has(seq) {
+                self.repair.want(seq, now, now);
+            }
         }
     }
 
@@ -418,13 +716,15 @@ impl Peer {
             s.skipped + s.freezes,
             self.stats.block_payload_out,
             stream_bps,
+            self.pacer.rate_bps(),
         ) {
-            self.fail_gracefully();
+            self.fail_gracefully(now);
         }
     }
 
-    /// Stops all download and upload activity ([0063]).
-    fn fail_gracefully(&mut self) {
+    /// Stops all download and upload activity ([0063]) until a back-off
+    /// that doubles with each failure in a row has passed.
+    fn fail_gracefully(&mut self, now: Time) {
         let downloads: Vec<(SocketAddr, u16)> = self
             .conns
             .downloads
@@ -439,7 +739,24 @@ impl Peer {
         for (to, club) in uploads {
             self.drop_connection(to, club, Direction::Upload, DropReason::Leaving);
         }
+        self.pending.clear();
+        self.sends = super::scheduler::SendScheduler::new(16_384, self.cfg.in_club_run);
+        self.failures += 1;
+        self.stats.graceful_failures += 1;
+        self.resume_at = Some(now.plus_ms(backoff_ms(self.failures)));
+        self.playout.stop(now);
         self.failed = true;
         self.events.push_back(PeerEvent::GracefulFailure);
+    }
+
+    /// Comes back after a graceful failure's back-off: connections are
+    /// made afresh and playback buffers again; blocks that fell due while
+    /// stopped count as missed.
+    pub(super) fn resume(&mut self, now: Time) {
+        self.failed = false;
+        self.resume_at = None;
+        self.quality = super::quality::QualityMonitor::new(self.cfg.quality, now);
+        self.next_tick = now;
+        self.events.push_back(PeerEvent::Resumed);
     }
 }

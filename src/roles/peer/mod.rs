@@ -6,23 +6,34 @@
 //! its clubs' blocks with HAVE suppression, runs congestion control with a
 //! ban list, and plays the stream in order. The source runs the same state
 //! machine in `Mode::Source`: it sits in every club, only uploads, and keeps
-//! two uploads per club. A super-peer relay runs it in `Mode::Relay`. Rooms: `contacts` (address book and choice),
-//! `conns` (connection tables), `bans`, `scheduler` (upload order), `store`
-//! (held blocks), `playout`, `quality`, and the handlers in `control`,
-//! `blocks` and `maintain`.
+//! two uploads per club. A super-peer relay runs it in `Mode::Relay`.
+//! Rooms: `contacts` (address book and choice), `rtt` (round trips and
+//! the timeouts made of them), `conns` (connection tables), `delay`
+//! (one-way delay against its own floor), `gaps` (the gap rule on rates),
+//! `bans`, `scheduler` (upload order), `pacer` (upload that fits the
+//! uplink), `repair` (lost blocks asked for again), `store` (held blocks),
+//! `playout`, `quality`, and the handlers in `control`, `blocks` and
+//! `maintain`. Every judgement of delay compares times stamped on one
+//! clock only, so peers whose clocks disagree by a minute play as well as
+//! any.
 
 pub mod bans;
 mod blocks;
 pub mod conns;
 pub mod contacts;
 mod control;
+pub mod delay;
+pub mod gaps;
 mod maintain;
+pub mod pacer;
 pub mod playout;
 pub mod quality;
+pub mod repair;
+pub mod rtt;
 pub mod scheduler;
 pub mod store;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
@@ -31,8 +42,11 @@ use rand::rngs::SmallRng;
 use self::bans::BanList;
 use self::conns::Connections;
 use self::contacts::{Choice, Contacts};
+use self::delay::OneWayDelay;
+use self::pacer::{PacerConfig, UplinkPacer};
 use self::playout::{Playout, PlayoutConfig, PlayoutStats};
 use self::quality::{QualityMonitor, QualityRule};
+use self::repair::{RepairQueue, TokenBucket};
 use self::scheduler::SendScheduler;
 use self::store::BlockStore;
 use super::{Node, Outbox, Time, Transmit};
@@ -85,12 +99,14 @@ pub struct PeerConfig {
     pub tracker_peers: u16,
     /// KEEPALIVE interval on downloads, ms ([0053]).
     pub keepalive_ms: u64,
-    /// An upload whose receiver sent no KEEPALIVE for this long is dropped
-    /// ([0053]).
+    /// An upload whose receiver sent no KEEPALIVE for this long (and for
+    /// four round trips plus two keep-alive intervals, if longer) is
+    /// dropped ([0053]); a stall of a second costs no connection.
     pub keepalive_timeout_ms: u64,
     /// A download with no block for `silence_intervals` club intervals,
-    /// and at least this many ms, is dropped ([0053]); in-club downloads,
-    /// which HAVE may keep quiet, count any datagram instead.
+    /// four round trips and at least this many ms is dropped ([0053]);
+    /// in-club downloads, which HAVE may keep quiet, count any datagram
+    /// instead. Blocks missed meanwhile are repaired from other peers.
     pub silence_ms: u64,
     /// Club intervals (the time between two blocks of one club) of silence
     /// that drop a download.
@@ -98,15 +114,22 @@ pub struct PeerConfig {
     /// Grace for a new download's first block, in ms.
     pub first_block_ms: u64,
     /// A skipped block on a foreign download that has not followed within
-    /// this many ms is a gap ([0052]); shorter skips are reordering.
+    /// this many ms (or four jitters, if longer) is lost ([0052]); shorter
+    /// skips are reordering.
     pub reorder_ms: u64,
-    /// One-way delay threshold written into forwarded blocks ([0051]).
+    /// Queuing-delay threshold written into forwarded blocks ([0051]): a
+    /// download whose one-way delay stays this far above its own floor for
+    /// a second is dropped.
     pub delay_threshold_ms: u32,
     /// A PONG younger than this is reused rather than pinging again
     /// ([0038]).
     pub pong_fresh_ms: u64,
-    /// A CONNECT unanswered for this long is given up.
+    /// A CONNECT to a peer whose round trip is not known yet is sent again
+    /// after this long (else after its retransmission timeout), and given
+    /// up after `connect_attempts` sends.
     pub connect_timeout_ms: u64,
+    /// Sends of one CONNECT before it is given up.
+    pub connect_attempts: u8,
     /// Housekeeping period.
     pub tick_ms: u64,
     /// Ban sweep period ([0055]: 5 s).
@@ -117,9 +140,13 @@ pub struct PeerConfig {
     pub choice: Choice,
     /// In-club sends before one out-of-club send ([0048]: 9).
     pub in_club_run: u32,
-    /// Blocks kept for playback and catch-up (1024 blocks hold four seconds
-    /// at 2 Mbit/s).
+    /// Most blocks held. Blocks go by age first (see `PeerConfig::new`);
+    /// 16384 blocks hold a minute at 2 Mbit/s.
     pub store_blocks: usize,
+    /// Blocks older than this on the source's timeline than the newest are
+    /// forgotten, ms: twice the most play delay and a second, so the store
+    /// covers the whole play-delay range.
+    pub store_ms: u64,
     /// Blocks kept behind the playback position, for catch-up.
     pub keep_played: u64,
     /// Blocks sent to a new downloader from the store ([0056]).
@@ -133,6 +160,8 @@ pub struct PeerConfig {
     pub playout: PlayoutConfig,
     /// Quality measure and graceful failure ([0063]).
     pub quality: QualityRule,
+    /// Uplink estimate and pacing.
+    pub pacer: PacerConfig,
     /// Most datagrams queued for sending.
     pub outbox: usize,
     /// Keep the payload of every block played, and a marker for every
@@ -164,26 +193,29 @@ impl PeerConfig {
             relay_uploads: 64,
             tracker_peers: 60,
             keepalive_ms: 250,
-            keepalive_timeout_ms: 1_000,
-            silence_ms: 300,
+            keepalive_timeout_ms: 3_000,
+            silence_ms: 2_000,
             silence_intervals: 6,
             first_block_ms: 2_000,
             reorder_ms: 300,
-            delay_threshold_ms: 2_000,
+            delay_threshold_ms: 1_000,
             pong_fresh_ms: 5_000,
-            connect_timeout_ms: 500,
+            connect_timeout_ms: 1_000,
+            connect_attempts: 3,
             tick_ms: 20,
             ban_sweep_ms: 5_000,
             ban_parole_one_in: 8,
             choice: Choice::WeightedByUploads,
             in_club_run: 9,
-            store_blocks: 1_024,
+            store_blocks: 16_384,
+            store_ms: 9_000,
             keep_played: 256,
             catch_up_blocks: 64,
             join_catch_up_blocks: 32,
             verify_window: 64,
             playout: PlayoutConfig::default(),
             quality: QualityRule::default(),
+            pacer: PacerConfig::default(),
             outbox: 8_192,
             external_fanout: false,
             emit_played: false,
@@ -240,12 +272,39 @@ pub struct PeerStats {
     pub dropped_trimmed: u64,
     /// See `dropped_delay`.
     pub dropped_forged: u64,
-    /// CONNECTs sent.
+    /// Uploads shed because the uplink could not carry them.
+    pub dropped_shed: u64,
+    /// Peers put on the ban list ([0054]).
+    pub bans_added: u64,
+    /// CONNECTs sent (first sends).
     pub connects: u64,
+    /// CONNECTs sent again after their timeout.
+    pub connect_retries: u64,
+    /// ACCEPTs that came after their CONNECT was given up.
+    pub late_accepts: u64,
     /// Datagrams the outbox could not take.
     pub send_drops: u64,
+    /// Queued forwards dropped for waiting longer than a block is useful.
+    pub send_stale: u64,
     /// Queued forwards whose block or proof was no longer held.
     pub unforwardable: u64,
+    /// REQUEST datagrams sent (loss repair).
+    pub repair_requests: u64,
+    /// Blocks asked for in them.
+    pub repair_asked: u64,
+    /// Blocks asked for that then arrived.
+    pub repaired: u64,
+    /// Blocks wanted that were given up (asked too often, or played past).
+    pub repair_given_up: u64,
+    /// Blocks sent in answer to REQUESTs.
+    pub repair_blocks_sent: u64,
+    /// Bytes of BLOCK datagrams sent in answer to REQUESTs.
+    pub repair_bytes_sent: u64,
+    /// Blocks asked of this peer and not sent: not held, over the
+    /// requester's budget, or asked by a peer with no connection.
+    pub repair_refused: u64,
+    /// Graceful failures ([0063]).
+    pub graceful_failures: u64,
 }
 
 /// Something a driver may want to report.
@@ -263,7 +322,8 @@ pub enum PeerEvent {
         /// First sequence number played.
         seq: u64,
     },
-    /// The tracker has not answered three JOINs: it is down, unreachable,
+    /// The tracker has not answered five JOINs (about three seconds): it
+    /// is down, unreachable,
     /// or serves another stream (a tracker ignores JOINs for streams it
     /// does not serve).
     TrackerSilent {
@@ -276,8 +336,11 @@ pub enum PeerEvent {
         seen: StreamTag,
     },
     /// The quality measure fell below what this peer's uploads justify:
-    /// it stopped all activity ([0063]).
+    /// it stopped all activity ([0063]) for a back-off.
     GracefulFailure,
+    /// The back-off after a graceful failure passed: the peer takes part
+    /// again.
+    Resumed,
 }
 
 /// A block waiting to be forwarded.
@@ -285,6 +348,10 @@ pub enum PeerEvent {
 struct SendItem {
     to: SocketAddr,
     seq: u64,
+    /// When it was queued.
+    queued: Time,
+    /// An answer to a REQUEST.
+    repair: bool,
 }
 
 /// The peer (or source) state machine.
@@ -315,6 +382,20 @@ pub struct Peer {
     sends: SendScheduler<SendItem>,
     parked: VecDeque<(Time, SocketAddr, u64, Vec<u8>)>,
     outbox: Outbox,
+    pacer: UplinkPacer,
+    /// Block sends waited for the pacer since the last control period.
+    backlogged: bool,
+    last_shed: Time,
+    repair: RepairQueue,
+    repair_budgets: BTreeMap<SocketAddr, TokenBucket>,
+    /// CONNECTs given up lately, so a late ACCEPT can be taken or undone.
+    given_up: VecDeque<maintain::Pending>,
+    /// How far the source's batch times lag the local clock: its floor
+    /// ties playback to the source's timeline ([0061]).
+    arrival_lag: OneWayDelay,
+    /// Failures in a row, and when a stopped peer resumes ([0063]).
+    failures: u32,
+    resume_at: Option<Time>,
     playout: Playout,
     block_us: u64,
     bitrate_kbps: u32,
@@ -330,6 +411,9 @@ pub struct Peer {
 
 /// Blocks played and not yet taken that a peer keeps for its media output.
 pub const PLAYED_MAX: usize = 4096;
+
+/// Blocks wanted for repair at most.
+const REPAIR_WANTED_MAX: usize = 2048;
 
 /// One block the playback clock released, for a media output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,7 +463,16 @@ impl Peer {
             sends: SendScheduler::new(16_384, cfg.in_club_run),
             parked: VecDeque::new(),
             outbox: Outbox::new(cfg.outbox),
-            playout: Playout::new(cfg.playout),
+            pacer: UplinkPacer::new(cfg.pacer, now),
+            backlogged: false,
+            last_shed: now,
+            repair: RepairQueue::new(REPAIR_WANTED_MAX),
+            repair_budgets: BTreeMap::new(),
+            given_up: VecDeque::new(),
+            arrival_lag: OneWayDelay::new(),
+            failures: 0,
+            resume_at: None,
+            playout: Playout::new(cfg.playout, now),
             block_us: 0,
             bitrate_kbps: 0,
             quality: QualityMonitor::new(cfg.quality, now),
@@ -447,9 +540,24 @@ impl Peer {
         &self.store
     }
 
-    /// True after a graceful failure ([0063]).
+    /// True while stopped after a graceful failure ([0063]).
     pub fn has_failed(&self) -> bool {
         self.failed
+    }
+
+    /// The uplink estimate, bit/s (`None` while no limit was seen).
+    pub fn uplink_bps(&self) -> Option<f64> {
+        self.pacer.rate_bps()
+    }
+
+    /// What this peer sent over the pacer's last period, bit/s.
+    pub fn upload_bps(&self) -> f64 {
+        self.pacer.send_rate_bps()
+    }
+
+    /// Blocks wanted for repair now.
+    pub fn repairs_pending(&self) -> usize {
+        self.repair.len()
     }
 
     /// The next event to report.
@@ -486,8 +594,18 @@ impl Peer {
     /// Queues a control message, counting its bytes.
     fn send(&mut self, to: SocketAddr, msg: &Message<'_>) {
         match self.outbox.push(to, msg) {
-            Some(len) => self.stats.control_bytes_out += len as u64,
+            Some(len) => {
+                self.stats.control_bytes_out += len as u64;
+                self.pacer.on_sent(len);
+            }
             None => self.stats.send_drops += 1,
+        }
+    }
+
+    /// Bans `addr`, counting it when it was not banned yet.
+    fn ban(&mut self, addr: SocketAddr) {
+        if self.bans.ban(addr) {
+            self.stats.bans_added += 1;
         }
     }
 
@@ -514,6 +632,7 @@ impl Peer {
             DropReason::KeepAliveTimeout => Some(&mut self.stats.dropped_keepalive),
             DropReason::Trimmed => Some(&mut self.stats.dropped_trimmed),
             DropReason::Forged => Some(&mut self.stats.dropped_forged),
+            DropReason::Shed => Some(&mut self.stats.dropped_shed),
             DropReason::Leaving | DropReason::NoSuchConnection => None,
         };
         if let Some(c) = counter {
@@ -527,7 +646,7 @@ impl Peer {
                 | DropReason::KeepAliveTimeout
                 | DropReason::Forged
         ) {
-            self.bans.ban(other);
+            self.ban(other);
         }
         self.send(
             other,
@@ -539,6 +658,7 @@ impl Peer {
         );
         if !self.conns.involves(other) {
             self.ledgers.remove(&other);
+            self.repair_budgets.remove(&other);
         }
     }
 }
@@ -566,6 +686,9 @@ impl Node for Peer {
 
     fn handle_timeout(&mut self, now: Time) {
         self.now = self.now.max(now);
+        if self.failed && self.resume_at.is_some_and(|t| now >= t) {
+            self.resume(now);
+        }
         if self.failed || now < self.next_tick {
             return;
         }
@@ -579,6 +702,10 @@ impl Node for Peer {
     }
 
     fn poll_timeout(&self) -> Option<Time> {
-        (!self.failed).then_some(self.next_tick)
+        if self.failed {
+            self.resume_at
+        } else {
+            Some(self.next_tick)
+        }
     }
 }

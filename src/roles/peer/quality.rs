@@ -3,8 +3,12 @@
 //! Every window a peer counts how often playback skipped or froze. Each
 //! level of that count has an upload threshold: if the peer uploaded less
 //! than the threshold (a share of the stream's bit rate) during the window,
-//! it is taking more from a struggling swarm than it gives, and it stops all
-//! download and upload activity.
+//! and its uplink cannot carry the threshold either, it is taking more from
+//! a struggling swarm than it can give, and it stops all download and
+//! upload activity. A peer whose uplink has room but whom nobody asked for
+//! more is healthy and never stops: the seed's intent is to shed load the
+//! swarm cannot carry, not to punish peers for the demand they meet. A
+//! stopped peer comes back after a back-off (the peer's business).
 
 use crate::roles::Time;
 
@@ -50,6 +54,19 @@ impl Default for QualityRule {
     }
 }
 
+/// First back-off after a graceful failure, ms; it doubles with each
+/// failure in a row.
+pub const BACKOFF_MS: u64 = 10_000;
+
+/// Longest back-off, ms.
+pub const BACKOFF_MAX_MS: u64 = 160_000;
+
+/// The back-off after the `failures`-th failure in a row (from 1).
+pub fn backoff_ms(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    (BACKOFF_MS << doublings).min(BACKOFF_MAX_MS)
+}
+
 /// Applies a [`QualityRule`] window by window.
 #[derive(Debug, Clone)]
 pub struct QualityMonitor {
@@ -71,14 +88,16 @@ impl QualityMonitor {
     }
 
     /// Closes the window if it is over. `bad_total` counts skips and
-    /// freezes so far, `uploaded_total` payload bytes uploaded so far.
-    /// Returns true when the peer must stop.
+    /// freezes so far, `uploaded_total` payload bytes uploaded so far,
+    /// `capacity_bps` what the uplink is estimated to carry (`None` when no
+    /// limit was seen). Returns true when the peer must stop.
     pub fn check(
         &mut self,
         now: Time,
         bad_total: u64,
         uploaded_total: u64,
         stream_bps: f64,
+        capacity_bps: Option<f64>,
     ) -> bool {
         let window_us = self.rule.window_ms * 1000;
         if now.0 < self.window_start.0 + window_us {
@@ -98,6 +117,9 @@ impl QualityMonitor {
             .levels
             .iter()
             .find(|l| bad >= l.bad_events)
-            .is_some_and(|l| upload_bps < l.min_upload_share * stream_bps)
+            .is_some_and(|l| {
+                let need = l.min_upload_share * stream_bps;
+                upload_bps < need && capacity_bps.is_some_and(|c| c < need)
+            })
     }
 }

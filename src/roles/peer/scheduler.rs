@@ -4,8 +4,9 @@
 //! Blocks to forward wait in two queues. The drain takes from the in-club
 //! queue, except that after `in_club_run` in-club sends in a row it takes
 //! one out-of-club send if one waits, so uploads to other clubs are never
-//! starved. An optional byte budget per drain models a limited uplink; both
-//! queues are bounded and count what they drop.
+//! starved. The peer drains them only as fast as its uplink pacer allows,
+//! so on a slow uplink the queues fill and the order matters; both queues
+//! are bounded and count what they drop.
 
 use std::collections::VecDeque;
 
@@ -69,6 +70,14 @@ impl<T> SendScheduler<T> {
         let item = self.in_club.pop_front()?;
         self.run += 1;
         Some((Lane::InClub, item))
+    }
+
+    /// The item at the head of each queue (the oldest of each).
+    pub fn fronts(&self) -> impl Iterator<Item = &T> {
+        self.in_club
+            .front()
+            .into_iter()
+            .chain(self.out_of_club.front())
     }
 
     /// Items waiting.

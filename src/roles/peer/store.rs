@@ -1,9 +1,11 @@
 //! The blocks a peer holds: payloads by sequence number, bounded.
 //!
-//! Verified blocks wait here to be played and to be forwarded to peers that
-//! connect later and lack them ([0056]). Each keeps the source's batch
-//! timestamp, for the play delay. The store keeps at
-//! most `capacity` blocks and forgets the oldest first.
+//! Verified blocks wait here to be played, to be forwarded to peers that
+//! connect later and lack them ([0056]), and to repair other peers' losses.
+//! Each keeps the source's batch timestamp, for the play delay. The peer
+//! forgets blocks by age on the source's timeline, so the store always
+//! covers the whole play-delay range whatever the bit rate; `capacity` is
+//! a hard bound above that, and the oldest go first.
 
 use std::collections::BTreeMap;
 
@@ -90,6 +92,11 @@ impl BlockStore {
         self.blocks.is_empty()
     }
 
+    /// The lowest sequence number held.
+    pub fn oldest(&self) -> Option<u64> {
+        self.blocks.first_key_value().map(|(s, _)| *s)
+    }
+
     /// The highest sequence number held.
     pub fn newest(&self) -> Option<u64> {
         self.blocks.last_key_value().map(|(s, _)| *s)
@@ -113,39 +120,38 @@ impl BlockStore {
         (span >= min_span.max(1) && time > 0).then(|| time / span)
     }
 
-    /// The first sequence number starting `len` consecutive held blocks.
-    pub fn first_run_of(&self, len: u64) -> Option<u64> {
-        self.first_run_in(self.blocks.iter(), len)
-    }
-
-    /// The first sequence number starting `len` consecutive held blocks
-    /// whose source time is at least `since`.
-    pub fn first_run_since(&self, since: Time, len: u64) -> Option<u64> {
-        self.first_run_in(
-            self.blocks.iter().filter(|(_, b)| b.source_time >= since),
-            len,
-        )
-    }
-
-    fn first_run_in<'a>(
-        &self,
-        blocks: impl Iterator<Item = (&'a u64, &'a StoredBlock)>,
-        len: u64,
-    ) -> Option<u64> {
-        let mut run_start = None;
-        let mut prev = None;
-        for (&seq, _) in blocks {
-            if prev.is_none_or(|p: u64| p + 1 != seq) {
-                run_start = Some(seq);
+    /// The first held block, of source time at least `since`, that starts
+    /// a run of `len` sequence numbers of which at least `held` are held.
+    pub fn first_dense_run(&self, since: Time, len: u64, held: u64) -> Option<u64> {
+        let seqs: Vec<u64> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.source_time >= since)
+            .map(|(s, _)| *s)
+            .collect();
+        let held = usize::try_from(held.max(1)).unwrap_or(usize::MAX);
+        let mut end = 0;
+        for (i, &start) in seqs.iter().enumerate() {
+            end = end.max(i);
+            while end < seqs.len() && seqs[end] < start.saturating_add(len) {
+                end += 1;
             }
-            prev = Some(seq);
-            if let Some(start) = run_start {
-                if seq + 1 - start >= len {
-                    return Some(start);
-                }
+            if end - i >= held {
+                return Some(start);
             }
         }
         None
+    }
+
+    /// Forgets the oldest blocks while their source time is before `t`.
+    pub fn forget_older_than(&mut self, t: Time) {
+        while self
+            .blocks
+            .first_key_value()
+            .is_some_and(|(_, b)| b.source_time < t)
+        {
+            self.blocks.pop_first();
+        }
     }
 
     /// Held sequence numbers in `range`, ascending.
