@@ -120,8 +120,8 @@ fn source_and_peer_serve_prometheus_metrics() {
                 || line.starts_with("# TYPE clubcast_")
                 || (line.starts_with("clubcast_")
                     && line
-                        .split_whitespace()
-                        .nth(1)
+                        .rsplit(' ')
+                        .next()
                         .is_some_and(|v| v.parse::<f64>().is_ok()));
             assert!(ok, "not Prometheus text: {line:?}");
         }
@@ -143,5 +143,34 @@ fn source_and_peer_serve_prometheus_metrics() {
         "{peer}"
     );
     assert_eq!(value(&peer, "clubcast_peer_blocks_forged_total"), Some(0.0));
+    // Every drop reason, bans, repairs, freezes and send failures have a
+    // counter, and start-up a histogram with the one start in it.
+    for name in [
+        "clubcast_peer_drops_delay_total",
+        "clubcast_peer_drops_gap_total",
+        "clubcast_peer_drops_silence_total",
+        "clubcast_peer_drops_keepalive_total",
+        "clubcast_peer_drops_trimmed_total",
+        "clubcast_peer_drops_forged_total",
+        "clubcast_peer_drops_shed_total",
+        "clubcast_peer_bans_added_total",
+        "clubcast_peer_repair_asked_total",
+        "clubcast_peer_repaired_total",
+        "clubcast_peer_repair_bytes_sent_total",
+        "clubcast_peer_freezes_total",
+        "clubcast_peer_missed_total",
+        "clubcast_peer_send_drops_total",
+        "clubcast_udp_send_drops_total",
+        "clubcast_udp_send_errors_total",
+    ] {
+        assert!(value(&peer, name).is_some(), "no {name}");
+    }
+    assert_eq!(
+        value(&peer, "clubcast_peer_startup_seconds_count"),
+        Some(1.0)
+    );
+    let startup = value(&peer, "clubcast_peer_startup_seconds_sum").unwrap_or(0.0);
+    assert!(startup > 0.0 && startup < 5.0, "start-up {startup} s");
+    assert!(peer.contains("clubcast_peer_startup_seconds_bucket{le=\"+Inf\"} 1"));
     let _ = std::fs::remove_dir_all(&dir);
 }

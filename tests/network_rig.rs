@@ -26,6 +26,14 @@ macro_rules! require_privileges {
     };
 }
 
+/// One rig at a time: the timing checks must not share the CPUs with a
+/// swarm of processes.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn scratch(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("clubcast-rig-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -39,6 +47,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 #[test]
 fn loss_delay_and_jitter_are_applied_on_the_uplink() {
     require_privileges!("loss_delay_and_jitter_are_applied_on_the_uplink");
+    let _one = one_at_a_time();
     let mut rig = NetRig::new(2, &scratch("udp")).expect("rig");
     let up = Uplink {
         delay_us: 30_000,
@@ -110,6 +119,7 @@ fn loss_delay_and_jitter_are_applied_on_the_uplink() {
 #[test]
 fn an_upload_limit_holds_the_rate() {
     require_privileges!("an_upload_limit_holds_the_rate");
+    let _one = one_at_a_time();
     let mut rig = NetRig::new(2, &scratch("rate")).expect("rig");
     let up = Uplink {
         rate_bps: Some(1_000_000),
@@ -155,6 +165,7 @@ fn an_upload_limit_holds_the_rate() {
 #[test]
 fn clock_offsets_and_outages_apply_to_one_host() {
     require_privileges!("clock_offsets_and_outages_apply_to_one_host");
+    let _one = one_at_a_time();
     let dir = scratch("clock");
     let mut rig = NetRig::new(2, &dir).expect("rig");
     rig.set_clock_offset(1, 30);
@@ -212,6 +223,7 @@ fn clock_offsets_and_outages_apply_to_one_host() {
 #[test]
 fn a_swarm_of_processes_plays_through_loss_and_jitter() {
     require_privileges!("a_swarm_of_processes_plays_through_loss_and_jitter");
+    let _one = one_at_a_time();
     let cfg = NetBenchConfig {
         scenario: Scenario::Loss2Jitter,
         peers: 12,

@@ -26,11 +26,11 @@ use clubcast::sim::{LinkProfile, Network, NodeId};
 use clubcast::swarm::SwarmNode;
 use clubcast::wire::{
     bitfield, Accept, AddrList, Bitfield, Block, ClubList, ClubPeers, ClubPeersRequest, Connect,
-    Direction, Drop, DropReason, Have, KeepAlive, Load, Message, Ping, Pong, RefuseReason,
-    StreamTag, MAX_DATAGRAM, SPARE_UNLIMITED, VERSION,
+    Direction, Drop, DropReason, Have, KeepAlive, Load, Message, Ping, Pong, RefuseReason, Request,
+    SeqList, StreamTag, MAX_DATAGRAM, SPARE_UNLIMITED, VERSION,
 };
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 // ---- Fixtures ----------------------------------------------------------------
 
@@ -2942,4 +2942,240 @@ fn a_no_such_connection_drop_ends_the_download_and_another_is_sought() {
             .is_some_and(|c| c.club == 4 && c.direction == Direction::Download)),
         "a new CONNECT for club 4"
     );
+}
+
+/// Loss repair cannot be turned into a fire hose: a REQUEST from an
+/// address with no connection gets nothing, and a connected peer asking
+/// over and over for everything it can name is answered with at most the
+/// stream's own rate (plus half a second of burst).
+#[test]
+fn repair_requests_are_answered_within_the_stream_rate_and_only_to_connections() {
+    let mut p = peer();
+    // 200 blocks of 200 bytes at 160 kbit/s: 10 ms of media each.
+    let mut f = Feed::new(60, 200, Time(T0.0 - mid_delay_us()), 0);
+    for seq in 0..200 {
+        deliver_raw(&mut p, T0, stranger(), &f.block(seq, T0, KBPS));
+    }
+    let seqs: Vec<u64> = (0..32).collect();
+    let req = Message::Request(Request {
+        seqs: SeqList::Items(&seqs),
+    });
+    let stranger_asks = deliver(&mut p, T0, addr(66), &req);
+    assert!(block_seqs_to(&stranger_asks, addr(66)).is_empty());
+    assert!(p.stats().repair_refused >= 32);
+    // A connected downloader asks for 32 blocks every 10 ms for 5 s.
+    let d = addr(67);
+    assert_accepted(&connect_as_downloader(&mut p, T0, d, 0, &[0, 5]), d);
+    let mut bytes = 0usize;
+    let mut now = T0;
+    for k in 0..500u64 {
+        let seqs: Vec<u64> = (0..32).map(|i| (k * 32 + i) % 200).collect();
+        let req = Message::Request(Request {
+            seqs: SeqList::Items(&seqs),
+        });
+        for o in deliver(&mut p, now, d, &req).iter().filter(|o| o.to == d) {
+            if let Some(b) = o.block() {
+                bytes += b.payload.len();
+            }
+        }
+        now = now.plus_ms(10);
+        p.handle_timeout(now);
+        drain(&mut p, now);
+    }
+    let cap = f64::from(KBPS) * 125.0 * (5.0 + 0.5);
+    assert!(bytes > 0, "nothing answered");
+    assert!(
+        (bytes as f64) <= cap,
+        "{bytes} payload bytes in 5 s, cap {cap}"
+    );
+    assert!(p.stats().repair_refused > 0);
+}
+
+/// A downloader that lies in its KEEPALIVEs (nothing arrived, a minute of
+/// queuing) among honest ones does not make the uploader throttle, shed
+/// or drop anyone.
+#[test]
+fn a_lying_downloader_cannot_throttle_its_uploader() {
+    let mut p = peer();
+    let honest: Vec<SocketAddr> = (0..4).map(|i| addr(70 + i)).collect();
+    let liar = addr(80);
+    for (i, d) in honest.iter().chain([&liar]).enumerate() {
+        let club = if i % 2 == 0 { 0 } else { 1 };
+        assert_accepted(&connect_as_downloader(&mut p, T0, *d, club, &[club, 7]), *d);
+    }
+    let mut f = feed();
+    let mut now = T0;
+    let mut sent = [0u32; 5];
+    for step in 0..300u64 {
+        // A block of club 0 or 1 every 10 ms, to every upload of its club.
+        let seq = step * 12 + step % 2;
+        for o in deliver_raw(&mut p, now, stranger(), &f.block(seq, now, KBPS)) {
+            if let Some(i) = honest.iter().chain([&liar]).position(|d| *d == o.to) {
+                sent[i] += u32::from(o.is_block());
+            }
+        }
+        if step % 25 == 0 {
+            for (i, d) in honest.iter().enumerate() {
+                let club = if i % 2 == 0 { 0 } else { 1 };
+                let ka = KeepAlive {
+                    club,
+                    received: sent[i],
+                    queue_delay_ms: 2,
+                };
+                deliver(&mut p, now, *d, &Message::KeepAlive(ka));
+            }
+            let lie = KeepAlive {
+                club: 0,
+                received: 0,
+                queue_delay_ms: 60_000,
+            };
+            deliver(&mut p, now, liar, &Message::KeepAlive(lie));
+        }
+        now = now.plus_ms(10);
+        p.handle_timeout(now);
+        let out = drain(&mut p, now);
+        assert!(
+            out.iter().all(|o| o.drop_msg().is_none()),
+            "a drop at {step}"
+        );
+    }
+    assert_eq!(p.uplink_bps(), None, "throttled by one liar");
+    assert_eq!(p.connections().uploads.len(), 5);
+}
+
+/// A peer that lies about its clock (BLOCK send times all over the place)
+/// can only get its own download dropped: the delay rule compares each
+/// connection with its own floor, so the honest uploader beside it is
+/// never dropped or banned.
+#[test]
+fn a_lying_clock_costs_only_the_liar_its_connection() {
+    let (honest, liar) = (addr(1), addr(2));
+    let mut cfg = config(&[0, 1]);
+    cfg.ban_sweep_ms = 3_600_000;
+    let mut p = peer_with(cfg);
+    assert_accepted(&connect_as_uploader(&mut p, T0, honest, 0, &[0, 4]), honest);
+    assert_accepted(&connect_as_uploader(&mut p, T0, liar, 0, &[0, 5]), liar);
+    let mut f = feed();
+    let hop = |sent_at_us: u64| HopFields {
+        club: 0,
+        sent_at_us,
+        delay_threshold_ms: 1_000,
+        bitrate_kbps: 0,
+    };
+    let mut now = T0;
+    let mut rng = SmallRng::seed_from_u64(5);
+    for i in 0..100u64 {
+        let seq = i * 12;
+        deliver_raw(&mut p, now, honest, &f.block_with(seq, hop(now.0 - ms(20))));
+        let wild = now
+            .0
+            .wrapping_add(rng.random_range(0..ms(120_000)))
+            .wrapping_sub(ms(60_000));
+        deliver_raw(&mut p, now, liar, &f.block_with(seq, hop(wild)));
+        now = at(now, 30);
+    }
+    assert!(p.connections().downloads.iter().any(|d| d.from == honest));
+    assert!(!p.bans().is_banned(&honest));
+}
+
+/// Timers from measurements: a CONNECT unanswered by its timeout (1 s
+/// while no round trip is known) is sent again with the same request id,
+/// the timeout doubled, three sends in all; an ACCEPT that comes after the
+/// request was given up is still taken while the connection is wanted, and
+/// undone with a DROP when it is not, so the other side holds no upload
+/// nobody reads.
+#[test]
+fn an_unanswered_connect_is_sent_again_and_a_late_accept_is_taken_or_undone() {
+    let cfg = config(&[0, 1]);
+    let timeout = cfg.connect_timeout_ms;
+    let mut p = peer_with(cfg);
+    let (f, g, h) = (addr(3), addr(4), addr(5));
+    deliver(&mut p, T0, f, &pong(&[5], 0));
+    deliver(&mut p, T0, g, &pong(&[6], 0));
+    // Sent at 0, 1 s and 3 s; given up at 7 s.
+    let gave_up = at(T0, 7 * timeout + 100);
+    let out = run(&mut p, T0, gave_up, 10);
+    let sends = |to: SocketAddr, club: u16| -> Vec<(Time, u32)> {
+        out.iter()
+            .filter(|o| o.to == to)
+            .filter_map(|o| {
+                o.connect()
+                    .filter(|c| c.club == club)
+                    .map(|c| (o.at, c.request_id))
+            })
+            .collect()
+    };
+    let to_f = sends(f, 5);
+    assert_eq!(to_f.len(), 3, "{to_f:?}");
+    assert!(to_f.iter().all(|s| s.1 == to_f[0].1), "one request id");
+    let gaps: Vec<u64> = to_f
+        .windows(2)
+        .map(|w| (w[1].0 .0 - w[0].0 .0) / 1000)
+        .collect();
+    assert!((timeout..timeout + 30).contains(&gaps[0]), "{gaps:?}");
+    assert!(
+        (2 * timeout..2 * timeout + 30).contains(&gaps[1]),
+        "{gaps:?}"
+    );
+    assert_eq!(p.stats().connect_retries, 4);
+    let to_g = sends(g, 6);
+    assert_eq!(to_g.len(), 3, "{to_g:?}");
+    // Club 6 gets a download from H meanwhile.
+    let now = open_foreign_download(&mut p, gave_up, h, 6);
+    let late = |id: u32, club: u16| {
+        Message::Accept(Accept {
+            request_id: id,
+            direction: Direction::Download,
+            club,
+        })
+    };
+    // F's ACCEPT: club 5 still has no download, so it is taken.
+    let out = deliver(&mut p, now, f, &late(to_f[0].1, 5));
+    assert!(p
+        .connections()
+        .downloads
+        .iter()
+        .any(|d| d.from == f && d.club == 5));
+    assert!(out
+        .iter()
+        .any(|o| o.to == f && matches!(o.msg(), Message::Bitfield(_))));
+    // G's ACCEPT: club 6 has its download, so G is told to drop it.
+    let out = deliver(&mut p, now, g, &late(to_g[0].1, 6));
+    assert!(!p.connections().downloads.iter().any(|d| d.from == g));
+    let drops = drops_to(&out, g);
+    assert_eq!(drops.len(), 1);
+    assert_eq!(
+        (drops[0].1.direction, drops[0].1.club, drops[0].1.reason),
+        (Direction::Download, 6, DropReason::Trimmed)
+    );
+    assert_eq!(p.stats().late_accepts, 2);
+}
+
+/// The store covers the whole play-delay range whatever the bit rate: at
+/// 1000 blocks a second (8 Mbit/s of 1 KiB blocks) a peer holds five
+/// seconds of blocks that came at once (more than the most play delay),
+/// where a store of 1024 blocks held one.
+#[test]
+fn the_store_covers_the_play_delay_range_at_a_high_bit_rate() {
+    let mut p = peer();
+    let max_delay_ms = PlayoutConfig::default().max_delay_us / 1000;
+    // 5 s of blocks, 1 ms apart on the source's timeline.
+    let mut f = Feed::new(60, 200, T0, 60_000);
+    for seq in 0..5_000u64 {
+        deliver_raw(&mut p, T0, stranger(), &f.block(seq, T0, 8_000));
+    }
+    let held = p.store().len() as u64;
+    assert!(
+        held >= max_delay_ms,
+        "{held} blocks held, {max_delay_ms} ms of them needed"
+    );
+    assert_eq!(held, 5_000);
+    // Playback then starts the least play delay behind the newest block
+    // and lets go only of what lies before that (and what it keeps
+    // played): the range ahead of it stays whole.
+    p.handle_timeout(T0);
+    drain(&mut p, T0);
+    let min_delay_blocks = PlayoutConfig::default().min_delay_us / 1000;
+    assert!(p.store().len() as u64 >= min_delay_blocks);
+    assert!((4_999 - min_delay_blocks..5_000).all(|s| p.store().has(s)));
 }

@@ -259,3 +259,23 @@ fn worst_peers_of_one_run() {
         total(|s| s.send_stale),
     );
 }
+
+/// Paths of 300 ms round trip (150 ms each way): connections are made,
+/// since every timeout follows the measured round trip, and the swarm
+/// plays.
+#[test]
+fn long_round_trips_connect_and_play() {
+    for seed in 0..5 {
+        let far = clubcast::sim::LinkProfile::with_latency_ms(150);
+        let mut swarm = SimSwarm::new(seed, BPS, far);
+        for _ in 0..PEERS {
+            swarm.add_peer(clubcast::sim::Impairment::link(far));
+        }
+        swarm.run_until(Time((SECS * 1e6) as u64));
+        let ids = swarm.peers.clone();
+        let s = swarm.summary(&ids, SECS);
+        println!("rtt 300 ms seed {seed}: {}", s.to_json());
+        assert!(s.continuity_min >= 0.99, "seed {seed}: {}", s.to_json());
+        assert!(s.startup_ms_max <= 3_000.0, "seed {seed}: {}", s.to_json());
+    }
+}

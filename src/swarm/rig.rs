@@ -10,7 +10,8 @@
 //! packets a thread of this process holds for the one-way delay and
 //! jitter (`delay_queue`), `faketime` around a host's processes for a
 //! clock offset, and nftables drops both ways for an outage. Namespaces are
-//! named with this process's id, so runs never collide, and everything is
+//! named with this process's id and a count of its rigs, so runs never
+//! collide, and everything is
 //! torn down on drop: processes killed by their PID, namespaces deleted.
 //! Needs root.
 
@@ -144,7 +145,9 @@ impl NetRig {
     /// A router with `hosts` hosts on it, host i at 10.77.i.2 behind the
     /// router's 10.77.i.1; process logs go to `logs`.
     pub fn new(hosts: usize, logs: &Path) -> Result<Self, RigError> {
-        let prefix = format!("ccrig{}", std::process::id());
+        static RIGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RIGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = format!("ccrig{}x{n}", std::process::id());
         let router = format!("{prefix}-r");
         std::fs::create_dir_all(logs).map_err(|source| RigError::Io {
             what: format!("create {}", logs.display()),
@@ -288,6 +291,7 @@ impl NetRig {
                     "NFQUEUE",
                     "--queue-num",
                     &DELAY_QUEUE_NUM.to_string(),
+                    "--queue-bypass",
                 ],
             )?;
             self.delays.push((

@@ -9,9 +9,11 @@
 //! upload (all of them when none has), at random, weighted by the uploads
 //! they reported, a count of 0 weighing as 1 ([0033], [0035]), or among
 //! the least loaded ([0034]). The book is bounded and forgets the
-//! longest-silent contact first.
+//! longest-silent contact first. It is ordered by address, so what it
+//! answers (a CLUB_PEERS list, a choice, an eviction) is the same in every
+//! process for the same seed.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use rand::Rng;
@@ -53,7 +55,7 @@ pub struct Contact {
 /// Bounded address book.
 #[derive(Debug, Clone)]
 pub struct Contacts {
-    map: HashMap<SocketAddr, Contact>,
+    map: BTreeMap<SocketAddr, Contact>,
     capacity: usize,
 }
 
@@ -61,7 +63,7 @@ impl Contacts {
     /// A book of at most `capacity` contacts.
     pub fn new(capacity: usize) -> Self {
         Contacts {
-            map: HashMap::new(),
+            map: BTreeMap::new(),
             capacity: capacity.max(1),
         }
     }
@@ -146,11 +148,10 @@ impl Contacts {
         if candidates.iter().any(|c| c.2) {
             candidates.retain(|c| c.2);
         }
-        let mut candidates: Vec<(SocketAddr, u32)> =
+        // In address order (the book's), so a seeded RNG gives a
+        // repeatable choice.
+        let candidates: Vec<(SocketAddr, u32)> =
             candidates.into_iter().map(|(a, u, _)| (a, u)).collect();
-        // Iteration order of the map is not deterministic across runs;
-        // sort so that a seeded RNG gives a repeatable choice.
-        candidates.sort_unstable();
         match how {
             Choice::WeightedByUploads => {
                 let total: u64 = candidates.iter().map(|(_, u)| u64::from((*u).max(1))).sum();

@@ -1,8 +1,9 @@
 //! Playback order and timing ([0060]-[0062]).
 //!
 //! Blocks are played in sequence order. Playback starts once the peer holds
-//! one second of media with at most a tenth of it missing (the holes are
-//! repaired while it plays, so scattered loss does not hold the start back),
+//! one second of media with at most a tenth of it missing and its first
+//! quarter whole (the holes are repaired while it plays, so scattered loss
+//! does not hold the start back; the first blocks are due at once),
 //! at the first such run; when that is
 //! more than the most play delay older than the newest block held (a
 //! newcomer's catch-up brought old blocks), at the first run the least play
@@ -210,13 +211,15 @@ impl Playout {
         if let State::Buffering(from) = self.state {
             let need = self.cfg.start_buffer_us.div_ceil(block_us).max(1);
             let held = ((need as f64 * self.cfg.start_fill).ceil() as u64).clamp(1, need);
+            // The first blocks are due at once: they must all be here.
+            let whole = (need / 4).max(1);
             let first = match from {
                 None => {
                     // A newcomer whose catch-up reaches further back than
                     // the most play delay starts the least play delay
                     // behind the newest block instead.
                     let newest = store.newest().and_then(|n| store.source_time(n));
-                    let first = store.first_dense_run(Time(0), need, held);
+                    let first = store.first_dense_run(Time(0), need, held, whole);
                     let too_old = |s: u64| {
                         store
                             .source_time(s)
@@ -229,6 +232,7 @@ impl Playout {
                                 Time(n.0.saturating_sub(self.cfg.min_delay_us)),
                                 need,
                                 held,
+                                whole,
                             )
                             .or(first),
                         _ => first,

@@ -121,8 +121,9 @@ impl BlockStore {
     }
 
     /// The first held block, of source time at least `since`, that starts
-    /// a run of `len` sequence numbers of which at least `held` are held.
-    pub fn first_dense_run(&self, since: Time, len: u64, held: u64) -> Option<u64> {
+    /// a run of `len` sequence numbers of which at least `held` are held,
+    /// the first `whole` of them all.
+    pub fn first_dense_run(&self, since: Time, len: u64, held: u64, whole: u64) -> Option<u64> {
         let seqs: Vec<u64> = self
             .blocks
             .iter()
@@ -130,13 +131,19 @@ impl BlockStore {
             .map(|(s, _)| *s)
             .collect();
         let held = usize::try_from(held.max(1)).unwrap_or(usize::MAX);
+        let whole = usize::try_from(whole.max(1)).unwrap_or(usize::MAX);
         let mut end = 0;
         for (i, &start) in seqs.iter().enumerate() {
             end = end.max(i);
             while end < seqs.len() && seqs[end] < start.saturating_add(len) {
                 end += 1;
             }
-            if end - i >= held {
+            // Sorted and distinct: the head is whole when its last seq
+            // lies exactly `whole - 1` past the start.
+            let head_whole = seqs
+                .get(i + whole - 1)
+                .is_some_and(|s| *s == start + whole as u64 - 1);
+            if end - i >= held && head_whole {
                 return Some(start);
             }
         }

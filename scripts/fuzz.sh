@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target in fuzz/ for SECONDS each (default 60):
+# the wire parser (every message), Elias-gamma bit fields, the media
+# header and MPEG-TS ingest. Installs cargo-fuzz on the nightly toolchain
+# if it is missing. Crashes are saved under fuzz/artifacts/.
+#
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh >/dev/null
+export PATH="$HOME/.cargo/bin:$PATH"
+secs="${1:-60}"
+shift || true
+cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
+targets=("$@")
+if ((${#targets[@]} == 0)); then
+    targets=(wire_message bitfield media_header ts_packets)
+fi
+for t in "${targets[@]}"; do
+    echo "fuzzing $t for ${secs}s"
+    cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -max_len=2048
+done
