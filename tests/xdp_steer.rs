@@ -419,8 +419,14 @@ fn foreign_payloads_on_the_relay_port_are_passed() {
     let mut bad_magic = clubcast_message(BLOCK, 16);
     bad_magic[0] = 0xCD;
     let mut bad_version = clubcast_message(BLOCK, 16);
-    bad_version[1] = 2;
-    for (payload, what) in [(bad_magic, "bad magic"), (bad_version, "version 2")] {
+    bad_version[1] = VERSION + 1;
+    let mut old_version = clubcast_message(BLOCK, 16);
+    old_version[1] = VERSION - 1;
+    for (payload, what) in [
+        (bad_magic, "bad magic"),
+        (bad_version, "a later version"),
+        (old_version, "an earlier version"),
+    ] {
         let frame = Ipv4Frame::udp(RELAY_PORT, payload).build();
         assert_passed_as(&prog, &frame, what, |c| c.passed_not_clubcast);
     }
