@@ -3,7 +3,8 @@
 //!
 //! The crate is layered like the design brief (`../shared/DESIGN.md`):
 //! `wire` parses and encodes datagrams without copying; `auth` signs and
-//! verifies batches of blocks; `roles` holds the sans-IO tracker, source and
+//! verifies batches of blocks; `forward` is the one place that judges a
+//! received block for every path; `roles` holds the sans-IO tracker, source and
 //! peer state machines; `io` drives them on kernel UDP sockets; `sim` drives
 //! them in a deterministic in-memory network; `swarm` holds any role as one
 //! node type, sums up a run and builds network-namespace rigs; `relay` is
@@ -15,6 +16,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod forward;
 pub mod io;
 pub mod media;
 pub mod metrics;

@@ -3179,3 +3179,53 @@ fn the_store_covers_the_play_delay_range_at_a_high_bit_rate() {
     assert!(p.store().len() as u64 >= min_delay_blocks);
     assert!((4_999 - min_delay_blocks..5_000).all(|s| p.store().has(s)));
 }
+
+/// [0053] across a feed pause: when the feed stops for longer than the
+/// silence limit and comes back, a download that has not carried a block
+/// of the new run yet is not silent; its silence counts from the return.
+/// One that stays quiet after the return is dropped.
+#[test]
+fn a_feed_pause_does_not_make_downloads_silent_when_it_ends() {
+    let (f1, f2) = (addr(3), addr(4));
+    let mut cfg = config(&[0, 1]);
+    cfg.ban_sweep_ms = 3_600_000;
+    let silence = cfg.silence_ms;
+    let mut p = peer_with(cfg);
+    let now = open_foreign_download(&mut p, T0, f1, 5);
+    let now = open_foreign_download(&mut p, now, f2, 6);
+    let mut fd = feed();
+    let mut out = Vec::new();
+    let mut t = now;
+    // A second of blocks on both, then a pause of twice the silence limit.
+    for k in 0..10u64 {
+        out.extend(deliver_raw(&mut p, t, f1, &fd.block(5 + 12 * k, t, KBPS)));
+        out.extend(deliver_raw(&mut p, t, f2, &fd.block(6 + 12 * k, t, KBPS)));
+        out.extend(run(&mut p, t, at(t, CLUB_INTERVAL_MS), 20));
+        t = at(t, CLUB_INTERVAL_MS);
+    }
+    out.extend(run(&mut p, t, at(t, 2 * silence), 20));
+    t = at(t, 2 * silence);
+    // The feed is back on F1 first; F2 follows after most of a silence.
+    let back = t;
+    let mut k = 10u64;
+    while t < at(back, silence - 300) {
+        out.extend(deliver_raw(&mut p, t, f1, &fd.block(5 + 12 * k, t, KBPS)));
+        out.extend(run(&mut p, t, at(t, CLUB_INTERVAL_MS), 20));
+        t = at(t, CLUB_INTERVAL_MS);
+        k += 1;
+    }
+    out.extend(deliver_raw(&mut p, t, f2, &fd.block(6 + 12 * k, t, KBPS)));
+    assert!(drops_to(&out, f1).is_empty() && drops_to(&out, f2).is_empty());
+    // Now F2 stays quiet while F1 carries on: F2 is silent.
+    let quiet_from = t;
+    while t < at(quiet_from, silence + 500) {
+        k += 1;
+        out.extend(deliver_raw(&mut p, t, f1, &fd.block(5 + 12 * k, t, KBPS)));
+        out.extend(run(&mut p, t, at(t, CLUB_INTERVAL_MS), 20));
+        t = at(t, CLUB_INTERVAL_MS);
+    }
+    assert!(drops_to(&out, f1).is_empty());
+    let drops = drops_to(&out, f2);
+    assert_eq!(drops.len(), 1, "{drops:?}");
+    assert_eq!(drops[0].1.reason, DropReason::Silence);
+}

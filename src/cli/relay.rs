@@ -385,6 +385,16 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
             ("tx_frames", "copies put on the TX rings", w.tx_frames),
             ("forged", "forged blocks dropped by the workers", w.forged),
             (
+                "wrong_club",
+                "blocks labelled with another club than their sequence number's, dropped",
+                w.wrong_club,
+            ),
+            (
+                "unverifiable",
+                "blocks whose proof hashes or signature the workers lacked, dropped",
+                w.unverifiable,
+            ),
+            (
                 "duplicates",
                 "verified blocks received before",
                 w.duplicates,

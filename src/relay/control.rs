@@ -208,6 +208,7 @@ impl ControlPlane {
         self.stats.ipv6_skipped = ipv6;
         if next != self.published {
             let mut builder = FanoutTable::builder(self.limits);
+            builder.swarm_clubs(self.peer.club_count());
             let mut over = 0u64;
             for &(club, addr, mac) in &next {
                 if builder.add(club, Subscriber { mac, addr }).is_err() {

@@ -116,7 +116,12 @@ pub struct FanoutTable {
     clubs: Box<[ClubRange]>,
     subscribers: Box<[Subscriber]>,
     limits: FanoutLimits,
+    swarm_clubs: u16,
 }
+
+/// Clubs in a swarm until the control plane says otherwise (the protocol
+/// default, [0022]).
+pub const DEFAULT_SWARM_CLUBS: u16 = 12;
 
 impl FanoutTable {
     /// A table with no subscribers: blocks are verified and dropped.
@@ -125,6 +130,7 @@ impl FanoutTable {
             clubs: Box::new([]),
             subscribers: Box::new([]),
             limits: FanoutLimits::default(),
+            swarm_clubs: DEFAULT_SWARM_CLUBS,
         }
     }
 
@@ -133,7 +139,14 @@ impl FanoutTable {
         FanoutTableBuilder {
             limits,
             clubs: BTreeMap::new(),
+            swarm_clubs: DEFAULT_SWARM_CLUBS,
         }
+    }
+
+    /// Clubs in the swarm: a block belongs to club `seq` modulo this, and
+    /// one labelled otherwise is never fanned out.
+    pub fn swarm_clubs(&self) -> u16 {
+        self.swarm_clubs
     }
 
     /// The subscribers of `club`, empty if none.
@@ -188,9 +201,16 @@ impl Default for FanoutTable {
 pub struct FanoutTableBuilder {
     limits: FanoutLimits,
     clubs: BTreeMap<u16, Vec<Subscriber>>,
+    swarm_clubs: u16,
 }
 
 impl FanoutTableBuilder {
+    /// Sets the swarm's club count (default [`DEFAULT_SWARM_CLUBS`]).
+    pub fn swarm_clubs(&mut self, clubs: u16) -> &mut Self {
+        self.swarm_clubs = clubs;
+        self
+    }
+
     /// Adds `subscriber` to `club`.
     pub fn add(&mut self, club: u16, subscriber: Subscriber) -> Result<&mut Self, FanoutError> {
         let clubs = self.clubs.len();
@@ -230,6 +250,7 @@ impl FanoutTableBuilder {
             clubs: clubs.into_boxed_slice(),
             subscribers: subscribers.into_boxed_slice(),
             limits: self.limits,
+            swarm_clubs: self.swarm_clubs,
         }
     }
 }

@@ -9,7 +9,10 @@
 //! cache, so any receiver can check it alone, and a new send time) that it
 //! copies into one free TX frame per subscriber of the block's club. It then
 //! submits the TX batch, kicks the kernel, and hands the RX frames back to
-//! the fill ring. Workers of one relay share [`ForwardClaims`], so a block
+//! the fill ring. What a block is (stream, club, authentication) is judged
+//! by the forwarding core (`crate::forward`), as on every other path: a
+//! block relabelled with another club is never fanned out. Workers of one
+//! relay share [`ForwardClaims`], so a block
 //! that reaches two queues is fanned out once. With an uplink ([`Worker::with_uplink`]) it also reports
 //! every verified block to the control plane (`super::uplink`). Every outcome is counted in [`WorkerStats`], and the
 //! ingress-to-submit latency of each forwarded block goes into a histogram.
@@ -41,8 +44,9 @@ use super::steer::SteeringProgram;
 use super::uplink::UplinkSender;
 use super::xsk::{self, Kick, XskError, XskKernelStats, XskSocket};
 use crate::auth::verifier::DEFAULT_WINDOW;
-use crate::auth::{AuthError, BatchVerifier, StreamId};
-use crate::wire::{Block, Message, MAX_DATAGRAM};
+use crate::auth::{BatchVerifier, StreamId};
+use crate::forward::{judge, Verdict};
+use crate::wire::{Block, Message, StreamTag, MAX_DATAGRAM};
 
 /// Default most RX frames handled per loop: with 8192-entry rings, batches
 /// of 256 were lossless on veth (DESIGN.md, measured).
@@ -115,7 +119,7 @@ pub struct LocalEndpoint {
 
 /// Everything the worker counted. Each RX frame ends in one of
 /// `not_udp`, `malformed_frame`, `wrong_port`, `not_block`,
-/// `malformed_block`, `wrong_stream`, `stale`, `unverifiable`, `forged`,
+/// `malformed_block`, `wrong_stream`, `wrong_club`, `stale`, `unverifiable`, `forged`,
 /// `duplicates`, `no_subscribers`, `no_forward_proof`, `template_errors`,
 /// `forwarded_blocks` or `unsent_blocks`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,6 +144,9 @@ pub struct WorkerStats {
     pub malformed_block: u64,
     /// BLOCKs of another stream.
     pub wrong_stream: u64,
+    /// BLOCKs whose club field is not their sequence number modulo the
+    /// swarm's club count (relabelled on the way): never fanned out.
+    pub wrong_club: u64,
     /// BLOCKs of a batch older than the verification window.
     pub stale: u64,
     /// BLOCKs that cannot be tied to a signature (no signature for an
@@ -273,6 +280,7 @@ struct Forwarder {
     umem: Umem,
     local: LocalEndpoint,
     checksum: UdpChecksum,
+    tag: StreamTag,
     verifier: BatchVerifier,
     table: Arc<FanoutTable>,
     template: Box<[u8; MAX_DATAGRAM]>,
@@ -382,6 +390,7 @@ impl Worker {
                 umem,
                 local,
                 checksum: config.udp_checksum,
+                tag: StreamTag::of_key(&stream.to_bytes()),
                 verifier: BatchVerifier::new(stream, config.verifier_window),
                 table: Arc::new(FanoutTable::empty()),
                 template: Box::new([0u8; MAX_DATAGRAM]),
@@ -696,27 +705,27 @@ impl Forwarder {
                 return;
             }
         };
-        match self.verifier.verify(&block) {
-            Ok(verified) if verified.fresh => {
+        let clubs = self.table.swarm_clubs();
+        match judge(&mut self.verifier, self.tag, clubs, &block) {
+            Verdict::Fresh(_) => {
                 if self.claims.as_ref().is_some_and(|c| !c.claim(block.seq)) {
                     stats.claimed_elsewhere += 1;
                     self.report(udp.src, udp.payload);
                     return;
                 }
             }
-            Ok(_) => {
+            Verdict::Duplicate(_) => {
                 stats.duplicates += 1;
                 // The sender still counts as alive to the control plane.
                 self.report(udp.src, udp.payload);
                 return;
             }
-            Err(err) => {
-                *match err {
-                    AuthError::WrongStream => &mut stats.wrong_stream,
-                    AuthError::BatchTooOld { .. } => &mut stats.stale,
-                    AuthError::MissingProof | AuthError::MissingSignature => {
-                        &mut stats.unverifiable
-                    }
+            other => {
+                *match other {
+                    Verdict::WrongStream => &mut stats.wrong_stream,
+                    Verdict::WrongClub => &mut stats.wrong_club,
+                    Verdict::Stale => &mut stats.stale,
+                    Verdict::Unverifiable => &mut stats.unverifiable,
                     _ => &mut stats.forged,
                 } += 1;
                 return;

@@ -23,7 +23,7 @@ use super::repair::TokenBucket;
 use super::scheduler::Lane;
 use super::store::StoredBlock;
 use super::{Mode, Peer, PeerEvent, SendItem};
-use crate::auth::AuthError;
+use crate::forward::{judge, Verdict};
 use crate::roles::Time;
 use crate::wire::{BatchSignature, Block, Direction, DropReason, Message, Request};
 
@@ -57,35 +57,34 @@ impl Peer {
     pub(super) fn on_block(&mut self, now: Time, from: SocketAddr, block: &Block<'_>) {
         self.stats.blocks_in += 1;
         self.stats.block_payload_in += block.payload.len() as u64;
-        if block.stream != self.tag {
-            self.stats.wrong_stream += 1;
-            if self.stats.unique_blocks == 0 && self.stats.wrong_stream == WRONG_STREAM_REPORT {
-                self.events
-                    .push_back(PeerEvent::WrongStream { seen: block.stream });
-            }
-            return;
-        }
-        let c = u64::from(self.club_count);
-        if u64::from(block.club) != block.seq % c {
-            self.stats.wrong_club += 1;
-            return;
-        }
         if self.cfg.mode == Mode::Source {
             return;
         }
-        let verified = match self.verifier.verify(block) {
-            Ok(v) => v,
-            Err(AuthError::MissingProof | AuthError::MissingSignature) => {
+        let verified = match judge(&mut self.verifier, self.tag, self.club_count, block) {
+            Verdict::Fresh(v) | Verdict::Duplicate(v) => v,
+            Verdict::WrongStream => {
+                self.stats.wrong_stream += 1;
+                if self.stats.unique_blocks == 0 && self.stats.wrong_stream == WRONG_STREAM_REPORT {
+                    self.events
+                        .push_back(PeerEvent::WrongStream { seen: block.stream });
+                }
+                return;
+            }
+            Verdict::WrongClub => {
+                self.stats.wrong_club += 1;
+                return;
+            }
+            Verdict::Unverifiable => {
                 // Not a forgery: the datagram that carried the hashes it
                 // builds on is late or lost. Park it for a moment.
                 self.park(now, from, block);
                 return;
             }
-            Err(AuthError::BatchTooOld { .. }) => {
+            Verdict::Stale => {
                 self.stats.stale += 1;
                 return;
             }
-            Err(_) => {
+            Verdict::Forged => {
                 // Verify before forward: a forgery is never kept, and its
                 // sender is banned and loses the connection it came on.
                 self.stats.forged_rejected += 1;
@@ -151,8 +150,8 @@ impl Peer {
                 let Ok(Message::Block(block)) = Message::parse(&bytes) else {
                     continue;
                 };
-                match self.verifier.verify(&block) {
-                    Ok(v) => {
+                match judge(&mut self.verifier, self.tag, self.club_count, &block) {
+                    Verdict::Fresh(v) | Verdict::Duplicate(v) => {
                         progress = true;
                         self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
                         // Verified now: it counts for its download as of
@@ -165,10 +164,14 @@ impl Peer {
                             self.stats.duplicates += 1;
                         }
                     }
-                    Err(AuthError::MissingProof | AuthError::MissingSignature) => {
+                    Verdict::Unverifiable => {
                         self.parked.push_back((parked_at, from, batch, bytes));
                     }
-                    Err(_) => {
+                    Verdict::Stale => {
+                        self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
+                        self.stats.stale += 1;
+                    }
+                    Verdict::Forged | Verdict::WrongStream | Verdict::WrongClub => {
                         self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
                         self.stats.forged_rejected += 1;
                     }
@@ -244,6 +247,14 @@ impl Peer {
     fn accept_block(&mut self, now: Time, from: SocketAddr, block: &Block<'_>, source_time: Time) {
         self.stats.unique_blocks += 1;
         self.stats.unique_payload += block.payload.len() as u64;
+        // The first fresh block after a pause of the feed (or of this
+        // peer's own link) restarts every download's silence clock.
+        if self
+            .last_fresh
+            .is_none_or(|t| now.0 >= t.0 + self.pause_us())
+        {
+            self.live_since = now;
+        }
         self.last_fresh = Some(now);
         if block.bitrate_kbps > 0 {
             self.bitrate_kbps = block.bitrate_kbps;

@@ -112,6 +112,24 @@ impl Peer {
         }
     }
 
+    /// How long a download may carry no block before it is silent
+    /// ([0053]): `silence_ms` or `silence_intervals` club intervals,
+    /// whichever is longer (`first_block_ms` before the rate is known).
+    fn silence_floor_us(&self) -> u64 {
+        let club_interval = self.block_us * u64::from(self.club_count);
+        if club_interval == 0 {
+            self.cfg.first_block_ms * 1000
+        } else {
+            (self.cfg.silence_ms * 1000).max(self.cfg.silence_intervals * club_interval)
+        }
+    }
+
+    /// No fresh block for this long means the feed paused (or this peer's
+    /// link stalled): half the silence limit.
+    pub(super) fn pause_us(&self) -> u64 {
+        self.silence_floor_us() / 2
+    }
+
     /// The retransmission timeout towards `to`: from its measured round
     /// trip, or `connect_timeout_ms` while none is known.
     pub(super) fn rto_us(&self, to: &SocketAddr) -> u64 {
@@ -212,21 +230,18 @@ impl Peer {
         // the uploader is gone; the blocks missed meanwhile are repaired
         // from other peers. A connection that has carried nothing yet gets
         // `first_block_ms`, since a new uploader may still be joining.
-        let club_interval = self.block_us * u64::from(self.club_count);
-        let silence_floor = if club_interval == 0 {
-            self.cfg.first_block_ms * 1000
-        } else {
-            (self.cfg.silence_ms * 1000).max(self.cfg.silence_intervals * club_interval)
-        };
+        let silence_floor = self.silence_floor_us();
         let first_block = self.cfg.first_block_ms * 1000;
         let reorder = self.cfg.reorder_ms * 1000;
         // A download is silent only while the stream is live here: when no
         // fresh block came from anywhere for half the silence limit, the
         // feed itself paused (or this peer's own link stalled), and its
-        // uploaders are not to blame.
+        // uploaders are not to blame; nor are they for the silence before
+        // the stream came back.
         let stream_live = self
             .last_fresh
-            .is_some_and(|t| now.0 < t.0 + silence_floor / 2);
+            .is_some_and(|t| now.0 < t.0 + self.pause_us());
+        let live_since = self.live_since;
         let mut to_send = Vec::new();
         let mut silent = Vec::new();
         let mut gaps = Vec::new();
@@ -262,7 +277,7 @@ impl Peer {
             let last = if d.in_club {
                 self.contacts.get(&d.from).map_or(d.last_block, |c| c.heard)
             } else {
-                d.last_block
+                d.last_block.max(live_since)
             };
             let silence = silence_floor.max(4 * rto);
             let limit = if d.last_seq.is_none() {

@@ -405,6 +405,8 @@ pub struct Peer {
     played: VecDeque<PlayedBlock>,
     /// When the last fresh block came (from any connection).
     last_fresh: Option<Time>,
+    /// When fresh blocks started coming again after the last pause.
+    live_since: Time,
     stats: PeerStats,
     next_tick: Time,
 }
@@ -480,6 +482,7 @@ impl Peer {
             events: VecDeque::new(),
             played: VecDeque::new(),
             last_fresh: None,
+            live_since: now,
             stats: PeerStats::default(),
             next_tick: now,
             cfg,
