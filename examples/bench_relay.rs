@@ -1202,6 +1202,7 @@ fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
         )
         .expect("create the worker");
         let mut builder = FanoutTable::builder(FanoutLimits::default());
+        builder.swarm_clubs(CLUBS as u16);
         for (club, addrs) in by_club.iter().enumerate() {
             for addr in addrs {
                 builder

@@ -278,6 +278,7 @@ fn with_sized_rig<T: Send + 'static>(
 /// The fan-out table of `SUBSCRIBERS`.
 fn subscriber_table() -> Arc<FanoutTable> {
     let mut builder = FanoutTable::builder(FanoutLimits::default());
+    builder.swarm_clubs(CLUBS as u16);
     for (club, ip) in SUBSCRIBERS {
         builder
             .add(
@@ -424,6 +425,14 @@ impl Stream {
             thread::sleep(Duration::from_micros(500));
         }
         sent
+    }
+}
+
+/// The signature and the whole path: a block any receiver can check alone.
+fn full_proof() -> ProofPlan {
+    ProofPlan {
+        signature: true,
+        hashes: 16,
     }
 }
 
@@ -790,6 +799,27 @@ fn forged_blocks_are_counted_and_never_forwarded() {
                 .expect("send a forged BLOCK");
         }
         sent.extend(stream.send(&rig.peers.sender, 2, BATCH_BLOCKS));
+        // Two more batches, each genuine block sent first relabelled with
+        // the next club (the club field is per hop and unsigned), then as
+        // it is: the relabelled copy goes nowhere, and the right one is
+        // still fanned out to its own club.
+        for _ in 0..2 {
+            let signed = stream.next_batch(BATCH_BLOCKS);
+            for (s, datagram) in stream.datagrams(&signed) {
+                let seq = signed.seq(s.index);
+                let wrong = HopFields {
+                    club: ((seq + 1) % CLUBS) as u16,
+                    ..hop(seq)
+                };
+                let relabelled = signed.block(s.index, full_proof(), wrong);
+                rig.peers
+                    .sender
+                    .send(&encode(&relabelled))
+                    .expect("send a relabelled BLOCK");
+                rig.peers.sender.send(&datagram).expect("send a BLOCK");
+                sent.push(s);
+            }
+        }
 
         let checked = check_subscribers(&rig.peers, &stream, &sent, started_us);
         let worker = settle_and_stop(running);
@@ -797,17 +827,18 @@ fn forged_blocks_are_counted_and_never_forwarded() {
         report("forged", &worker, &steer);
         let s = worker.stats();
         assert_eq!(
-            steer.redirected, 164,
-            "forged BLOCKs are steered like any other"
+            steer.redirected, 228,
+            "forged and relabelled BLOCKs are steered like any other"
         );
         assert_eq!(s.forged, 100, "{s:?}");
-        assert_eq!(s.rx_frames, 164);
+        assert_eq!(s.wrong_club, 32, "{s:?}");
+        assert_eq!(s.rx_frames, 228);
         assert_eq!(
             checked,
-            4 * 16,
-            "64 genuine blocks, a quarter per club, 2 subscribers each"
+            6 * 16,
+            "96 genuine blocks, a quarter per club, 2 subscribers each"
         );
-        assert_eq!(s.forwarded_blocks, 32);
+        assert_eq!(s.forwarded_blocks, 48);
     });
 }
 

@@ -279,3 +279,27 @@ fn long_round_trips_connect_and_play() {
         assert!(s.startup_ms_max <= 3_000.0, "seed {seed}: {}", s.to_json());
     }
 }
+
+/// The same seed replays the same run in another process: `clubcast
+/// simulate` twice prints byte-identical summaries (no order taken from a
+/// per-process random hash), and another seed prints another.
+#[test]
+fn the_same_seed_replays_byte_for_byte_across_processes() {
+    let run = |seed: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_clubcast"))
+            .args(["simulate", "--scenario", "loss2_jitter40", "--peers", "12"])
+            .args(["--duration", "8", "--seed", seed])
+            .output()
+            .expect("run clubcast simulate");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let first = run("7");
+    assert!(first.starts_with("{\"peers\":12,"), "{first}");
+    assert_eq!(first, run("7"));
+    assert_ne!(first, run("8"));
+}

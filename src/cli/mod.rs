@@ -9,6 +9,7 @@ mod keygen;
 mod relay;
 mod roles;
 mod selfcheck;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,9 @@ enum Command {
     /// Sign a synthetic feed with a source key, send it through the wire
     /// format and the verifier, tamper with it, and report.
     Selfcheck(selfcheck::Args),
+    /// Run a swarm in the deterministic simulator under a named impairment
+    /// scenario; the same seed prints the same summary anywhere.
+    Simulate(simulate::Args),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Peer(args) => roles::run_peer(&args),
         Command::Relay(args) => relay::run(&args),
         Command::Selfcheck(args) => selfcheck::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
     };
     match result {
         Ok(code) => code,
