@@ -1206,13 +1206,7 @@ fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
         for (club, addrs) in by_club.iter().enumerate() {
             for addr in addrs {
                 builder
-                    .add(
-                        club as u16,
-                        Subscriber {
-                            mac: PEER_MAC,
-                            addr: *addr,
-                        },
-                    )
+                    .add(club as u16, Subscriber::new(PEER_MAC, *addr))
                     .expect("within the fan-out limits");
             }
         }

@@ -283,10 +283,7 @@ fn subscriber_table() -> Arc<FanoutTable> {
         builder
             .add(
                 club,
-                Subscriber {
-                    mac: PEER_MAC,
-                    addr: SocketAddrV4::new(ip, SUBSCRIBER_PORT),
-                },
+                Subscriber::new(PEER_MAC, SocketAddrV4::new(ip, SUBSCRIBER_PORT)),
             )
             .expect("within limits");
     }

@@ -228,9 +228,8 @@ fn relay_serves_many_peers_per_club() {
     let mut swarm = Swarm::new(5, 2_000_000, LinkProfile::with_latency_ms(5).jitter_ms(1));
     let stream = SourceKey::from_seed(&swarm.key_seed).stream_id();
     let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
-    pc.mode = clubcast::roles::Mode::Relay;
     pc.peer_id = 3;
-    let relay = Peer::new(pc, swarm.net.now(), SmallRng::seed_from_u64(3));
+    let relay = clubcast::relay::inline_plane(pc, swarm.net.now(), SmallRng::seed_from_u64(3));
     let relay = swarm
         .net
         .add(addr(3), swarm.profile, SwarmNode::Relay(Box::new(relay)));
@@ -250,7 +249,15 @@ fn relay_serves_many_peers_per_club() {
         "relay uploads {}",
         r.connections().uploads.len()
     );
-    assert!(r.stats().blocks_out > r.stats().unique_blocks * 2);
+    // Its forwarding core copied each block to several receivers.
+    let core = swarm
+        .net
+        .node(relay)
+        .relay_plane()
+        .and_then(|p| p.inline_stats())
+        .expect("an inline forwarding core");
+    assert!(core.copies > r.stats().unique_blocks * 2, "{core:?}");
+    assert_eq!((core.forged, core.wrong_club), (0, 0));
     assert_eq!(r.playout_stats().due(), 0, "a relay plays nothing");
 }
 
@@ -325,4 +332,73 @@ fn viewers_joining_a_running_swarm_play_on_and_so_does_the_swarm() {
             assert_eq!(st.skipped, 0, "seed {seed}: {st:?}");
         }
     }
+}
+
+/// A relay's forwarding core never fans out a block relabelled with
+/// another club (the club field is per hop and unsigned): hundreds of
+/// genuinely signed blocks sent to the relay with the wrong club reach no
+/// peer, and the swarm plays on.
+#[test]
+fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
+    use clubcast::auth::signer::HopFields;
+    use clubcast::auth::{BatchSigner, ProofPlan};
+    let mut swarm = Swarm::new(8, 2_000_000, LinkProfile::with_latency_ms(5).jitter_ms(1));
+    let stream = SourceKey::from_seed(&swarm.key_seed).stream_id();
+    let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
+    pc.peer_id = 3;
+    let relay = clubcast::relay::inline_plane(pc, swarm.net.now(), SmallRng::seed_from_u64(3));
+    let relay = swarm
+        .net
+        .add(addr(3), swarm.profile, SwarmNode::Relay(Box::new(relay)));
+    for _ in 0..24 {
+        swarm.add_peer();
+    }
+    swarm.net.run_until(Time(3_000_000));
+    // Genuinely signed (the stream's own key), then relabelled.
+    let signer = BatchSigner::new(SourceKey::from_seed(&swarm.key_seed));
+    let full = ProofPlan {
+        signature: true,
+        hashes: 16,
+    };
+    let mut sent = 0u64;
+    for round in 0..20u64 {
+        let b = 500_000 + round;
+        let payloads: Vec<Vec<u8>> = (0..16).map(|i| vec![i as u8; 700]).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let signed = signer.sign(b, b * 16, 0, &refs).expect("signs");
+        for i in 0..16u16 {
+            let seq = signed.seq(i);
+            let hop = HopFields {
+                club: ((seq + 5) % 12) as u16,
+                ..HopFields::default()
+            };
+            let mut buf = vec![0u8; 1232];
+            let len = signed
+                .block(i, full, hop)
+                .encode(&mut buf)
+                .expect("encodes");
+            swarm.net.inject(addr(9_998), addr(3), &buf[..len]);
+            sent += 1;
+        }
+        swarm.net.run_until(Time(3_000_000 + (round + 1) * 100_000));
+    }
+    swarm.net.run_until(Time(10_000_000));
+    let core = swarm
+        .net
+        .node(relay)
+        .relay_plane()
+        .and_then(|p| p.inline_stats())
+        .expect("an inline forwarding core");
+    assert_eq!(core.wrong_club, sent, "{core:?}");
+    let ids = swarm.peers.clone();
+    for id in &ids {
+        let p = swarm.net.node(*id).viewer().expect("peer");
+        assert_eq!(p.stats().wrong_club, 0, "a peer got a relabelled block");
+        assert!(
+            p.store().newest().is_some_and(|n| n < 8_000_000),
+            "a relabelled block was stored"
+        );
+    }
+    let s = swarm.summary(&ids, 10.0, 2000);
+    assert!(s.continuity_min >= 0.999, "{}", s.to_json());
 }

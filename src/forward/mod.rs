@@ -8,8 +8,19 @@
 //! block must never be fanned out to the wrong club), and verified against
 //! a signed batch root. [`judge`] makes that decision and names every
 //! outcome in a [`Verdict`]; the paths only count verdicts and move bytes.
-//! Sans-IO: no socket, clock or thread here.
+//! [`BlockForwarder`] is the relay's whole forwarding decision (judge,
+//! claim, report, copy to each subscriber that lacks the block) over a
+//! [`CopySink`] that moves the bytes: AF_XDP frames, or a queue of
+//! datagrams ([`mem::DatagramQueue`]) for a kernel socket or the simulator.
+//! [`HaveBoard`] carries what a receiver said it holds ([0046]) from the
+//! control plane to whoever copies. Sans-IO: no socket, clock or thread
+//! here.
 
+mod fanout;
+mod have;
+pub mod mem;
 mod verdict;
 
+pub use fanout::{BlockForwarder, CopyError, CopySink, ForwardStats};
+pub use have::{HaveBoard, HAVE_WINDOW};
 pub use verdict::{judge, Verdict};

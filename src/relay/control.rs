@@ -1,34 +1,41 @@
-//! The relay's control plane: the peer state machine in relay mode on the
-//! kernel socket, steering the AF_XDP workers.
+//! The relay's control plane: the peer state machine in relay mode,
+//! steering the forwarding core that copies the blocks.
 //!
 //! [`ControlPlane`] is a [`Node`] wrapping a relay-mode [`Peer`] built with
-//! `external_fanout`: every control message comes through the kernel socket
-//! (the steering program passes all but BLOCKs), and the BLOCKs the workers
+//! `external_fanout`: every control message reaches the state machine, and
+//! the BLOCKs the forwarding core (`crate::forward::BlockForwarder`)
 //! verified come through the [`Uplink`], so the state machine keeps its
-//! store, HAVE announcements, catch-up sends and connection rules exactly
-//! as on a kernel socket, while the workers do the fan-out. Every
+//! store, HAVE announcements, catch-up sends and connection rules, while
+//! the core does the fan-out. The core runs either in the AF_XDP workers
+//! (the steering program passes all but BLOCKs to the kernel socket) or
+//! inline, for the relay on a kernel socket and in the simulator
+//! ([`ControlPlane::inline`]): there the BLOCKs that reach the node go to
+//! the core, and its copies leave through the node's own transmits. Every
 //! `refresh_ms` it turns the peer's uploads into a [`FanoutTable`] (club to
-//! next-hop MAC and address, from the kernel's neighbour table) and, when
-//! it changed, publishes it to every worker, so a peer that connects is
-//! served within a refresh and one that vanishes (its upload times out) is
-//! dropped from the fan-out without touching the others. Uploads to
-//! addresses the kernel has not resolved yet are left out of the table and
-//! counted; so are uploads to IPv6 peers, which the state machine serves
-//! itself on the kernel socket. The workers copy a block to every subscriber of
-//! its club except its sender: the per-receiver HAVE suppression of the
-//! kernel path is not applied on the hot path, so an in-club receiver that
-//! already had a block from elsewhere counts the relay's copy as a
-//! duplicate.
+//! next-hop MAC, address and the receiver's HAVE board, so the core skips
+//! what a receiver holds) and, when it changed, publishes it, so a peer
+//! that connects is served within a refresh and one that vanishes (its
+//! upload times out) is dropped from the fan-out without touching the
+//! others. Next hops come from an injected [`NextHops`]: the kernel's
+//! neighbour table for AF_XDP, none needed otherwise. Uploads whose next
+//! hop is not resolved yet are left out of the table and counted; so are
+//! uploads to IPv6 peers, which the state machine serves itself.
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use super::fanout::{FanoutLimits, FanoutPublisher, FanoutTable, PublishError, Subscriber};
+use super::fanout::{
+    fanout_channel, FanoutLimits, FanoutPublisher, FanoutTable, FanoutUpdates, PublishError,
+    Subscriber, DEFAULT_CHANNEL_DEPTH,
+};
 use super::frame::MacAddr;
-use super::neighbours::{InterfaceInfo, NeighbourTable};
-use super::uplink::Uplink;
+use super::next_hops::{AnyNextHop, NextHops};
+use super::uplink::{Uplink, DEFAULT_UPLINK_SLOTS};
+use crate::auth::verifier::DEFAULT_WINDOW;
+use crate::forward::mem::DatagramQueue;
+use crate::forward::BlockForwarder;
 use crate::roles::{Node, Peer, Time, Transmit};
+use crate::wire::{parse_header, MessageType};
 
 /// Default period of the fan-out refresh, in milliseconds.
 pub const DEFAULT_REFRESH_MS: u64 = 20;
@@ -36,9 +43,9 @@ pub const DEFAULT_REFRESH_MS: u64 = 20;
 /// Period of the uplink drain, in microseconds.
 const DRAIN_US: u64 = 1_000;
 
-/// Period of a full re-read of the neighbour table, in microseconds (the
-/// table is also read whenever a subscriber's MAC is not known).
-const NEIGHBOUR_REREAD_US: u64 = 5_000_000;
+/// Copies the inline forwarding core may hold before the node sends
+/// them.
+const INLINE_QUEUE: usize = 65_536;
 
 /// Counters of the control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,6 +67,14 @@ pub struct ControlStats {
     pub workers_gone: u64,
 }
 
+/// The forwarding core on the node's own thread: for the relay on a
+/// kernel socket and in the simulator.
+struct InlineCore {
+    fwd: BlockForwarder,
+    copies: DatagramQueue,
+    updates: FanoutUpdates,
+}
+
 /// The relay's control plane (see the module documentation).
 pub struct ControlPlane {
     peer: Peer,
@@ -67,12 +82,10 @@ pub struct ControlPlane {
     publishers: Vec<FanoutPublisher>,
     /// A table a worker had no room for yet, per worker.
     unsent: Vec<Option<Arc<FanoutTable>>>,
-    iface: InterfaceInfo,
-    ifname: String,
+    hops: Box<dyn NextHops + Send>,
+    inline: Option<InlineCore>,
     limits: FanoutLimits,
     refresh_us: u64,
-    macs: HashMap<Ipv4Addr, MacAddr>,
-    macs_read_at: Option<Time>,
     /// The subscriptions of the newest table, sorted.
     published: Vec<(u16, SocketAddrV4, MacAddr)>,
     wanted: Vec<(u16, SocketAddrV4)>,
@@ -84,7 +97,7 @@ pub struct ControlPlane {
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlPlane")
-            .field("ifname", &self.ifname)
+            .field("inline", &self.inline.is_some())
             .field("workers", &self.publishers.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
@@ -92,15 +105,14 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    /// A control plane running `peer` (relay mode, `external_fanout`) on
-    /// interface `ifname`, fed by `uplink`, steering the workers behind
-    /// `publishers`, refreshing their tables every `refresh_ms`.
+    /// A control plane running `peer` (relay mode, `external_fanout`), fed
+    /// by `uplink`, steering the workers behind `publishers` (next hops
+    /// from `hops`), refreshing their tables every `refresh_ms`.
     pub fn new(
         peer: Peer,
         uplink: Uplink,
         publishers: Vec<FanoutPublisher>,
-        ifname: &str,
-        iface: InterfaceInfo,
+        hops: Box<dyn NextHops + Send>,
         limits: FanoutLimits,
         refresh_ms: u64,
     ) -> Self {
@@ -110,18 +122,46 @@ impl ControlPlane {
             uplink,
             publishers,
             unsent,
-            iface,
-            ifname: ifname.to_owned(),
+            hops,
+            inline: None,
             limits,
             refresh_us: refresh_ms.max(1) * 1000,
-            macs: HashMap::new(),
-            macs_read_at: None,
             published: Vec::new(),
             wanted: Vec::new(),
             now: Time(0),
             next_refresh: Time(0),
             stats: ControlStats::default(),
         }
+    }
+
+    /// A relay whose forwarding core runs inline, on the node's own
+    /// transmits: on a kernel socket, or in the simulator. `peer` is put
+    /// in relay mode with `external_fanout` (the core serves its IPv4
+    /// uploads).
+    pub fn inline(peer: Peer, limits: FanoutLimits, refresh_ms: u64) -> Self {
+        let (uplink, sender) = Uplink::new(DEFAULT_UPLINK_SLOTS);
+        let (publisher, updates) = fanout_channel(DEFAULT_CHANNEL_DEPTH);
+        let mut fwd = BlockForwarder::new(peer.stream(), DEFAULT_WINDOW);
+        fwd.set_uplink(sender);
+        let mut plane = ControlPlane::new(
+            peer,
+            uplink,
+            vec![publisher],
+            Box::new(AnyNextHop),
+            limits,
+            refresh_ms,
+        );
+        plane.inline = Some(InlineCore {
+            fwd,
+            copies: DatagramQueue::new(INLINE_QUEUE),
+            updates,
+        });
+        plane
+    }
+
+    /// The inline forwarding core's counters, if it runs inline.
+    pub fn inline_stats(&self) -> Option<crate::forward::ForwardStats> {
+        self.inline.as_ref().map(|c| c.fwd.stats())
     }
 
     /// The relay's state machine.
@@ -186,21 +226,13 @@ impl ControlPlane {
         }
         self.wanted.sort_unstable();
         self.wanted.dedup();
-        let stale = self
-            .macs_read_at
-            .is_none_or(|t| now.0 >= t.0 + NEIGHBOUR_REREAD_US);
-        let unknown = self
-            .wanted
-            .iter()
-            .any(|(_, a)| !self.macs.contains_key(a.ip()));
-        if stale || unknown {
-            self.read_neighbours(now);
-        }
+        let ips: Vec<_> = self.wanted.iter().map(|(_, a)| *a.ip()).collect();
+        self.hops.refresh(&ips, now);
         let mut next = Vec::with_capacity(self.wanted.len());
         let mut unresolved = 0u64;
         for &(club, addr) in &self.wanted {
-            match self.macs.get(addr.ip()) {
-                Some(&mac) => next.push((club, addr, mac)),
+            match self.hops.mac(*addr.ip()) {
+                Some(mac) => next.push((club, addr, mac)),
                 None => unresolved += 1,
             }
         }
@@ -210,8 +242,14 @@ impl ControlPlane {
             let mut builder = FanoutTable::builder(self.limits);
             builder.swarm_clubs(self.peer.club_count());
             let mut over = 0u64;
+            let uploads = &self.peer.connections().uploads;
             for &(club, addr, mac) in &next {
-                if builder.add(club, Subscriber { mac, addr }).is_err() {
+                // The upload's HAVEs, so the workers skip what it holds.
+                let have = uploads
+                    .iter()
+                    .find(|u| u.club == club && u.to == SocketAddr::V4(addr))
+                    .map(|u| u.have.board());
+                if builder.add(club, Subscriber { mac, addr, have }).is_err() {
                     over += 1;
                 }
             }
@@ -240,25 +278,23 @@ impl ControlPlane {
             }
         }
     }
-
-    /// Re-reads the next-hop MACs of every wanted receiver.
-    fn read_neighbours(&mut self, now: Time) {
-        self.macs_read_at = Some(now);
-        let Ok(table) = NeighbourTable::read(&self.ifname) else {
-            return;
-        };
-        self.macs.clear();
-        for &(_, addr) in &self.wanted {
-            if let Some(mac) = table.next_hop(&self.iface, *addr.ip()) {
-                self.macs.insert(*addr.ip(), mac);
-            }
-        }
-    }
 }
 
 impl Node for ControlPlane {
     fn handle_datagram(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
         self.now = self.now.max(now);
+        if let (Some(core), SocketAddr::V4(v4)) = (self.inline.as_mut(), from) {
+            let is_block = parse_header(datagram).is_ok_and(|(t, _)| t == MessageType::Block);
+            if is_block {
+                if let Some(table) = core.updates.latest() {
+                    core.fwd.set_table(table);
+                }
+                core.fwd.handle(v4, datagram, now.0, &mut core.copies);
+                // What the core verified reaches the state machine at once.
+                self.drain_uplink(now);
+                return;
+            }
+        }
         self.peer.handle_datagram(now, from, datagram);
     }
 
@@ -275,6 +311,13 @@ impl Node for ControlPlane {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(core) = self.inline.as_mut() {
+            while let Some((to, bytes)) = core.copies.pop() {
+                if let Some(t) = Transmit::new(to, &bytes) {
+                    return Some(t);
+                }
+            }
+        }
         self.peer.poll_transmit()
     }
 

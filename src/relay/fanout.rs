@@ -17,6 +17,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::frame::MacAddr;
+use crate::forward::HaveBoard;
 
 /// Default most subscribers one club's blocks are copied to. Each copy costs
 /// a UMEM frame and a TX descriptor; 64 keeps a 256-frame RX batch within
@@ -32,15 +33,50 @@ pub const DEFAULT_MAX_CLUBS: usize = 1024;
 /// publish again before the worker has polled.
 pub const DEFAULT_CHANNEL_DEPTH: usize = 2;
 
-/// One receiver of a club's blocks: where the relay sends its copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// One receiver of a club's blocks: where the relay sends its copy, and
+/// what it said it holds.
+#[derive(Debug, Clone)]
 pub struct Subscriber {
     /// Ethernet address of the next hop towards the subscriber (the
     /// subscriber itself on a shared segment, else the gateway).
     pub mac: MacAddr,
     /// The subscriber's IPv4 address and UDP port.
     pub addr: SocketAddrV4,
+    /// Its recent HAVEs, kept by the control plane ([0046]); `None` when
+    /// nobody tracks them.
+    pub have: Option<Arc<HaveBoard>>,
 }
+
+impl Subscriber {
+    /// A subscriber at `addr`, reached through `mac`, whose HAVEs nobody
+    /// tracks.
+    pub fn new(mac: MacAddr, addr: SocketAddrV4) -> Self {
+        Subscriber {
+            mac,
+            addr,
+            have: None,
+        }
+    }
+
+    /// True when it said it holds block `seq`.
+    pub fn holds(&self, seq: u64) -> bool {
+        self.have.as_ref().is_some_and(|h| h.contains(seq))
+    }
+}
+
+impl PartialEq for Subscriber {
+    fn eq(&self, other: &Self) -> bool {
+        self.mac == other.mac
+            && self.addr == other.addr
+            && match (&self.have, &other.have) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Subscriber {}
 
 /// The bounds a table is built within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,10 +341,10 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn sub(host: u8) -> Subscriber {
-        Subscriber {
-            mac: [2, 0, 0, 0, 0, host],
-            addr: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, host), 9000),
-        }
+        Subscriber::new(
+            [2, 0, 0, 0, 0, host],
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, host), 9000),
+        )
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! everything else to the kernel. [`xsk`] sets up one such socket with its
 //! UMEM and rings; [`frame`] parses and writes the Ethernet/IPv4/UDP framing
 //! around a datagram; [`fanout`] holds the club-to-subscribers table the
-//! control plane publishes; [`worker`] is the per-queue loop that verifies
-//! each BLOCK and copies it to the club's subscribers out of UMEM frames,
+//! control plane publishes; [`worker`] is the per-queue loop that hands
+//! each BLOCK to the forwarding core with UMEM frames as its copy sink,
 //! and [`claims`] lets the workers of one relay fan each block out once.
 //! [`uplink`] carries the verified blocks from the workers back to the
 //! control plane; [`neighbours`] reads next-hop MAC addresses from the
@@ -23,6 +23,7 @@ pub mod dataplane;
 pub mod fanout;
 pub mod frame;
 pub mod neighbours;
+pub mod next_hops;
 pub mod node;
 pub mod steer;
 pub mod uplink;
@@ -37,7 +38,8 @@ pub use fanout::{
     FanoutUpdates, PublishError, Subscriber,
 };
 pub use neighbours::{InterfaceInfo, NeighbourTable};
-pub use node::RelayNode;
+pub use next_hops::{AnyNextHop, KernelNextHops, NextHops};
+pub use node::{inline_plane, RelayNode};
 pub use steer::{
     has_bpf_privileges, SteerCounters, SteerError, SteeringProgram, XdpAction, XdpAttachment,
     XdpMode, MAX_QUEUES,

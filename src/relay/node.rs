@@ -1,10 +1,12 @@
 //! The relay as one node for a driver, whichever backend carries its
 //! blocks.
 //!
-//! [`RelayNode::kernel`] is the relay-mode peer state machine alone on a
-//! kernel UDP socket: it receives, verifies and pushes every block itself.
-//! [`RelayNode::xdp`] starts the AF_XDP data plane ([`XdpDataPlane`]) and
-//! wraps the state machine in a [`ControlPlane`] that steers it. Either way
+//! Both are a [`ControlPlane`] steering the one forwarding core
+//! (`crate::forward::BlockForwarder`). [`RelayNode::kernel`] runs the core
+//! inline on a kernel UDP socket: the BLOCKs that reach the socket go to
+//! the core and its copies leave through the socket. [`RelayNode::xdp`]
+//! starts the AF_XDP data plane ([`XdpDataPlane`]), whose workers run the
+//! core on their rings. Either way
 //! the driver (`crate::io::udp::UdpDriver`) runs it on the relay's socket
 //! through the [`Node`] trait, so the command line, the demo and the tests
 //! run the same relay.
@@ -13,15 +15,16 @@ use std::net::SocketAddr;
 
 use rand::rngs::SmallRng;
 
-use super::control::ControlPlane;
+use super::control::{ControlPlane, DEFAULT_REFRESH_MS};
 use super::dataplane::{StartError, XdpDataPlane, XdpOptions};
 use super::fanout::FanoutLimits;
+use super::next_hops::KernelNextHops;
 use crate::roles::{Mode, Node, Peer, PeerConfig, PeerEvent, Time, Transmit};
 
 /// The relay on one of its two backends.
 pub enum RelayNode {
-    /// Kernel UDP: the state machine does everything.
-    Kernel(Box<Peer>),
+    /// Kernel UDP: the control plane with the forwarding core inline.
+    Kernel(Box<ControlPlane>),
     /// AF_XDP: the control plane steering the workers.
     Xdp(Box<ControlPlane>),
 }
@@ -35,11 +38,11 @@ impl std::fmt::Debug for RelayNode {
 }
 
 impl RelayNode {
-    /// A relay on kernel UDP. `pc` is put in relay mode.
-    pub fn kernel(mut pc: PeerConfig, now: Time, rng: SmallRng) -> Self {
-        pc.mode = Mode::Relay;
-        pc.external_fanout = false;
-        RelayNode::Kernel(Box::new(Peer::new(pc, now, rng)))
+    /// A relay on kernel UDP. `pc` is put in relay mode with
+    /// `external_fanout`: the inline forwarding core serves its IPv4
+    /// uploads.
+    pub fn kernel(pc: PeerConfig, now: Time, rng: SmallRng) -> Self {
+        RelayNode::Kernel(Box::new(inline_plane(pc, now, rng)))
     }
 
     /// A relay whose BLOCKs run on AF_XDP: starts the data plane on
@@ -64,8 +67,7 @@ impl RelayNode {
             Peer::new(pc, now, rng),
             handles.uplink,
             handles.publishers,
-            &opts.ifname,
-            handles.iface,
+            Box::new(KernelNextHops::new(&opts.ifname, handles.iface)),
             limits,
             refresh_ms,
         );
@@ -74,18 +76,12 @@ impl RelayNode {
 
     /// The relay's state machine.
     pub fn peer(&self) -> &Peer {
-        match self {
-            RelayNode::Kernel(p) => p,
-            RelayNode::Xdp(c) => c.peer(),
-        }
+        self.plane().peer()
     }
 
     /// The state machine's next event (see [`Peer::poll_event`]).
     pub fn poll_event(&mut self) -> Option<PeerEvent> {
-        match self {
-            RelayNode::Kernel(p) => p.poll_event(),
-            RelayNode::Xdp(c) => c.peer_mut().poll_event(),
-        }
+        self.plane_mut().peer_mut().poll_event()
     }
 
     /// The control plane, on AF_XDP.
@@ -93,6 +89,19 @@ impl RelayNode {
         match self {
             RelayNode::Kernel(_) => None,
             RelayNode::Xdp(c) => Some(c),
+        }
+    }
+
+    /// The control plane, whichever the backend.
+    pub fn plane(&self) -> &ControlPlane {
+        match self {
+            RelayNode::Kernel(c) | RelayNode::Xdp(c) => c,
+        }
+    }
+
+    fn plane_mut(&mut self) -> &mut ControlPlane {
+        match self {
+            RelayNode::Kernel(c) | RelayNode::Xdp(c) => c,
         }
     }
 
@@ -105,32 +114,32 @@ impl RelayNode {
     }
 }
 
+/// A relay-mode control plane with its forwarding core inline: the relay
+/// on a kernel socket, and in the simulator.
+pub fn inline_plane(mut pc: PeerConfig, now: Time, rng: SmallRng) -> ControlPlane {
+    pc.mode = Mode::Relay;
+    pc.external_fanout = true;
+    ControlPlane::inline(
+        Peer::new(pc, now, rng),
+        FanoutLimits::default(),
+        DEFAULT_REFRESH_MS,
+    )
+}
+
 impl Node for RelayNode {
     fn handle_datagram(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
-        match self {
-            RelayNode::Kernel(p) => p.handle_datagram(now, from, datagram),
-            RelayNode::Xdp(c) => c.handle_datagram(now, from, datagram),
-        }
+        self.plane_mut().handle_datagram(now, from, datagram);
     }
 
     fn handle_timeout(&mut self, now: Time) {
-        match self {
-            RelayNode::Kernel(p) => p.handle_timeout(now),
-            RelayNode::Xdp(c) => c.handle_timeout(now),
-        }
+        self.plane_mut().handle_timeout(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        match self {
-            RelayNode::Kernel(p) => p.poll_transmit(),
-            RelayNode::Xdp(c) => c.poll_transmit(),
-        }
+        self.plane_mut().poll_transmit()
     }
 
     fn poll_timeout(&self) -> Option<Time> {
-        match self {
-            RelayNode::Kernel(p) => p.poll_timeout(),
-            RelayNode::Xdp(c) => c.poll_timeout(),
-        }
+        self.plane().poll_timeout()
     }
 }

@@ -1,31 +1,26 @@
 //! The relay's data plane worker: one AF_XDP socket, one thread, no locks.
+//! Mechanism only: the decisions are the forwarding core's.
 //!
 //! Each [`Worker::poll_once`] swaps in the newest fan-out table if the
 //! control plane published one, reclaims completed TX frames, takes up to
-//! `batch` frames from the RX ring, and for each one parses Ethernet/IPv4/UDP
-//! and the clubcast BLOCK, verifies it with the worker's [`BatchVerifier`],
-//! and for a fresh verified block builds one outgoing datagram (the block
-//! with the batch signature and its full proof path from the verifier's
-//! cache, so any receiver can check it alone, and a new send time) that it
-//! copies into one free TX frame per subscriber of the block's club. It then
-//! submits the TX batch, kicks the kernel, and hands the RX frames back to
-//! the fill ring. What a block is (stream, club, authentication) is judged
-//! by the forwarding core (`crate::forward`), as on every other path: a
-//! block relabelled with another club is never fanned out. Workers of one
-//! relay share [`ForwardClaims`], so a block
-//! that reaches two queues is fanned out once. With an uplink ([`Worker::with_uplink`]) it also reports
-//! every verified block to the control plane (`super::uplink`). Every outcome is counted in [`WorkerStats`], and the
-//! ingress-to-submit latency of each forwarded block goes into a histogram.
-//! Blocks are verified one by one (`BatchVerifier::verify`), not with
-//! `verify_many`: its whole-batch hash caches only the root, and the full
-//! proof path every copy carries comes from the nodes a per-block check
-//! caches (`forwarding_proof`); a batch's signature is still checked once.
-//! All buffers are allocated in [`Worker::new`]: the loop never allocates,
-//! never blocks, and takes no lock on a packet's path ([`Worker::run`]
-//! shares its counters every few thousand loops with a `try_lock` that
-//! skips rather than waits). Who subscribes is decided elsewhere
-//! (`super::fanout`); control messages never get here (the steering program
-//! passes them to the kernel).
+//! `batch` frames from the RX ring and parses each one's Ethernet/IPv4/UDP
+//! headers. It hands every datagram to the port it serves to its
+//! [`BlockForwarder`] (`crate::forward`: the same judgement of stream, club
+//! and authentication as on every other path, the claim among the relay's
+//! workers, the report to the control plane, and a copy to each subscriber
+//! of the block's club that has not said HAVE), with the UMEM's TX frames
+//! as the copy sink: each copy gets a free frame with its own headers
+//! around the datagram, whose UDP checksum is summed once. A block's copies
+//! go on the TX ring and the kernel is kicked as soon as the block is
+//! handled, not after the rest of its batch; then the RX frames go back to
+//! the fill ring. Every outcome is counted in [`WorkerStats`], and each
+//! forwarded block's time from its RX batch to its kick goes into a
+//! histogram. All buffers are allocated in [`Worker::new`]: the loop never
+//! allocates, never blocks, and takes no lock on a packet's path
+//! ([`Worker::run`] shares its counters every few thousand loops with a
+//! `try_lock` that skips rather than waits). Who subscribes is decided by
+//! the control plane (`super::fanout`); control messages never get here
+//! (the steering program passes them to the kernel).
 
 use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, RawFd};
@@ -38,15 +33,14 @@ use thiserror::Error;
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 use super::claims::ForwardClaims;
-use super::fanout::{FanoutTable, FanoutUpdates};
+use super::fanout::{FanoutTable, FanoutUpdates, Subscriber};
 use super::frame::{self, MacAddr, PayloadSum, UdpChecksum, UdpHeaders, HEADERS_LEN};
 use super::steer::SteeringProgram;
 use super::uplink::UplinkSender;
 use super::xsk::{self, Kick, XskError, XskKernelStats, XskSocket};
 use crate::auth::verifier::DEFAULT_WINDOW;
-use crate::auth::{BatchVerifier, StreamId};
-use crate::forward::{judge, Verdict};
-use crate::wire::{Block, Message, StreamTag, MAX_DATAGRAM};
+use crate::auth::StreamId;
+use crate::forward::{BlockForwarder, CopyError, CopySink};
 
 /// Default most RX frames handled per loop: with 8192-entry rings, batches
 /// of 256 were lossless on veth (DESIGN.md, measured).
@@ -172,6 +166,9 @@ pub struct WorkerStats {
     /// Verified fresh BLOCKs with subscribers of which no copy could be
     /// queued (no free TX frame).
     pub unsent_blocks: u64,
+    /// Copies left out because the subscriber said (HAVE) it holds the
+    /// block.
+    pub have_suppressed: u64,
     /// Frames submitted to the TX ring.
     pub tx_frames: u64,
     /// Bytes of those frames.
@@ -274,26 +271,84 @@ struct Rings {
     need_wakeup: bool,
 }
 
-/// What turns one RX frame into TX frames: verification, the table, the
-/// TX frames and the counters.
-struct Forwarder {
+/// The UMEM's TX frames as the forwarding core's copy sink: each copy of
+/// a block gets a free frame with its own Ethernet/IPv4/UDP headers around
+/// the shared datagram (whose UDP payload checksum is summed once).
+struct UmemTx {
     umem: Umem,
     local: LocalEndpoint,
     checksum: UdpChecksum,
-    tag: StreamTag,
-    verifier: BatchVerifier,
-    table: Arc<FanoutTable>,
-    template: Box<[u8; MAX_DATAGRAM]>,
     /// TX frames owned by user space and free.
     tx_free: Vec<FrameDesc>,
     /// TX frames written and waiting for the TX ring.
     tx_pending: Vec<FrameDesc>,
-    /// Blocks with frames in `tx_pending`, for the latency histogram.
-    pending_blocks: u64,
     ip_id: u16,
-    uplink: Option<UplinkSender>,
-    claims: Option<Arc<ForwardClaims>>,
-    stats: WorkerStats,
+    sum: PayloadSum,
+}
+
+impl CopySink for UmemTx {
+    fn begin(&mut self, datagram: &[u8]) {
+        self.sum = match self.checksum {
+            UdpChecksum::Compute => PayloadSum::of(datagram),
+            UdpChecksum::Zero => PayloadSum::of(&[]),
+        };
+    }
+
+    fn copy(&mut self, to: &Subscriber, datagram: &[u8]) -> Result<(), CopyError> {
+        let Some(mut desc) = self.tx_free.pop() else {
+            return Err(CopyError::NoBuffer);
+        };
+        let frame_len = HEADERS_LEN + datagram.len();
+        // SAFETY: `desc` came off the free list, so it names a frame of
+        // this UMEM that neither the kernel nor any other descriptor user
+        // space holds refers to.
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        // Completion resets a frame's length: set it for this frame.
+        data.cursor().set_pos(frame_len);
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let headers = UdpHeaders {
+            src_mac: self.local.mac,
+            dst_mac: to.mac,
+            src: self.local.addr,
+            dst: to.addr,
+            ip_id: self.ip_id,
+            checksum: self.checksum,
+        };
+        let written = frame::write_frame_summed(data.contents_mut(), &headers, datagram, self.sum);
+        if written != Ok(frame_len) {
+            // The frame is smaller than the datagram (ruled out by the
+            // socket's config check): keep the frame, skip the copy.
+            self.tx_free.push(desc);
+            return Err(CopyError::TooLarge);
+        }
+        self.tx_pending.push(desc);
+        Ok(())
+    }
+
+    /// The worker submits and kicks after each block it handles.
+    fn flush(&mut self) {}
+}
+
+/// The worker's own counters (the forwarding core keeps the rest).
+#[derive(Debug, Clone, Copy, Default)]
+struct RingStats {
+    polls: u64,
+    idle_polls: u64,
+    rx_frames: u64,
+    rx_bytes: u64,
+    not_udp: u64,
+    malformed_frame: u64,
+    wrong_port: u64,
+    tx_frames: u64,
+    tx_bytes: u64,
+    tx_ring_full: u64,
+    tx_completed: u64,
+    tx_kicks: u64,
+    tx_kick_errors: u64,
+    fill_ring_empty: u64,
+    fill_ring_full: u64,
+    fill_wakeups: u64,
+    table_swaps: u64,
 }
 
 /// The data plane worker of one AF_XDP socket. Create it on (or move it to)
@@ -307,7 +362,9 @@ pub struct Worker {
     rx_descs: Box<[FrameDesc]>,
     comp_descs: Box<[FrameDesc]>,
     fill_backlog: Vec<FrameDesc>,
-    fwd: Forwarder,
+    fwd: BlockForwarder,
+    tx: UmemTx,
+    ring_stats: RingStats,
     updates: FanoutUpdates,
     latency: Histogram<u64>,
     shared: Option<Arc<Mutex<WorkerShare>>>,
@@ -320,8 +377,8 @@ impl std::fmt::Debug for Worker {
         f.debug_struct("Worker")
             .field("ifname", &self.ifname)
             .field("queue", &self.queue)
-            .field("local", &self.fwd.local)
-            .field("stats", &self.fwd.stats)
+            .field("local", &self.tx.local)
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
@@ -386,22 +443,17 @@ impl Worker {
             rx_descs: vec![FrameDesc::default(); config.batch].into_boxed_slice(),
             comp_descs: vec![FrameDesc::default(); COMPLETION_CHUNK].into_boxed_slice(),
             fill_backlog: Vec::with_capacity(xsk_config.rx_frames as usize),
-            fwd: Forwarder {
+            fwd: BlockForwarder::new(stream, config.verifier_window),
+            tx: UmemTx {
                 umem,
                 local,
                 checksum: config.udp_checksum,
-                tag: StreamTag::of_key(&stream.to_bytes()),
-                verifier: BatchVerifier::new(stream, config.verifier_window),
-                table: Arc::new(FanoutTable::empty()),
-                template: Box::new([0u8; MAX_DATAGRAM]),
-                tx_free,
                 tx_pending: Vec::with_capacity(tx_frames),
-                pending_blocks: 0,
+                tx_free,
                 ip_id: 0,
-                uplink: None,
-                claims: None,
-                stats: WorkerStats::default(),
+                sum: PayloadSum::of(&[]),
             },
+            ring_stats: RingStats::default(),
             updates,
             latency,
             shared: None,
@@ -414,7 +466,7 @@ impl Worker {
     /// a fresh one as the full datagram it fans out, a duplicate as
     /// received.
     pub fn with_uplink(mut self, uplink: UplinkSender) -> Self {
-        self.fwd.uplink = Some(uplink);
+        self.fwd.set_uplink(uplink);
         self
     }
 
@@ -422,24 +474,24 @@ impl Worker {
     /// which the relay's other workers share: a block that reaches two
     /// queues goes out once.
     pub fn with_claims(mut self, claims: Arc<ForwardClaims>) -> Self {
-        self.fwd.claims = Some(claims);
+        self.fwd.set_claims(claims);
         self
     }
 
     /// One loop: at most `batch` frames in, their copies out. Returns the
     /// number of RX frames handled. Never blocks.
     pub fn poll_once(&mut self) -> usize {
-        self.fwd.stats.polls += 1;
+        self.ring_stats.polls += 1;
         if let Some(table) = self.updates.latest() {
             // The old table is freed here if no one else holds it: a free,
             // not an allocation, once per control-plane update.
-            self.fwd.table = table;
-            self.fwd.stats.table_swaps += 1;
+            self.fwd.set_table(table);
+            self.ring_stats.table_swaps += 1;
         }
         self.reclaim_completions();
         self.restock_fill();
         if self.rings.fill.nb_free_exact() == self.rings.fill_ring {
-            self.fwd.stats.fill_ring_empty += 1;
+            self.ring_stats.fill_ring_empty += 1;
         }
 
         let batch = self.config.batch;
@@ -448,22 +500,46 @@ impl Worker {
         // they go back to the fill ring below.
         let n = unsafe { self.rings.rx.consume(&mut self.rx_descs[..batch]) };
         if n == 0 {
-            self.fwd.stats.idle_polls += 1;
+            self.ring_stats.idle_polls += 1;
             // Frames left in the TX ring by an earlier loop still need kicks.
             self.kick_tx();
             return 0;
         }
         let ingress = Instant::now();
         let now_us = unix_micros();
-        for desc in &self.rx_descs[..n] {
+        let port = self.tx.local.addr.port();
+        for i in 0..n {
+            let desc = self.rx_descs[i];
             // SAFETY: `desc` names a frame of this UMEM that the kernel
             // filled and released to us; nothing writes it until it goes
-            // back to the fill ring, and the forwarder only writes TX
-            // frames, which are disjoint from it.
-            let data = unsafe { self.rx_umem.data(desc) };
-            self.fwd.handle(data.contents(), now_us);
+            // back to the fill ring, and the sink only writes TX frames,
+            // which are disjoint from it.
+            let data = unsafe { self.rx_umem.data(&desc) };
+            let frame = data.contents();
+            let stats = &mut self.ring_stats;
+            stats.rx_frames += 1;
+            stats.rx_bytes += frame.len() as u64;
+            let udp = match frame::parse(frame) {
+                Ok(udp) => udp,
+                Err(err) if err.is_other_protocol() => {
+                    stats.not_udp += 1;
+                    continue;
+                }
+                Err(_) => {
+                    stats.malformed_frame += 1;
+                    continue;
+                }
+            };
+            if udp.dst.port() != port {
+                stats.wrong_port += 1;
+                continue;
+            }
+            // Forward on verify: a block's copies go out before the next
+            // frame of the batch is looked at.
+            if self.fwd.handle(udp.src, udp.payload, now_us, &mut self.tx) {
+                self.submit_tx(ingress);
+            }
         }
-        self.submit_tx(ingress);
         self.return_rx(n);
         n
     }
@@ -503,20 +579,58 @@ impl Worker {
     /// by [`Worker::with_share`] now, unless a reader holds it.
     pub fn share(&self) {
         if let Some(Ok(mut shared)) = self.shared.as_ref().map(|s| s.try_lock()) {
-            shared.stats = self.fwd.stats;
+            shared.stats = self.stats();
             shared.latency.reset();
             let _ = shared.latency.add(&self.latency);
         }
     }
 
-    /// The counters so far.
+    /// The counters so far: the worker's own and its forwarding core's.
     pub fn stats(&self) -> WorkerStats {
-        self.fwd.stats
+        let r = self.ring_stats;
+        let f = self.fwd.stats();
+        WorkerStats {
+            polls: r.polls,
+            idle_polls: r.idle_polls,
+            rx_frames: r.rx_frames,
+            rx_bytes: r.rx_bytes,
+            not_udp: r.not_udp,
+            malformed_frame: r.malformed_frame,
+            wrong_port: r.wrong_port,
+            not_block: f.not_block,
+            malformed_block: f.malformed_block,
+            wrong_stream: f.wrong_stream,
+            wrong_club: f.wrong_club,
+            stale: f.stale,
+            unverifiable: f.unverifiable,
+            forged: f.forged,
+            duplicates: f.duplicates,
+            claimed_elsewhere: f.claimed_elsewhere,
+            no_subscribers: f.no_subscribers,
+            no_forward_proof: f.no_forward_proof,
+            template_errors: f.template_errors,
+            forwarded_blocks: f.forwarded_blocks,
+            unsent_blocks: f.unsent_blocks,
+            have_suppressed: f.have_suppressed,
+            tx_frames: r.tx_frames,
+            tx_bytes: r.tx_bytes,
+            tx_ring_full: r.tx_ring_full,
+            no_free_tx_frame: f.no_free_buffer,
+            tx_completed: r.tx_completed,
+            tx_kicks: r.tx_kicks,
+            tx_kick_errors: r.tx_kick_errors,
+            fill_ring_empty: r.fill_ring_empty,
+            fill_ring_full: r.fill_ring_full,
+            fill_wakeups: r.fill_wakeups,
+            table_swaps: r.table_swaps,
+            uplinked: f.uplinked,
+            uplink_dropped: f.uplink_dropped,
+        }
     }
 
     /// The verifier's counters so far.
     pub fn verifier_stats(&self) -> crate::auth::VerifierStats {
-        self.fwd.verifier.stats()
+        self.fwd.verifier_stats()
     }
 
     /// The kernel's counters for the socket (one `getsockopt`; call it off
@@ -545,7 +659,7 @@ impl Worker {
 
     /// The fan-out table in use.
     pub fn table(&self) -> &Arc<FanoutTable> {
-        &self.fwd.table
+        self.fwd.table()
     }
 
     /// The interface and rx queue the worker serves.
@@ -567,54 +681,51 @@ impl Worker {
             for desc in &self.comp_descs[..n] {
                 // Free + pending + in flight never exceed the TX frames,
                 // the free list's capacity, so this push never allocates.
-                debug_assert!(self.fwd.tx_free.len() < self.fwd.tx_free.capacity());
-                self.fwd.tx_free.push(*desc);
+                debug_assert!(self.tx.tx_free.len() < self.tx.tx_free.capacity());
+                self.tx.tx_free.push(*desc);
             }
-            self.fwd.stats.tx_completed += n as u64;
+            self.ring_stats.tx_completed += n as u64;
             if n < self.comp_descs.len() {
                 break;
             }
         }
     }
 
-    /// Puts the pending TX frames on the TX ring, kicks the kernel and
-    /// records the latency of the blocks they carry.
+    /// Puts the pending TX frames (one block's copies) on the TX ring,
+    /// kicks the kernel and records the block's latency from `ingress`.
     fn submit_tx(&mut self, ingress: Instant) {
-        let fwd = &mut self.fwd;
-        if fwd.tx_pending.is_empty() {
+        let tx = &mut self.tx;
+        let stats = &mut self.ring_stats;
+        if tx.tx_pending.is_empty() {
             // Frames an earlier loop left on the ring still want kicks.
             self.kick_tx();
             return;
         }
         // SAFETY: every pending descriptor names a frame of this UMEM that
         // user space owns and has written, with its length set.
-        let produced = unsafe { self.rings.tx.produce(&fwd.tx_pending) };
-        for desc in &fwd.tx_pending[..produced] {
-            fwd.stats.tx_bytes += desc.lengths().data() as u64;
+        let produced = unsafe { self.rings.tx.produce(&tx.tx_pending) };
+        for desc in &tx.tx_pending[..produced] {
+            stats.tx_bytes += desc.lengths().data() as u64;
         }
-        fwd.stats.tx_frames += produced as u64;
-        let unsent = fwd.tx_pending.len() - produced;
+        stats.tx_frames += produced as u64;
+        let unsent = tx.tx_pending.len() - produced;
         if unsent > 0 {
-            fwd.stats.tx_ring_full += unsent as u64;
-            for desc in &fwd.tx_pending[produced..] {
-                fwd.tx_free.push(*desc);
+            stats.tx_ring_full += unsent as u64;
+            for desc in &tx.tx_pending[produced..] {
+                tx.tx_free.push(*desc);
             }
         }
-        fwd.tx_pending.clear();
-        let blocks = std::mem::take(&mut fwd.pending_blocks);
+        tx.tx_pending.clear();
         self.kick_tx();
-        if blocks > 0 {
-            let ns = u64::try_from(ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.latency
-                .saturating_record_n(ns.clamp(1, LATENCY_MAX_NS), blocks);
-        }
+        let ns = u64::try_from(ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.latency.saturating_record(ns.clamp(1, LATENCY_MAX_NS));
     }
 
     /// Kicks the TX ring until the kernel has taken everything on it, it
     /// says to stop, or `max_kicks` is reached.
     fn kick_tx(&mut self) {
         let rings = &mut self.rings;
-        let stats = &mut self.fwd.stats;
+        let stats = &mut self.ring_stats;
         for _ in 0..self.config.max_kicks {
             if rings.tx.nb_free_exact() == rings.tx_ring {
                 return; // nothing left on the ring
@@ -656,12 +767,12 @@ impl Worker {
             0
         };
         if given < n {
-            self.fwd.stats.fill_ring_full += (n - given) as u64;
+            self.ring_stats.fill_ring_full += (n - given) as u64;
             // The backlog's capacity is every RX frame: no allocation.
             self.fill_backlog.extend_from_slice(&descs[given..]);
         }
         if self.rings.need_wakeup && self.rings.fill.needs_wakeup() {
-            self.fwd.stats.fill_wakeups += 1;
+            self.ring_stats.fill_wakeups += 1;
             xsk::kick_rx(self.rings.fd);
         }
     }
@@ -670,167 +781,6 @@ impl Worker {
 impl AsRawFd for Worker {
     fn as_raw_fd(&self) -> RawFd {
         self.rings.fd
-    }
-}
-
-impl Forwarder {
-    /// Handles one received frame: parse, verify, fan out.
-    fn handle(&mut self, frame: &[u8], now_us: u64) {
-        let stats = &mut self.stats;
-        stats.rx_frames += 1;
-        stats.rx_bytes += frame.len() as u64;
-        let udp = match frame::parse(frame) {
-            Ok(udp) => udp,
-            Err(err) if err.is_other_protocol() => {
-                stats.not_udp += 1;
-                return;
-            }
-            Err(_) => {
-                stats.malformed_frame += 1;
-                return;
-            }
-        };
-        if udp.dst.port() != self.local.addr.port() {
-            stats.wrong_port += 1;
-            return;
-        }
-        let block = match Message::parse(udp.payload) {
-            Ok(Message::Block(block)) => block,
-            Ok(_) => {
-                stats.not_block += 1;
-                return;
-            }
-            Err(_) => {
-                stats.malformed_block += 1;
-                return;
-            }
-        };
-        let clubs = self.table.swarm_clubs();
-        match judge(&mut self.verifier, self.tag, clubs, &block) {
-            Verdict::Fresh(_) => {
-                if self.claims.as_ref().is_some_and(|c| !c.claim(block.seq)) {
-                    stats.claimed_elsewhere += 1;
-                    self.report(udp.src, udp.payload);
-                    return;
-                }
-            }
-            Verdict::Duplicate(_) => {
-                stats.duplicates += 1;
-                // The sender still counts as alive to the control plane.
-                self.report(udp.src, udp.payload);
-                return;
-            }
-            other => {
-                *match other {
-                    Verdict::WrongStream => &mut stats.wrong_stream,
-                    Verdict::WrongClub => &mut stats.wrong_club,
-                    Verdict::Stale => &mut stats.stale,
-                    Verdict::Unverifiable => &mut stats.unverifiable,
-                    _ => &mut stats.forged,
-                } += 1;
-                return;
-            }
-        }
-        self.fan_out(udp.src, &block, now_us);
-    }
-
-    /// Hands a verified datagram to the control plane, if it listens.
-    fn report(&mut self, from: SocketAddrV4, datagram: &[u8]) {
-        report(self.uplink.as_ref(), &mut self.stats, from, datagram);
-    }
-
-    /// Reports a verified fresh block and copies it to every subscriber of
-    /// its club.
-    fn fan_out(&mut self, from: SocketAddrV4, block: &Block<'_>, now_us: u64) {
-        let subscribers = self.table.subscribers(block.club);
-        if subscribers.is_empty() && self.uplink.is_none() {
-            self.stats.no_subscribers += 1;
-            return;
-        }
-        // Receivers may hold none of the batch's authentication data, so
-        // every copy carries the signature and the whole path.
-        let Some(proof) = self.verifier.forwarding_proof(block.batch, block.index) else {
-            self.stats.no_forward_proof += 1;
-            return;
-        };
-        let out = proof.full_block(block, now_us);
-        let Ok(len) = out.encode(&mut self.template[..]) else {
-            self.stats.template_errors += 1;
-            return;
-        };
-        report(
-            self.uplink.as_ref(),
-            &mut self.stats,
-            from,
-            &self.template[..len],
-        );
-        if subscribers.is_empty() {
-            self.stats.no_subscribers += 1;
-            return;
-        }
-        let payload = &self.template[..len];
-        let sum = match self.checksum {
-            UdpChecksum::Compute => PayloadSum::of(payload),
-            UdpChecksum::Zero => PayloadSum::of(&[]),
-        };
-        let frame_len = HEADERS_LEN + len;
-        let mut queued = 0u64;
-        for (i, subscriber) in subscribers.iter().enumerate() {
-            if subscriber.addr == from {
-                continue; // it has the block: it sent it
-            }
-            let Some(mut desc) = self.tx_free.pop() else {
-                self.stats.no_free_tx_frame += (subscribers.len() - i) as u64;
-                break;
-            };
-            // SAFETY: `desc` came off the free list, so it names a frame of
-            // this UMEM that neither the kernel nor any other descriptor
-            // user space holds refers to.
-            let mut data = unsafe { self.umem.data_mut(&mut desc) };
-            // Completion resets a frame's length: set it for this frame.
-            data.cursor().set_pos(frame_len);
-            self.ip_id = self.ip_id.wrapping_add(1);
-            let headers = UdpHeaders {
-                src_mac: self.local.mac,
-                dst_mac: subscriber.mac,
-                src: self.local.addr,
-                dst: subscriber.addr,
-                ip_id: self.ip_id,
-                checksum: self.checksum,
-            };
-            let written = frame::write_frame_summed(data.contents_mut(), &headers, payload, sum);
-            if written != Ok(frame_len) {
-                // The frame is smaller than the datagram (ruled out by the
-                // socket's config check): keep the frame, skip the copy.
-                self.stats.template_errors += 1;
-                self.tx_free.push(desc);
-                continue;
-            }
-            self.tx_pending.push(desc);
-            queued += 1;
-        }
-        if queued > 0 {
-            self.stats.forwarded_blocks += 1;
-            self.pending_blocks += 1;
-        } else {
-            self.stats.unsent_blocks += 1;
-        }
-    }
-}
-
-/// Hands `datagram` to `uplink`, if there is one, counting the outcome.
-fn report(
-    uplink: Option<&UplinkSender>,
-    stats: &mut WorkerStats,
-    from: SocketAddrV4,
-    datagram: &[u8],
-) {
-    if let Some(uplink) = uplink {
-        if uplink.send(from, datagram) {
-            stats.uplinked += 1;
-        } else {
-            stats.uplink_dropped += 1;
-        }
     }
 }
 

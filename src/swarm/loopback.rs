@@ -143,9 +143,8 @@ impl Shard {
     ) -> io::Result<SocketAddr> {
         let mut pc = PeerConfig::new(stream, Some(tracker));
         pc.peer_id = seed;
-        pc.mode = crate::roles::Mode::Relay;
         pc.relay_uploads = uploads_per_club;
-        let relay = Peer::new(pc, clock::now(), SmallRng::seed_from_u64(seed));
+        let relay = crate::relay::inline_plane(pc, clock::now(), SmallRng::seed_from_u64(seed));
         let socket = socket_on(self.ip)?;
         let addr = socket.local_addr()?;
         let id = self.driver.add(socket, SwarmNode::Relay(Box::new(relay)))?;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use rand::rngs::SmallRng;
 
+use crate::relay::ControlPlane;
 use crate::roles::{Node, Peer, Source, Time, Tracker, Transmit};
 
 /// A tracker, a source or a peer.
@@ -15,15 +16,17 @@ pub enum SwarmNode {
     Source(Box<Source>),
     /// A viewer peer.
     Peer(Box<Peer>),
-    /// A super-peer relay (the peer state machine in relay mode).
-    Relay(Box<Peer>),
+    /// A super-peer relay: the relay-mode control plane with the
+    /// forwarding core inline (as on a kernel socket).
+    Relay(Box<ControlPlane>),
 }
 
 impl SwarmNode {
     /// The peer state machine, for a peer or the source.
     pub fn peer(&self) -> Option<&Peer> {
         match self {
-            SwarmNode::Peer(p) | SwarmNode::Relay(p) => Some(p),
+            SwarmNode::Peer(p) => Some(p),
+            SwarmNode::Relay(r) => Some(r.peer()),
             SwarmNode::Source(s) => Some(s.peer()),
             SwarmNode::Tracker(_) => None,
         }
@@ -48,7 +51,15 @@ impl SwarmNode {
     /// The relay, if this is one.
     pub fn relay(&self) -> Option<&Peer> {
         match self {
-            SwarmNode::Relay(p) => Some(p),
+            SwarmNode::Relay(r) => Some(r.peer()),
+            _ => None,
+        }
+    }
+
+    /// The relay's control plane, if this is a relay.
+    pub fn relay_plane(&self) -> Option<&ControlPlane> {
+        match self {
+            SwarmNode::Relay(r) => Some(r),
             _ => None,
         }
     }
@@ -75,7 +86,8 @@ impl Node for SwarmNode {
         match self {
             SwarmNode::Tracker(t) => t.handle_datagram(now, from, datagram),
             SwarmNode::Source(s) => s.handle_datagram(now, from, datagram),
-            SwarmNode::Peer(p) | SwarmNode::Relay(p) => p.handle_datagram(now, from, datagram),
+            SwarmNode::Peer(p) => p.handle_datagram(now, from, datagram),
+            SwarmNode::Relay(r) => r.handle_datagram(now, from, datagram),
         }
     }
 
@@ -83,7 +95,8 @@ impl Node for SwarmNode {
         match self {
             SwarmNode::Tracker(t) => t.handle_timeout(now),
             SwarmNode::Source(s) => s.handle_timeout(now),
-            SwarmNode::Peer(p) | SwarmNode::Relay(p) => p.handle_timeout(now),
+            SwarmNode::Peer(p) => p.handle_timeout(now),
+            SwarmNode::Relay(r) => r.handle_timeout(now),
         }
     }
 
@@ -91,7 +104,8 @@ impl Node for SwarmNode {
         match self {
             SwarmNode::Tracker(t) => t.poll_transmit(),
             SwarmNode::Source(s) => s.poll_transmit(),
-            SwarmNode::Peer(p) | SwarmNode::Relay(p) => p.poll_transmit(),
+            SwarmNode::Peer(p) => p.poll_transmit(),
+            SwarmNode::Relay(r) => r.poll_transmit(),
         }
     }
 
@@ -99,7 +113,8 @@ impl Node for SwarmNode {
         match self {
             SwarmNode::Tracker(t) => t.poll_timeout(),
             SwarmNode::Source(s) => s.poll_timeout(),
-            SwarmNode::Peer(p) | SwarmNode::Relay(p) => p.poll_timeout(),
+            SwarmNode::Peer(p) => p.poll_timeout(),
+            SwarmNode::Relay(r) => r.poll_timeout(),
         }
     }
 }

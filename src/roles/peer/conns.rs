@@ -8,44 +8,34 @@
 //! has ([0047]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::delay::OneWayDelay;
 use super::gaps::GapTracker;
 use super::pacer::UploadFeedback;
+use crate::forward::HaveBoard;
 use crate::roles::Time;
 
-/// Recent sequence numbers a receiver announced with HAVE or BITFIELD.
-#[derive(Debug, Clone)]
-pub struct HaveWindow {
-    seqs: [u64; 64],
-    next: usize,
-    len: usize,
-}
-
-impl Default for HaveWindow {
-    fn default() -> Self {
-        HaveWindow {
-            seqs: [0; 64],
-            next: 0,
-            len: 0,
-        }
-    }
-}
+/// Recent sequence numbers a receiver announced with HAVE or BITFIELD, on
+/// a board the relay's data plane can read too ([`HaveBoard`]).
+#[derive(Debug, Clone, Default)]
+pub struct HaveWindow(Arc<HaveBoard>);
 
 impl HaveWindow {
-    /// Records `seq`, forgetting the oldest of the last 64.
+    /// Records `seq`, forgetting the oldest of the last
+    /// [`crate::forward::HAVE_WINDOW`].
     pub fn insert(&mut self, seq: u64) {
-        if self.contains(seq) {
-            return;
-        }
-        self.seqs[self.next] = seq;
-        self.next = (self.next + 1) % self.seqs.len();
-        self.len = (self.len + 1).min(self.seqs.len());
+        self.0.insert(seq);
     }
 
     /// True when `seq` was announced recently.
     pub fn contains(&self, seq: u64) -> bool {
-        self.seqs[..self.len].contains(&seq)
+        self.0.contains(seq)
+    }
+
+    /// The board, to share with a data plane.
+    pub fn board(&self) -> Arc<HaveBoard> {
+        Arc::clone(&self.0)
     }
 }
 

@@ -66,6 +66,10 @@ const REQUESTS_PER_TICK: usize = 8;
 /// cannot carry the uploads it has, us.
 const SHED_BACKLOG_US: u64 = 300_000;
 
+/// An upload whose receiver sent no KEEPALIVE for this long (three
+/// keep-alive intervals) may be gone: a replacement is sought, us.
+const QUIET_UPLOAD_US: u64 = 750_000;
+
 /// Uploads are shed at most this often, us.
 const SHED_EVERY_US: u64 = 1_000_000;
 
@@ -494,10 +498,12 @@ impl Peer {
     /// foreign download always, an in-club one when below the minimum.
     fn keep_targets(&mut self, now: Time) {
         if self.cfg.mode == Mode::Source {
-            // The source keeps two uploads in every club ([0029]).
+            // The source keeps two uploads in every club ([0029]); one
+            // whose receiver has gone quiet does not count (see
+            // `live_in_club_uploads_of`).
             for club in 0..self.club_count {
-                let have =
-                    self.conns.in_club_uploads_of(club) + self.pending_for(club, Direction::Upload);
+                let have = self.live_in_club_uploads_of(club, now)
+                    + self.pending_for(club, Direction::Upload);
                 if have < self.cfg.source_uploads {
                     self.try_connect(now, club, Direction::Upload);
                 }
@@ -526,13 +532,27 @@ impl Peer {
                 self.try_connect(now, club, Direction::Download);
             }
             if own {
-                let have_up =
-                    self.conns.in_club_uploads_of(club) + self.pending_for(club, Direction::Upload);
+                let have_up = self.live_in_club_uploads_of(club, now)
+                    + self.pending_for(club, Direction::Upload);
                 if have_up < self.cfg.in_club_min {
                     self.try_connect(now, club, Direction::Upload);
                 }
             }
         }
+    }
+
+    /// In-club uploads of `club` whose receiver sent a KEEPALIVE lately.
+    /// One quiet for `QUIET_UPLOAD_US` may be gone (a peer that left
+    /// without a word) or only stalled: it is kept until its timeout, but
+    /// a replacement is sought meanwhile, so a club's blocks do not wait
+    /// for that timeout to reach anyone.
+    fn live_in_club_uploads_of(&self, club: u16, now: Time) -> usize {
+        self.conns
+            .uploads
+            .iter()
+            .filter(|u| u.club == club && u.in_club)
+            .filter(|u| now.0 < u.keepalive.0 + QUIET_UPLOAD_US)
+            .count()
     }
 
     fn try_connect(&mut self, now: Time, club: u16, direction: Direction) {

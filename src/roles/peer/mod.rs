@@ -503,6 +503,11 @@ impl Peer {
         self.playout.stats()
     }
 
+    /// The stream this peer plays.
+    pub fn stream(&self) -> StreamId {
+        self.cfg.stream
+    }
+
     /// The latest time this peer has been told, on its own clock.
     pub fn now(&self) -> Time {
         self.now

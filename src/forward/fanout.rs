@@ -1,0 +1,279 @@
+//! The relay's forwarding decision for one received BLOCK datagram: judge
+//! it, claim it among the relay's workers, report it to the control plane,
+//! and copy it, with its signature and whole proof path, to every
+//! subscriber of its club that has not said it holds it.
+//!
+//! [`BlockForwarder`] is policy only. Moving the bytes is a [`CopySink`]'s
+//! job: UMEM frames and TX rings on AF_XDP (`crate::relay::worker`), a
+//! queue of datagrams for a kernel socket or the simulator (`super::mem`).
+//! Each block's copies are flushed as soon as they are made, so a block
+//! goes out as soon as it verifies, not after the rest of its receive
+//! batch. Everything is allocated in [`BlockForwarder::new`]; handling a
+//! datagram allocates nothing.
+
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+use super::{judge, Verdict};
+use crate::auth::{BatchVerifier, StreamId};
+use crate::relay::claims::ForwardClaims;
+use crate::relay::fanout::{FanoutTable, Subscriber};
+use crate::relay::uplink::UplinkSender;
+use crate::wire::{Block, Message, StreamTag, MAX_DATAGRAM};
+
+/// Why a copy could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyError {
+    /// No free buffer: this copy and the rest of the block's are dropped.
+    NoBuffer,
+    /// The buffer could not hold the datagram: this copy is skipped.
+    TooLarge,
+}
+
+/// Where a block's copies go: the mechanism under the forwarder.
+pub trait CopySink {
+    /// A new datagram is to be copied: prepare what every copy shares.
+    fn begin(&mut self, datagram: &[u8]);
+    /// One copy of the datagram given to [`CopySink::begin`] towards `to`.
+    fn copy(&mut self, to: &Subscriber, datagram: &[u8]) -> Result<(), CopyError>;
+    /// The block's copies are all made: send them now.
+    fn flush(&mut self);
+}
+
+/// What the forwarder counted. Each datagram handed to it ends in one of
+/// `not_block`, `malformed_block`, `wrong_stream`, `wrong_club`, `stale`,
+/// `unverifiable`, `forged`, `duplicates`, `claimed_elsewhere`,
+/// `no_subscribers`, `no_forward_proof`, `template_errors`,
+/// `forwarded_blocks` or `unsent_blocks`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardStats {
+    /// Well-formed clubcast messages other than BLOCK.
+    pub not_block: u64,
+    /// Payloads that do not parse as a clubcast message.
+    pub malformed_block: u64,
+    /// BLOCKs of another stream.
+    pub wrong_stream: u64,
+    /// BLOCKs whose club is not their sequence number modulo the club
+    /// count (relabelled on the way): never fanned out.
+    pub wrong_club: u64,
+    /// BLOCKs of a batch older than the verification window.
+    pub stale: u64,
+    /// BLOCKs that cannot be tied to a signature yet.
+    pub unverifiable: u64,
+    /// BLOCKs that failed authentication. Never forwarded.
+    pub forged: u64,
+    /// Verified BLOCKs received before.
+    pub duplicates: u64,
+    /// Verified BLOCKs fresh here that another worker fanned out.
+    pub claimed_elsewhere: u64,
+    /// Verified fresh BLOCKs whose club has no subscriber.
+    pub no_subscribers: u64,
+    /// Verified fresh BLOCKs whose full proof was not in the cache.
+    pub no_forward_proof: u64,
+    /// Verified fresh BLOCKs whose outgoing datagram could not be built.
+    pub template_errors: u64,
+    /// Verified fresh BLOCKs copied to at least one subscriber.
+    pub forwarded_blocks: u64,
+    /// Copies made, over all blocks.
+    pub copies: u64,
+    /// Verified fresh BLOCKs with subscribers of which no copy was made.
+    pub unsent_blocks: u64,
+    /// Copies not made for want of a buffer.
+    pub no_free_buffer: u64,
+    /// Copies left out because the subscriber said it holds the block.
+    pub have_suppressed: u64,
+    /// Verified blocks reported to the control plane.
+    pub uplinked: u64,
+    /// Verified blocks the uplink had no free slot for.
+    pub uplink_dropped: u64,
+}
+
+/// The forwarding decision of one relay worker; see the module comment.
+pub struct BlockForwarder {
+    tag: StreamTag,
+    verifier: BatchVerifier,
+    table: Arc<FanoutTable>,
+    template: Box<[u8; MAX_DATAGRAM]>,
+    uplink: Option<UplinkSender>,
+    claims: Option<Arc<ForwardClaims>>,
+    stats: ForwardStats,
+}
+
+impl BlockForwarder {
+    /// A forwarder for `stream`, keeping `window` batches verified, with an
+    /// empty fan-out table.
+    pub fn new(stream: StreamId, window: usize) -> Self {
+        BlockForwarder {
+            tag: StreamTag::of_key(&stream.to_bytes()),
+            verifier: BatchVerifier::new(stream, window),
+            table: Arc::new(FanoutTable::empty()),
+            template: Box::new([0u8; MAX_DATAGRAM]),
+            uplink: None,
+            claims: None,
+            stats: ForwardStats::default(),
+        }
+    }
+
+    /// Reports every verified block to the control plane through `uplink`.
+    pub fn set_uplink(&mut self, uplink: UplinkSender) {
+        self.uplink = Some(uplink);
+    }
+
+    /// Fans out only the blocks it is first to claim in `claims`.
+    pub fn set_claims(&mut self, claims: Arc<ForwardClaims>) {
+        self.claims = Some(claims);
+    }
+
+    /// Uses `table` from now on (the old one is freed here if no one else
+    /// holds it).
+    pub fn set_table(&mut self, table: Arc<FanoutTable>) {
+        self.table = table;
+    }
+
+    /// The fan-out table in use.
+    pub fn table(&self) -> &Arc<FanoutTable> {
+        &self.table
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> ForwardStats {
+        self.stats
+    }
+
+    /// The verifier's counters so far.
+    pub fn verifier_stats(&self) -> crate::auth::VerifierStats {
+        self.verifier.stats()
+    }
+
+    /// Handles one datagram `payload` that `from` sent to the relay's port
+    /// at `now_us`; returns true when copies of it went to `sink`.
+    pub fn handle(
+        &mut self,
+        from: SocketAddrV4,
+        payload: &[u8],
+        now_us: u64,
+        sink: &mut impl CopySink,
+    ) -> bool {
+        let stats = &mut self.stats;
+        let block = match Message::parse(payload) {
+            Ok(Message::Block(block)) => block,
+            Ok(_) => {
+                stats.not_block += 1;
+                return false;
+            }
+            Err(_) => {
+                stats.malformed_block += 1;
+                return false;
+            }
+        };
+        let clubs = self.table.swarm_clubs();
+        match judge(&mut self.verifier, self.tag, clubs, &block) {
+            Verdict::Fresh(_) => {
+                if self.claims.as_ref().is_some_and(|c| !c.claim(block.seq)) {
+                    stats.claimed_elsewhere += 1;
+                    report(self.uplink.as_ref(), stats, from, payload);
+                    return false;
+                }
+            }
+            Verdict::Duplicate(_) => {
+                stats.duplicates += 1;
+                // The sender still counts as alive to the control plane.
+                report(self.uplink.as_ref(), stats, from, payload);
+                return false;
+            }
+            other => {
+                *match other {
+                    Verdict::WrongStream => &mut stats.wrong_stream,
+                    Verdict::WrongClub => &mut stats.wrong_club,
+                    Verdict::Stale => &mut stats.stale,
+                    Verdict::Unverifiable => &mut stats.unverifiable,
+                    _ => &mut stats.forged,
+                } += 1;
+                return false;
+            }
+        }
+        self.fan_out(from, &block, now_us, sink)
+    }
+
+    /// Reports a verified fresh block and copies it to every subscriber of
+    /// its club but its sender and those that said they hold it.
+    fn fan_out(
+        &mut self,
+        from: SocketAddrV4,
+        block: &Block<'_>,
+        now_us: u64,
+        sink: &mut impl CopySink,
+    ) -> bool {
+        let subscribers = self.table.subscribers(block.club);
+        if subscribers.is_empty() && self.uplink.is_none() {
+            self.stats.no_subscribers += 1;
+            return false;
+        }
+        // Receivers may hold none of the batch's authentication data, so
+        // every copy carries the signature and the whole path.
+        let Some(proof) = self.verifier.forwarding_proof(block.batch, block.index) else {
+            self.stats.no_forward_proof += 1;
+            return false;
+        };
+        let out = proof.full_block(block, now_us);
+        let Ok(len) = out.encode(&mut self.template[..]) else {
+            self.stats.template_errors += 1;
+            return false;
+        };
+        report(
+            self.uplink.as_ref(),
+            &mut self.stats,
+            from,
+            &self.template[..len],
+        );
+        if subscribers.is_empty() {
+            self.stats.no_subscribers += 1;
+            return false;
+        }
+        let datagram = &self.template[..len];
+        sink.begin(datagram);
+        let mut made = 0u64;
+        for (i, subscriber) in subscribers.iter().enumerate() {
+            if subscriber.addr == from {
+                continue; // it has the block: it sent it
+            }
+            if subscriber.holds(block.seq) {
+                self.stats.have_suppressed += 1;
+                continue;
+            }
+            match sink.copy(subscriber, datagram) {
+                Ok(()) => made += 1,
+                Err(CopyError::NoBuffer) => {
+                    self.stats.no_free_buffer += (subscribers.len() - i) as u64;
+                    break;
+                }
+                Err(CopyError::TooLarge) => self.stats.template_errors += 1,
+            }
+        }
+        self.stats.copies += made;
+        if made > 0 {
+            self.stats.forwarded_blocks += 1;
+            sink.flush();
+            true
+        } else {
+            self.stats.unsent_blocks += 1;
+            false
+        }
+    }
+}
+
+/// Hands `datagram` to `uplink`, if there is one, counting the outcome.
+fn report(
+    uplink: Option<&UplinkSender>,
+    stats: &mut ForwardStats,
+    from: SocketAddrV4,
+    datagram: &[u8],
+) {
+    if let Some(uplink) = uplink {
+        if uplink.send(from, datagram) {
+            stats.uplinked += 1;
+        } else {
+            stats.uplink_dropped += 1;
+        }
+    }
+}

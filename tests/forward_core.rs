@@ -1,0 +1,224 @@
+//! The relay's forwarding core on the in-memory copy sink, without root:
+//! who gets a copy of a received BLOCK and what each copy carries, for
+//! genuine, forged, relabelled, duplicate and unverifiable blocks, with
+//! HAVE suppression, claims shared between workers, and buffers running
+//! out. (`tests/relay_dataplane.rs` proves the same core on real AF_XDP
+//! rings.)
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use clubcast::auth::signer::HopFields;
+use clubcast::auth::{BatchSigner, BatchVerifier, ProofPlan, SignedBatch, SourceKey};
+use clubcast::forward::mem::DatagramQueue;
+use clubcast::forward::{BlockForwarder, HaveBoard};
+use clubcast::relay::{FanoutLimits, FanoutTable, ForwardClaims, Subscriber};
+use clubcast::wire::{Block, Message, MAX_DATAGRAM};
+
+const SEED: [u8; 32] = [9; 32];
+const CLUBS: u64 = 4;
+
+fn addr(host: u8) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, host), 9000)
+}
+
+/// Clubs 0 and 1 have two subscribers each; club 2 none.
+fn table(have: Option<Arc<HaveBoard>>) -> Arc<FanoutTable> {
+    let mut b = FanoutTable::builder(FanoutLimits::default());
+    b.swarm_clubs(CLUBS as u16);
+    for (club, host) in [(0u16, 11u8), (0, 12), (1, 21), (1, 22)] {
+        let mut s = Subscriber::new([2, 0, 0, 0, 0, host], addr(host));
+        if host == 12 {
+            s.have = have.clone();
+        }
+        b.add(club, s).expect("within limits");
+    }
+    Arc::new(b.build())
+}
+
+fn batch(b: u64) -> SignedBatch {
+    let payloads: Vec<Vec<u8>> = (0..16).map(|i| vec![(b * 16 + i) as u8; 500]).collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    BatchSigner::new(SourceKey::from_seed(&SEED))
+        .sign(b, b * 16, 1_000 + b, &refs)
+        .expect("signs")
+}
+
+fn full() -> ProofPlan {
+    ProofPlan {
+        signature: true,
+        hashes: 16,
+    }
+}
+
+fn datagram(signed: &SignedBatch, index: u16, club: Option<u16>) -> Vec<u8> {
+    let seq = signed.seq(index);
+    let hop = HopFields {
+        club: club.unwrap_or((seq % CLUBS) as u16),
+        sent_at_us: 5,
+        delay_threshold_ms: 1_000,
+        bitrate_kbps: 2_000,
+    };
+    let block = signed.block(index, full(), hop);
+    let mut buf = [0u8; MAX_DATAGRAM];
+    let len = Message::Block(block).encode(&mut buf).expect("encodes");
+    buf[..len].to_vec()
+}
+
+fn forwarder() -> BlockForwarder {
+    let mut f = BlockForwarder::new(SourceKey::from_seed(&SEED).stream_id(), 64);
+    f.set_table(table(None));
+    f
+}
+
+fn drain(q: &mut DatagramQueue) -> Vec<(SocketAddr, Vec<u8>)> {
+    std::iter::from_fn(|| q.pop()).collect()
+}
+
+const SENDER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 2), 7000);
+
+#[test]
+fn a_fresh_block_goes_to_every_subscriber_of_its_club_whole_and_at_once() {
+    let mut f = forwarder();
+    let mut q = DatagramQueue::new(1024);
+    let signed = batch(0);
+    for index in 0..16 {
+        let flushed = q.flushes();
+        let sent = f.handle(SENDER, &datagram(&signed, index, None), 77, &mut q);
+        let club = signed.seq(index) % CLUBS;
+        assert_eq!(sent, club < 2, "block {index}");
+        // Forward on verify: the block's copies are flushed before the
+        // next datagram is looked at.
+        assert_eq!(q.flushes(), flushed + u64::from(sent));
+        let copies = drain(&mut q);
+        let to: Vec<SocketAddr> = copies.iter().map(|c| c.0).collect();
+        let want: Vec<SocketAddr> = match club {
+            0 => vec![addr(11).into(), addr(12).into()],
+            1 => vec![addr(21).into(), addr(22).into()],
+            _ => vec![],
+        };
+        assert_eq!(to, want, "block {index}");
+        for (_, bytes) in copies {
+            // Each copy checks alone, against a receiver that holds nothing.
+            let Ok(Message::Block(b)) = Message::parse(&bytes) else {
+                panic!("a BLOCK")
+            };
+            assert_eq!(b.sent_at_us, 77, "re-stamped when sent on");
+            let mut v = BatchVerifier::new(SourceKey::from_seed(&SEED).stream_id(), 8);
+            assert!(v.verify(&b).is_ok_and(|r| r.fresh));
+        }
+    }
+    let s = f.stats();
+    assert_eq!((s.forwarded_blocks, s.no_subscribers), (8, 8));
+}
+
+#[test]
+fn forged_relabelled_and_duplicate_blocks_are_never_copied() {
+    let mut f = forwarder();
+    let mut q = DatagramQueue::new(1024);
+    let signed = batch(1);
+    // Relabelled with the next club first: dropped, and the right copy
+    // still goes out afterwards.
+    let seq0 = signed.seq(0);
+    let wrong = ((seq0 + 1) % CLUBS) as u16;
+    assert!(!f.handle(SENDER, &datagram(&signed, 0, Some(wrong)), 1, &mut q));
+    assert!(q.is_empty());
+    assert!(f.handle(SENDER, &datagram(&signed, 0, None), 1, &mut q));
+    assert_eq!(drain(&mut q).len(), 2);
+    // The same block again: a duplicate.
+    assert!(!f.handle(SENDER, &datagram(&signed, 0, None), 1, &mut q));
+    // A payload bit flipped: forged.
+    let mut bytes = datagram(&signed, 4, None);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    assert!(!f.handle(SENDER, &bytes, 1, &mut q));
+    // Garbage and a non-BLOCK message.
+    assert!(!f.handle(SENDER, &[0xCC, 9, 9], 1, &mut q));
+    assert!(q.is_empty());
+    let s = f.stats();
+    assert_eq!(
+        (s.wrong_club, s.duplicates, s.forged, s.malformed_block),
+        (1, 1, 1, 1),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn a_block_without_the_hashes_it_builds_on_is_unverifiable_not_forged() {
+    let mut f = forwarder();
+    let mut q = DatagramQueue::new(1024);
+    let signed = batch(2);
+    let hop = HopFields {
+        club: (signed.seq(3) % CLUBS) as u16,
+        sent_at_us: 5,
+        delay_threshold_ms: 1_000,
+        bitrate_kbps: 2_000,
+    };
+    let bare = signed.block(
+        3,
+        ProofPlan {
+            signature: false,
+            hashes: 1,
+        },
+        hop,
+    );
+    let mut buf = [0u8; MAX_DATAGRAM];
+    let len = Message::Block(Block { ..bare })
+        .encode(&mut buf)
+        .expect("encodes");
+    assert!(!f.handle(SENDER, &buf[..len], 1, &mut q));
+    assert_eq!((f.stats().unverifiable, f.stats().forged), (1, 0));
+}
+
+#[test]
+fn a_subscriber_that_said_have_gets_no_copy() {
+    let board = Arc::new(HaveBoard::default());
+    let mut f = forwarder();
+    f.set_table(table(Some(Arc::clone(&board))));
+    let mut q = DatagramQueue::new(1024);
+    let signed = batch(3);
+    let seq = signed.seq(0); // club 0: subscribers 11 and 12
+    assert_eq!(seq % CLUBS, 0);
+    board.insert(seq);
+    assert!(f.handle(SENDER, &datagram(&signed, 0, None), 1, &mut q));
+    let to: Vec<SocketAddr> = drain(&mut q).into_iter().map(|c| c.0).collect();
+    assert_eq!(to, vec![SocketAddr::from(addr(11))]);
+    assert_eq!(f.stats().have_suppressed, 1);
+}
+
+#[test]
+fn workers_sharing_claims_fan_a_block_out_once() {
+    let claims = Arc::new(ForwardClaims::new());
+    let (mut a, mut b) = (forwarder(), forwarder());
+    a.set_claims(Arc::clone(&claims));
+    b.set_claims(claims);
+    let (mut qa, mut qb) = (DatagramQueue::new(64), DatagramQueue::new(64));
+    let signed = batch(4);
+    let d = datagram(&signed, 0, None);
+    assert!(a.handle(SENDER, &d, 1, &mut qa));
+    assert!(!b.handle(SENDER, &d, 1, &mut qb));
+    assert_eq!((qa.len(), qb.len()), (2, 0));
+    assert_eq!(b.stats().claimed_elsewhere, 1);
+}
+
+#[test]
+fn running_out_of_buffers_is_counted_and_the_next_block_goes_out() {
+    let mut f = forwarder();
+    let mut q = DatagramQueue::new(1);
+    let signed = batch(5);
+    assert!(f.handle(SENDER, &datagram(&signed, 0, None), 1, &mut q));
+    assert_eq!(f.stats().no_free_buffer, 1);
+    drain(&mut q);
+    assert!(f.handle(SENDER, &datagram(&signed, 1, None), 1, &mut q));
+    assert_eq!(q.len(), 1);
+}
+
+#[test]
+fn the_sender_of_a_block_gets_no_copy_of_it() {
+    let mut f = forwarder();
+    let mut q = DatagramQueue::new(64);
+    let signed = batch(6);
+    assert!(f.handle(addr(21), &datagram(&signed, 1, None), 1, &mut q)); // club 1
+    let to: Vec<SocketAddr> = drain(&mut q).into_iter().map(|c| c.0).collect();
+    assert_eq!(to, vec![SocketAddr::from(addr(22))]);
+}
