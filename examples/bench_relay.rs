@@ -1,6 +1,7 @@
-//! End-to-end relay fan-out bench: the AF_XDP worker against the same relay
-//! logic on kernel UDP, and against the raw AF_XDP transmit ceiling, all on
-//! one veth topology in one run. Run through `scripts/bench-relay.sh`.
+//! End-to-end relay fan-out bench: the AF_XDP worker against the product's
+//! forwarding core on kernel UDP, and against the raw AF_XDP transmit
+//! ceiling, all on one veth topology in one run, then the AF_XDP worker's
+//! latency at half load. Run through `scripts/bench-relay.sh`.
 //!
 //! Topology (as in `tests/relay_dataplane.rs`, with its own copy of the
 //! setup code): two unnamed network namespaces made by threads with
@@ -45,14 +46,20 @@
 //!    copy-mode AF_XDP socket) receives, verifies and fans out. Relay-side
 //!    egress is its `tx_frames`; latency is its ingress-to-TX-submit
 //!    histogram; CPU is the worker thread's `RUSAGE_THREAD`.
-//! 2. `udp`: the program is detached and a relay thread does the same work
-//!    on a kernel UDP socket: `recvmmsg` (64), parse, `BatchVerifier::verify`,
-//!    the full-proof template from `forwarding_proof`, then one `sendmmsg`
-//!    with one copy per subscriber. Latency: from `recvmmsg` returning to
-//!    `sendmmsg` returning.
+//! 2. `udp`: the program is detached and a relay thread runs the product's
+//!    forwarding core (`clubcast::forward::BlockForwarder`, the same the
+//!    AF_XDP worker and the `--io udp` relay run) on a kernel UDP socket:
+//!    `recvmmsg` (64), then for each block the core's verdict and one
+//!    `sendmmsg` of its copies (`clubcast::io::udp_copies::SendmmsgSink`).
+//!    Latency: from `recvmmsg` returning to the block's `sendmmsg`
+//!    returning.
 //! 3. `txonly`: a plain xsk-rs TX loop of prebuilt 1200-byte frames to the
 //!    subscribers, kicked with `sendto`: the transmit ceiling (completed
 //!    frames per second).
+//! 4. `xdp_half_load`: the AF_XDP worker again, spinning on core 1, while
+//!    the sender, on core 0, sends one block at a time at half the ingress
+//!    rate phase 1 reached: the latency of a relay that is not saturated,
+//!    from the worker taking a block's RX batch to kicking its copies.
 //!
 //! `egress_pps` in the JSON is the copies that reached the subscribers' end
 //! of the veth, the same measurement for every backend; the relay-side
@@ -89,14 +96,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use clubcast::auth::signer::HopFields;
-use clubcast::auth::{BatchSigner, BatchVerifier, ProofPlan, SourceKey, StreamId};
+use clubcast::auth::{BatchSigner, ProofPlan, SourceKey, StreamId};
+use clubcast::forward::BlockForwarder;
+use clubcast::io::udp_copies::SendmmsgSink;
 use clubcast::relay::frame::{self, UdpChecksum, UdpHeaders, HEADERS_LEN};
 use clubcast::relay::{
     fanout_channel, has_bpf_privileges, BindMode, FanoutLimits, FanoutTable, IdlePolicy,
     LocalEndpoint, SteeringProgram, Subscriber, Worker, WorkerConfig, WorkerStats, XdpAttachment,
     XdpMode, XskConfig, XskError, XskSocket,
 };
-use clubcast::wire::{Message, MAX_DATAGRAM};
+use clubcast::wire::MAX_DATAGRAM;
 use hdrhistogram::Histogram;
 use nix::libc;
 use xsk_rs::config::{
@@ -404,15 +413,36 @@ fn build_pool(blocks: usize, clubs: u16) -> Pool {
 
 /// Sends the pool from the start with `sendmmsg`, keeping at most `window`
 /// blocks ahead of `absorbed`, until `stop` or the pool's end (`done`).
+/// With `pace` (blocks per second) it sends one block at a time at that
+/// rate instead, for the latency phase.
+#[allow(clippy::too_many_arguments)]
 fn run_sender(
     socket: &UdpSocket,
     pool: &Pool,
     window: u64,
+    pace: Option<f64>,
     absorbed: &AtomicU64,
     sent: &AtomicU64,
     done: &AtomicBool,
     stop: &AtomicBool,
 ) {
+    if let Some(rate) = pace {
+        let start = Instant::now();
+        let mut next = 0usize;
+        while !stop.load(Ordering::Relaxed) && next < pool.len() {
+            let due = Duration::from_secs_f64(next as f64 / rate.max(1.0));
+            if start.elapsed() < due {
+                std::hint::spin_loop();
+                continue;
+            }
+            if socket.send(pool.datagram(next)).is_ok() {
+                next += 1;
+                sent.store(next as u64, Ordering::Relaxed);
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        return;
+    }
     let fd = socket.as_raw_fd();
     let mut iovs: Vec<libc::iovec> = Vec::with_capacity(MMSG);
     // SAFETY: an all-zero mmsghdr is a valid empty header.
@@ -595,6 +625,7 @@ fn drive_phase(
     absorbed: &Arc<AtomicU64>,
     mark: &AtomicU8,
     relay: JoinHandle<RelayWindow>,
+    pace: Option<(f64, usize)>,
 ) -> PhaseResult {
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -609,7 +640,13 @@ fn drive_phase(
             Arc::clone(&stop),
         );
         let window = args.window;
-        thread::spawn(move || run_sender(&sender, &pool, window, &absorbed, &sent, &done, &stop))
+        thread::spawn(move || {
+            if let Some((_, core)) = pace {
+                pin_to(core);
+            }
+            let rate = pace.map(|(r, _)| r);
+            run_sender(&sender, &pool, window, rate, &absorbed, &sent, &done, &stop)
+        })
     };
     thread::sleep(Duration::from_millis(args.warmup_ms));
     let sent0 = sent.load(Ordering::Relaxed);
@@ -653,8 +690,24 @@ struct Snapshot {
     latency: Histogram<u64>,
 }
 
-/// Phase 1: the AF_XDP worker.
-fn xdp_relay(mut worker: Worker, absorbed: Arc<AtomicU64>, mark: Arc<AtomicU8>) -> RelayWindow {
+/// Pins the calling thread to core `index`, if there is one.
+fn pin_to(index: usize) {
+    if let Some(core) = core_affinity::get_core_ids().and_then(|c| c.get(index).copied()) {
+        core_affinity::set_for_current(core);
+    }
+}
+
+/// Phase 1 (and the latency phase, `spin` on a core of its own): the
+/// AF_XDP worker.
+fn xdp_relay(
+    mut worker: Worker,
+    absorbed: Arc<AtomicU64>,
+    mark: Arc<AtomicU8>,
+    spin: Option<usize>,
+) -> RelayWindow {
+    if let Some(core) = spin {
+        pin_to(core);
+    }
     let fd = worker.fd();
     let snap = |w: &Worker| Snapshot {
         at: Instant::now(),
@@ -672,7 +725,9 @@ fn xdp_relay(mut worker: Worker, absorbed: Arc<AtomicU64>, mark: Arc<AtomicU8>) 
         }
         let n = worker.poll_once();
         absorbed.store(worker.stats().rx_frames, Ordering::Relaxed);
-        if n == 0 {
+        if n == 0 && spin.is_some() {
+            std::hint::spin_loop();
+        } else if n == 0 {
             empty += 1;
             if empty >= 64 {
                 // Idle: sleep until a frame comes (or 1 ms), so a shared
@@ -728,14 +783,13 @@ fn udp_relay(
     mark: Arc<AtomicU8>,
 ) -> RelayWindow {
     let fd = socket.as_raw_fd();
-    let mut verifier = BatchVerifier::new(stream, clubcast::auth::verifier::DEFAULT_WINDOW);
+    // The product's forwarding core, as in the kernel-UDP relay, with the
+    // kernel-UDP copy sink: one sendmmsg per block.
+    let mut fwd = BlockForwarder::new(stream, clubcast::auth::verifier::DEFAULT_WINDOW);
+    fwd.set_table(subscriber_table(&subscribers));
+    let most_copies = subscribers.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut sink = SendmmsgSink::new(fd, most_copies);
     let mut latency = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
-    // Destination addresses, per club, as sockaddr_in.
-    let dests: Vec<Vec<libc::sockaddr_in>> = subscribers
-        .iter()
-        .map(|club| club.iter().map(|a| sockaddr_in(*a)).collect())
-        .collect();
-    let most_copies = dests.iter().map(Vec::len).max().unwrap_or(0).max(1);
 
     let mut rx_bufs = vec![[0u8; 2048]; batch];
     let mut rx_iovs: Vec<libc::iovec> = rx_bufs
@@ -751,12 +805,7 @@ fn udp_relay(
         msg.msg_hdr.msg_iov = iov;
         msg.msg_hdr.msg_iovlen = 1;
     }
-    let mut out_bufs = vec![[0u8; MAX_DATAGRAM]; batch];
-    let mut out_lens = vec![0usize; batch];
-    let mut out_clubs = vec![0u16; batch];
-    let mut tx_iovs: Vec<libc::iovec> = Vec::with_capacity(batch);
-    // SAFETY: an all-zero mmsghdr is a valid empty header.
-    let mut tx_msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; batch * most_copies];
+    let sender = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
 
     // Datagrams in, blocks forwarded, copies sent, their frame bytes.
     let mut stats: Totals = (0, 0, 0, 0);
@@ -789,72 +838,18 @@ fn udp_relay(
         stats.0 += got as u64;
         absorbed.store(stats.0, Ordering::Relaxed);
         let now = now_us();
-        let mut blocks = 0usize;
         for (msg, buf) in rx_msgs[..got].iter().zip(rx_bufs.iter()) {
             let len = (msg.msg_len as usize).min(buf.len());
-            let Ok(Message::Block(block)) = Message::parse(&buf[..len]) else {
-                continue;
-            };
-            match verifier.verify(&block) {
-                Ok(v) if v.fresh => {}
-                _ => continue,
-            }
-            let club = usize::from(block.club);
-            if dests.get(club).is_none_or(Vec::is_empty) {
-                continue;
-            }
-            let Some(proof) = verifier.forwarding_proof(block.batch, block.index) else {
-                continue;
-            };
-            let out = proof.full_block(&block, now);
-            let Ok(out_len) = out.encode(&mut out_bufs[blocks][..]) else {
-                continue;
-            };
-            out_lens[blocks] = out_len;
-            out_clubs[blocks] = block.club;
-            blocks += 1;
-        }
-        if blocks == 0 {
-            continue;
-        }
-        tx_iovs.clear();
-        for k in 0..blocks {
-            tx_iovs.push(libc::iovec {
-                iov_base: out_bufs[k].as_mut_ptr().cast(),
-                iov_len: out_lens[k],
-            });
-        }
-        let mut copies = 0usize;
-        for k in 0..blocks {
-            for dest in &dests[usize::from(out_clubs[k])] {
-                let msg = &mut tx_msgs[copies];
-                msg.msg_hdr.msg_name = (dest as *const libc::sockaddr_in).cast_mut().cast();
-                msg.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                msg.msg_hdr.msg_iov = &mut tx_iovs[k];
-                msg.msg_hdr.msg_iovlen = 1;
-                msg.msg_len = 0;
-                copies += 1;
-                stats.3 += out_lens[k] as u64 + L2_OVERHEAD;
+            let before = sink.stats();
+            if fwd.handle(sender, &buf[..len], now, &mut sink) {
+                let after = sink.stats();
+                stats.1 += 1;
+                stats.2 += after.sent - before.sent;
+                stats.3 += after.bytes - before.bytes + (after.sent - before.sent) * L2_OVERHEAD;
+                let ns = u64::try_from(ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                latency.saturating_record(ns.clamp(1, 10_000_000_000));
             }
         }
-        let mut done = 0usize;
-        let mut failures = 0;
-        while done < copies && failures < 100 {
-            // SAFETY: `copies - done` headers naming iovecs over `out_bufs`
-            // and addresses in `dests`, all alive across the call.
-            let rc = unsafe {
-                libc::sendmmsg(fd, tx_msgs[done..].as_mut_ptr(), (copies - done) as u32, 0)
-            };
-            if rc > 0 {
-                done += rc as usize;
-            } else {
-                failures += 1;
-            }
-        }
-        stats.1 += blocks as u64;
-        stats.2 += done as u64;
-        let ns = u64::try_from(ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        latency.saturating_record_n(ns.clamp(1, 10_000_000_000), blocks as u64);
     }
     let Some((at, cpu, s)) = start else {
         return RelayWindow::default();
@@ -867,17 +862,6 @@ fn udp_relay(
         egress_frames: stats.2 - s.2,
         egress_bytes: stats.3 - s.3,
         latency: Some(latency),
-    }
-}
-
-fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
     }
 }
 
@@ -1147,10 +1131,16 @@ fn main() -> ExitCode {
             "null".to_owned()
         }
     };
+    let lat_p99 = results[2].quantile_us(0.99);
     println!(
-        "{{\"xdp_over_udp_egress\":{},\"xdp_over_txonly_ceiling\":{}}}",
+        "{{\"xdp_over_udp_egress\":{},\"xdp_over_txonly_ceiling\":{},\"lat_us_p99_half_load\":{}}}",
         ratio(xdp, udp),
-        ratio(xdp, txonly_pps)
+        ratio(xdp, txonly_pps),
+        if lat_p99.is_finite() {
+            format!("{lat_p99:.1}")
+        } else {
+            "null".to_owned()
+        }
     );
     ExitCode::SUCCESS
 }
@@ -1181,62 +1171,7 @@ fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
     }
 
     // Phase 1: AF_XDP worker.
-    let xdp = {
-        let steering = SteeringProgram::load(RELAY_PORT).expect("load the steering program");
-        let xsk = open_xsk_retrying();
-        let (publisher, updates) = fanout_channel(2);
-        let worker = Worker::new(
-            WorkerConfig {
-                idle: IdlePolicy::Yield,
-                batch: args.batch,
-                ..WorkerConfig::default()
-            },
-            xsk,
-            &steering,
-            LocalEndpoint {
-                mac: RELAY_MAC,
-                addr: SocketAddrV4::new(RELAY_IP, RELAY_PORT),
-            },
-            stream,
-            updates,
-        )
-        .expect("create the worker");
-        let mut builder = FanoutTable::builder(FanoutLimits::default());
-        builder.swarm_clubs(CLUBS as u16);
-        for (club, addrs) in by_club.iter().enumerate() {
-            for addr in addrs {
-                builder
-                    .add(club as u16, Subscriber::new(PEER_MAC, *addr))
-                    .expect("within the fan-out limits");
-            }
-        }
-        publisher
-            .publish(Arc::new(builder.build()))
-            .expect("publish the table");
-        let ifindex = nix::net::if_::if_nametoindex(RELAY_IF).expect("relay ifindex");
-        let attachment = steering
-            .attach(ifindex, XdpMode::Native)
-            .expect("attach the steering program");
-        let absorbed = Arc::new(AtomicU64::new(0));
-        let mark = Arc::new(AtomicU8::new(MARK_WARMUP));
-        let relay = {
-            let (absorbed, mark) = (Arc::clone(&absorbed), Arc::clone(&mark));
-            thread::spawn(move || xdp_relay(worker, absorbed, mark))
-        };
-        let r = drive_phase(
-            "xdp",
-            args,
-            &peers.sender,
-            pool,
-            &delivered,
-            &absorbed,
-            &mark,
-            relay,
-        );
-        drop(attachment);
-        drop(publisher);
-        r
-    };
+    let xdp = xdp_phase("xdp", args, pool, &peers.sender, &by_club, &delivered, None);
     thread::sleep(Duration::from_millis(200));
 
     // Phase 2: kernel UDP, no XDP program attached.
@@ -1263,12 +1198,27 @@ fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
             &absorbed,
             &mark,
             relay,
+            None,
         )
     };
     thread::sleep(Duration::from_millis(200));
 
     // Phase 3: the raw AF_XDP TX ceiling.
     let (frames, secs, cpu, got) = txonly(args, &delivered);
+    thread::sleep(Duration::from_millis(200));
+
+    // Phase 4: latency at half of the AF_XDP relay's capacity, the worker
+    // spinning on core 1 and the sender paced on core 0.
+    let half = xdp.relay.ingress as f64 / xdp.relay.seconds / 2.0;
+    let lat = xdp_phase(
+        "xdp_half_load",
+        args,
+        pool,
+        &peers.sender,
+        &by_club,
+        &delivered,
+        Some(half),
+    );
     let txonly_pps = frames as f64 / secs;
     println!(
         "txonly: {secs:.2} s  {txonly_pps:.0} frames/s completed  subscribers {:.0} pps  \
@@ -1283,7 +1233,83 @@ fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
     drain.join().expect("the drain thread panicked");
     drop(peers.sender);
     drop(peer_ns);
-    (vec![xdp, udp], txonly_pps, args.peers)
+    (vec![xdp, udp, lat], txonly_pps, args.peers)
+}
+
+/// One AF_XDP phase: the steering program, the socket and the worker, with
+/// the subscribers of `by_club`; at full load, or paced at `half` blocks a
+/// second with the worker spinning on a core of its own.
+fn xdp_phase(
+    io: &'static str,
+    args: &Args,
+    pool: &Arc<Pool>,
+    sender: &UdpSocket,
+    by_club: &[Vec<SocketAddrV4>],
+    delivered: &Arc<AtomicU64>,
+    half: Option<f64>,
+) -> PhaseResult {
+    let stream = SourceKey::from_seed(&SOURCE_SEED).stream_id();
+    let steering = SteeringProgram::load(RELAY_PORT).expect("load the steering program");
+    let xsk = open_xsk_retrying();
+    let (publisher, updates) = fanout_channel(2);
+    let worker = Worker::new(
+        WorkerConfig {
+            idle: IdlePolicy::Yield,
+            batch: args.batch,
+            ..WorkerConfig::default()
+        },
+        xsk,
+        &steering,
+        LocalEndpoint {
+            mac: RELAY_MAC,
+            addr: SocketAddrV4::new(RELAY_IP, RELAY_PORT),
+        },
+        stream,
+        updates,
+    )
+    .expect("create the worker");
+    publisher
+        .publish(subscriber_table(by_club))
+        .expect("publish the table");
+    let ifindex = nix::net::if_::if_nametoindex(RELAY_IF).expect("relay ifindex");
+    let attachment = steering
+        .attach(ifindex, XdpMode::Native)
+        .expect("attach the steering program");
+    let absorbed = Arc::new(AtomicU64::new(0));
+    let mark = Arc::new(AtomicU8::new(MARK_WARMUP));
+    let relay = {
+        let (absorbed, mark) = (Arc::clone(&absorbed), Arc::clone(&mark));
+        let spin = half.map(|_| 1);
+        thread::spawn(move || xdp_relay(worker, absorbed, mark, spin))
+    };
+    let r = drive_phase(
+        io,
+        args,
+        sender,
+        pool,
+        delivered,
+        &absorbed,
+        &mark,
+        relay,
+        half.map(|h| (h, 0)),
+    );
+    drop(attachment);
+    drop(publisher);
+    r
+}
+
+/// The fan-out table of the subscribers of each club (`by_club[c]`).
+fn subscriber_table(by_club: &[Vec<SocketAddrV4>]) -> Arc<FanoutTable> {
+    let mut builder = FanoutTable::builder(FanoutLimits::default());
+    builder.swarm_clubs(CLUBS as u16);
+    for (club, addrs) in by_club.iter().enumerate() {
+        for addr in addrs {
+            builder
+                .add(club as u16, Subscriber::new(PEER_MAC, *addr))
+                .expect("within the fan-out limits");
+        }
+    }
+    Arc::new(builder.build())
 }
 
 /// Opens the relay's AF_XDP socket, retrying a busy queue for a moment.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end relay fan-out bench: the AF_XDP worker vs the same relay logic
-# on kernel UDP vs the raw AF_XDP TX ceiling, side by side in one run on one
+# End-to-end relay fan-out bench: the AF_XDP worker vs the product's
+# forwarding core on kernel UDP (recvmmsg, one sendmmsg per block) vs the
+# raw AF_XDP TX ceiling, then the worker's latency at half load with the
+# worker on a core of its own, side by side in one run on one
 # veth topology (two unnamed network namespaces made with
 # unshare(CLONE_NEWNET): nothing to clean up afterwards).
 #
@@ -10,7 +12,8 @@
 # an XDP program on the subscribers' veth end counts and drops the copies
 # (--sink socket delivers them to UDP sockets instead).
 # It prints figures per phase and one JSON line per backend; the LAST line
-# is one JSON object: {"xdp_over_udp_egress":...,"xdp_over_txonly_ceiling":...}.
+# is one JSON object: {"xdp_over_udp_egress":...,"xdp_over_txonly_ceiling":...,
+# "lat_us_p99_half_load":...}.
 #
 # Caveat: on a 2-core machine the relay, the sender, the subscriber drain
 # and the veth receive work (which runs on the transmitting CPU) share the

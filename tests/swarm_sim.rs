@@ -1,91 +1,55 @@
 //! Whole swarms in the deterministic in-memory network: a tracker, a
 //! source with a synthetic feed and viewer peers, end to end.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use clubcast::auth::SourceKey;
-use clubcast::roles::{Peer, PeerConfig, Source, SourceConfig, Time, Tracker, TrackerConfig};
-use clubcast::sim::{LinkProfile, Network, NodeId};
-use clubcast::swarm::{SwarmNode, SwarmSummary};
+use clubcast::roles::Time;
+use clubcast::sim::{Impairment, LinkProfile, NodeId, SimSwarm};
 use clubcast::wire::{StreamTag, VERSION};
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
 
 fn addr(n: u32) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), 4000)
-}
-
-struct Swarm {
-    net: Network<SwarmNode>,
-    source: NodeId,
-    peers: Vec<NodeId>,
-    key_seed: [u8; 32],
-    next_addr: u32,
-    profile: LinkProfile,
+    SimSwarm::addr(n)
 }
 
 const TRACKER: u32 = 1;
 const SOURCE: u32 = 2;
 
+/// The simulator's swarm, with the old test harness's calls.
+struct Swarm {
+    sim: SimSwarm,
+    net_profile: LinkProfile,
+}
+
+impl std::ops::Deref for Swarm {
+    type Target = SimSwarm;
+    fn deref(&self) -> &SimSwarm {
+        &self.sim
+    }
+}
+
+impl std::ops::DerefMut for Swarm {
+    fn deref_mut(&mut self) -> &mut SimSwarm {
+        &mut self.sim
+    }
+}
+
 impl Swarm {
     fn new(seed: u64, bitrate_bps: u64, profile: LinkProfile) -> Self {
-        let key_seed = [seed as u8; 32];
-        let key = SourceKey::from_seed(&key_seed);
-        let stream = key.stream_id();
-        let mut net = Network::new(seed);
-        let tracker = Tracker::new(
-            TrackerConfig::new(StreamTag::of_key(&stream.to_bytes())),
-            SmallRng::seed_from_u64(seed),
-        );
-        net.add(
-            addr(TRACKER),
-            profile,
-            SwarmNode::Tracker(Box::new(tracker)),
-        );
-        let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
-        pc.peer_id = 2;
-        let sc = SourceConfig {
-            synthetic_bps: Some(bitrate_bps),
-            ..SourceConfig::default()
-        };
-        let source = Source::new(key, sc, pc, net.now(), SmallRng::seed_from_u64(seed + 1));
-        let source = net.add(addr(SOURCE), profile, SwarmNode::Source(Box::new(source)));
         Swarm {
-            net,
-            source,
-            peers: Vec::new(),
-            key_seed,
-            next_addr: 100,
-            profile,
+            sim: SimSwarm::new(seed, bitrate_bps, profile),
+            net_profile: profile,
         }
     }
 
     fn add_peer(&mut self) -> NodeId {
-        let stream = SourceKey::from_seed(&self.key_seed).stream_id();
-        let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
-        pc.peer_id = u64::from(self.next_addr);
-        let peer = Peer::new(
-            pc,
-            self.net.now(),
-            SmallRng::seed_from_u64(u64::from(self.next_addr)),
-        );
-        let id = self.net.add(
-            addr(self.next_addr),
-            self.profile,
-            SwarmNode::Peer(Box::new(peer)),
-        );
-        self.next_addr += 1;
-        self.peers.push(id);
-        id
+        let link = Impairment::link(self.net_profile);
+        self.sim.add_peer(link)
     }
 
-    fn summary(&self, ids: &[NodeId], duration_s: f64, kbps: u64) -> SwarmSummary {
-        let peers = ids
-            .iter()
-            .filter_map(|id| self.net.get(*id))
-            .filter_map(|n| n.viewer());
-        let source = self.net.get(self.source).and_then(|n| n.peer());
-        SwarmSummary::of(peers, source, duration_s, kbps)
+    /// Runs until `us` microseconds of network time.
+    fn run_to_us(&mut self, us: u64) {
+        self.sim.net.run_until(Time(us));
     }
 }
 
@@ -95,9 +59,9 @@ fn thirty_peers_play_a_two_megabit_stream() {
     for _ in 0..30 {
         swarm.add_peer();
     }
-    swarm.net.run_until(Time(10_000_000));
+    swarm.run_to_us(10_000_000);
     let ids = swarm.peers.clone();
-    let s = swarm.summary(&ids, 10.0, 2000);
+    let s = swarm.summary(&ids, 10.0);
     println!("{}", s.to_json());
     assert!(s.continuity_min >= 0.99, "{}", s.to_json());
     assert!(s.startup_ms_max <= 2000.0, "{}", s.to_json());
@@ -114,9 +78,9 @@ fn a_swarm_smaller_than_the_clubs_plays() {
         for _ in 0..viewers {
             swarm.add_peer();
         }
-        swarm.net.run_until(Time(8_000_000));
+        swarm.run_to_us(8_000_000);
         let ids = swarm.peers.clone();
-        let s = swarm.summary(&ids, 8.0, 2000);
+        let s = swarm.summary(&ids, 8.0);
         assert!(
             s.continuity_min >= 0.99 && s.startup_ms_max <= 2000.0,
             "{viewers} viewers: {}",
@@ -132,12 +96,12 @@ fn swarm_keeps_streaming_after_the_tracker_leaves() {
     for _ in 0..24 {
         swarm.add_peer();
     }
-    swarm.net.run_until(Time(4_000_000));
+    swarm.run_to_us(4_000_000);
     let tracker = swarm.net.id_of(addr(TRACKER)).expect("tracker");
     assert!(swarm.net.remove(tracker).is_some());
-    swarm.net.run_until(Time(14_000_000));
+    swarm.run_to_us(14_000_000);
     let ids = swarm.peers.clone();
-    let s = swarm.summary(&ids, 14.0, 2000);
+    let s = swarm.summary(&ids, 14.0);
     assert!(s.continuity_min >= 0.99, "{}", s.to_json());
     let newest = swarm
         .net
@@ -160,9 +124,9 @@ fn bad_datagrams_to_every_role_are_dropped_and_the_swarm_plays_on() {
     for _ in 0..24 {
         swarm.add_peer();
     }
-    swarm.net.run_until(Time(3_000_000));
+    swarm.run_to_us(3_000_000);
     let attacker = addr(9999);
-    let stream = SourceKey::from_seed(&swarm.key_seed).stream_id();
+    let stream = swarm.source_key().stream_id();
     let tag = StreamTag::of_key(&stream.to_bytes());
     // Forged: a batch signed by another key but carrying this stream's tag.
     let forger = BatchSigner::new(SourceKey::from_seed(&[0xEE; 32]));
@@ -204,14 +168,14 @@ fn bad_datagrams_to_every_role_are_dropped_and_the_swarm_plays_on() {
                 swarm.net.inject(attacker, *to, d);
             }
         }
-        swarm.net.run_until(Time(3_000_000 + (round + 1) * 250_000));
+        swarm.run_to_us(3_000_000 + (round + 1) * 250_000);
     }
     // Replays: genuine datagrams are replayed by re-running the swarm with
     // every peer receiving its own blocks again is covered by duplicates;
     // here the swarm just has to keep playing.
-    swarm.net.run_until(Time(12_000_000));
+    swarm.run_to_us(12_000_000);
     let ids = swarm.peers.clone();
-    let s = swarm.summary(&ids, 12.0, 2000);
+    let s = swarm.summary(&ids, 12.0);
     assert!(s.continuity_min >= 0.99, "{}", s.to_json());
     assert!(s.forged_rejected >= 24 * 16, "{}", s.to_json());
     for id in &ids {
@@ -226,19 +190,13 @@ fn bad_datagrams_to_every_role_are_dropped_and_the_swarm_plays_on() {
 #[test]
 fn relay_serves_many_peers_per_club() {
     let mut swarm = Swarm::new(5, 2_000_000, LinkProfile::with_latency_ms(5).jitter_ms(1));
-    let stream = SourceKey::from_seed(&swarm.key_seed).stream_id();
-    let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
-    pc.peer_id = 3;
-    let relay = clubcast::relay::inline_plane(pc, swarm.net.now(), SmallRng::seed_from_u64(3));
-    let relay = swarm
-        .net
-        .add(addr(3), swarm.profile, SwarmNode::Relay(Box::new(relay)));
+    let relay = swarm.add_relay();
     for _ in 0..30 {
         swarm.add_peer();
     }
-    swarm.net.run_until(Time(10_000_000));
+    swarm.run_to_us(10_000_000);
     let ids = swarm.peers.clone();
-    let s = swarm.summary(&ids, 10.0, 2000);
+    let s = swarm.summary(&ids, 10.0);
     assert!(s.continuity_min >= 0.99, "{}", s.to_json());
     let r = swarm.net.node(relay).relay().expect("relay");
     assert_eq!(r.clubs().len(), 12);
@@ -269,9 +227,9 @@ fn summary_json_has_the_documented_fields() {
     for _ in 0..6 {
         swarm.add_peer();
     }
-    swarm.net.run_until(Time(3_000_000));
+    swarm.run_to_us(3_000_000);
     let ids = swarm.peers.clone();
-    let json = swarm.summary(&ids, 3.0, 1000).to_json();
+    let json = swarm.summary(&ids, 3.0).to_json();
     let keys: Vec<&str> = json
         .trim_matches(|c| c == '{' || c == '}')
         .split(',')
@@ -320,11 +278,11 @@ fn viewers_joining_a_running_swarm_play_on_and_so_does_the_swarm() {
         for _ in 0..20 {
             swarm.add_peer();
         }
-        swarm.net.run_until(Time(8_000_000));
+        swarm.run_to_us(8_000_000);
         let late: Vec<NodeId> = (0..5).map(|_| swarm.add_peer()).collect();
-        swarm.net.run_until(Time(20_000_000));
+        swarm.run_to_us(20_000_000);
         let early: Vec<NodeId> = swarm.peers[..20].to_vec();
-        let s = swarm.summary(&early, 20.0, 2000);
+        let s = swarm.summary(&early, 20.0);
         assert_eq!(s.continuity_min, 1.0, "seed {seed}: {}", s.to_json());
         for id in &late {
             let st = swarm.net.node(*id).viewer().expect("peer").playout_stats();
@@ -343,19 +301,13 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
     use clubcast::auth::signer::HopFields;
     use clubcast::auth::{BatchSigner, ProofPlan};
     let mut swarm = Swarm::new(8, 2_000_000, LinkProfile::with_latency_ms(5).jitter_ms(1));
-    let stream = SourceKey::from_seed(&swarm.key_seed).stream_id();
-    let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
-    pc.peer_id = 3;
-    let relay = clubcast::relay::inline_plane(pc, swarm.net.now(), SmallRng::seed_from_u64(3));
-    let relay = swarm
-        .net
-        .add(addr(3), swarm.profile, SwarmNode::Relay(Box::new(relay)));
+    let relay = swarm.add_relay();
     for _ in 0..24 {
         swarm.add_peer();
     }
-    swarm.net.run_until(Time(3_000_000));
+    swarm.run_to_us(3_000_000);
     // Genuinely signed (the stream's own key), then relabelled.
-    let signer = BatchSigner::new(SourceKey::from_seed(&swarm.key_seed));
+    let signer = BatchSigner::new(swarm.source_key());
     let full = ProofPlan {
         signature: true,
         hashes: 16,
@@ -380,9 +332,9 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
             swarm.net.inject(addr(9_998), addr(3), &buf[..len]);
             sent += 1;
         }
-        swarm.net.run_until(Time(3_000_000 + (round + 1) * 100_000));
+        swarm.run_to_us(3_000_000 + (round + 1) * 100_000);
     }
-    swarm.net.run_until(Time(10_000_000));
+    swarm.run_to_us(10_000_000);
     let core = swarm
         .net
         .node(relay)
@@ -399,6 +351,6 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
             "a relabelled block was stored"
         );
     }
-    let s = swarm.summary(&ids, 10.0, 2000);
+    let s = swarm.summary(&ids, 10.0);
     assert!(s.continuity_min >= 0.999, "{}", s.to_json());
 }

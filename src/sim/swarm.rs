@@ -141,6 +141,7 @@ pub struct SimSwarm {
     next_addr: u32,
     outages: Vec<(NodeId, Time, u64)>,
     bitrate_kbps: u64,
+    profile: LinkProfile,
 }
 
 impl SimSwarm {
@@ -180,7 +181,35 @@ impl SimSwarm {
             next_addr: 100,
             outages: Vec::new(),
             bitrate_kbps: bitrate_bps / 1000,
+            profile,
         }
+    }
+
+    /// The stream's source key (to sign blocks as the source would).
+    pub fn source_key(&self) -> SourceKey {
+        SourceKey::from_seed(&self.key_seed)
+    }
+
+    /// The address of the `n`-th node added (the tracker is 1, the source
+    /// 2, a relay 3, peers from 100).
+    pub fn addr(n: u32) -> SocketAddr {
+        addr(n)
+    }
+
+    /// Adds a super-peer relay (the relay-mode control plane with its
+    /// forwarding core inline, as on a kernel socket) at address 3, on the
+    /// swarm's link profile.
+    pub fn add_relay(&mut self) -> NodeId {
+        let stream = self.source_key().stream_id();
+        let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
+        pc.peer_id = 3;
+        let now = Time(self.net.now().0.saturating_add_signed(BASE_CLOCK_US));
+        let relay = crate::relay::inline_plane(pc, now, SmallRng::seed_from_u64(3));
+        let id = self
+            .net
+            .add(addr(3), self.profile, SwarmNode::Relay(Box::new(relay)));
+        self.net.set_clock_offset(id, BASE_CLOCK_US);
+        id
     }
 
     /// The peer settings a new viewer gets.

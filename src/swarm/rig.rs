@@ -219,17 +219,18 @@ impl NetRig {
         &self.hosts
     }
 
+    /// Host `i`, or an error naming it.
+    fn host(&self, i: usize) -> Result<RigHost, RigError> {
+        self.hosts.get(i).cloned().ok_or_else(|| RigError::Command {
+            command: format!("host {i} of {}", self.hosts.len()),
+            stderr: "no such host".into(),
+        })
+    }
+
     /// Applies `up` to host `i`'s uplink (traffic from it, through the
     /// router). Call before [`NetRig::start`].
     pub fn set_uplink(&mut self, i: usize, up: &Uplink) -> Result<(), RigError> {
-        let host = self
-            .hosts
-            .get(i)
-            .cloned()
-            .ok_or_else(|| RigError::Command {
-                command: format!("uplink of host {i}"),
-                stderr: "no such host".into(),
-            })?;
+        let host = self.host(i)?;
         if let Some(rate) = up.rate_bps {
             let burst = (rate / 8 / 50).max(3_000);
             let latency_ms = (up.queue_us / 1000).max(1);
@@ -254,27 +255,11 @@ impl NetRig {
         }
         if up.loss > 0.0 {
             let per_10k = (up.loss.clamp(0.0, 1.0) * 10_000.0).round() as u32;
-            run_in(
-                &self.router,
-                "nft",
-                &[
-                    "add",
-                    "rule",
-                    "inet",
-                    "rig",
-                    "forward",
-                    "iifname",
-                    &host.router_if,
-                    "numgen",
-                    "random",
-                    "mod",
-                    "10000",
-                    "<",
-                    &per_10k.to_string(),
-                    "counter",
-                    "drop",
-                ],
-            )?;
+            let rule = format!(
+                "iifname {} numgen random mod 10000 < {per_10k} counter drop",
+                host.router_if
+            );
+            self.nft_rule("rig", &rule)?;
         }
         if up.delay_us > 0 || up.jitter_us > 0 {
             run_in(
@@ -368,14 +353,7 @@ impl NetRig {
         program: &Path,
         args: &[String],
     ) -> Result<u32, RigError> {
-        let host = self
-            .hosts
-            .get(i)
-            .cloned()
-            .ok_or_else(|| RigError::Command {
-                command: format!("spawn on host {i}"),
-                stderr: "no such host".into(),
-            })?;
+        let host = self.host(i)?;
         let log_path = self.logs.join(format!("{name}.log"));
         let log = File::create(&log_path).map_err(|source| RigError::Io {
             what: format!("create {}", log_path.display()),
@@ -428,22 +406,17 @@ impl NetRig {
             ],
         )?;
         for dir in ["iifname", "oifname"] {
-            run_in(
-                &self.router,
-                "nft",
-                &[
-                    "add",
-                    "rule",
-                    "inet",
-                    &table,
-                    "forward",
-                    dir,
-                    &host.router_if,
-                    "drop",
-                ],
-            )?;
+            self.nft_rule(&table, &format!("{dir} {} drop", host.router_if))?;
         }
         Ok(())
+    }
+
+    /// Adds `rule` (nft syntax) to the forward chain of the router's table
+    /// `table`.
+    fn nft_rule(&self, table: &str, rule: &str) -> Result<(), RigError> {
+        let mut args = vec!["add", "rule", "inet", table, "forward"];
+        args.extend(rule.split_whitespace());
+        run_in(&self.router, "nft", &args)
     }
 
     /// Runs `f` on a thread inside host `i`'s namespace (sockets it opens

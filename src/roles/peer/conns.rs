@@ -273,6 +273,19 @@ impl Connections {
         before != self.uploads.len()
     }
 
+    /// Every peer this one has a connection with, in address order, once.
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = self
+            .downloads
+            .iter()
+            .map(|d| d.from)
+            .chain(self.uploads.iter().map(|u| u.to))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
     /// True when any connection involves `addr`.
     pub fn involves(&self, addr: SocketAddr) -> bool {
         self.downloads.iter().any(|d| d.from == addr) || self.uploads.iter().any(|u| u.to == addr)

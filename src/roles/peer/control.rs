@@ -574,15 +574,7 @@ impl Peer {
             return;
         }
         self.club_query_sent.insert(club, now);
-        let mut asked: Vec<SocketAddr> = self
-            .conns
-            .downloads
-            .iter()
-            .map(|d| d.from)
-            .chain(self.conns.uploads.iter().map(|u| u.to))
-            .collect();
-        asked.sort_unstable();
-        asked.dedup();
+        let mut asked = self.conns.peers();
         if asked.len() < 3 {
             let mut others: Vec<SocketAddr> = self
                 .contacts

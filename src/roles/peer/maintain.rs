@@ -407,15 +407,7 @@ impl Peer {
             return;
         }
         let c = u64::from(self.club_count);
-        let mut peers: Vec<SocketAddr> = self
-            .conns
-            .downloads
-            .iter()
-            .map(|d| d.from)
-            .chain(self.conns.uploads.iter().map(|u| u.to))
-            .collect();
-        peers.sort_unstable();
-        peers.dedup();
+        let peers = self.conns.peers();
         if peers.is_empty() {
             return;
         }
