@@ -10,10 +10,10 @@
 //! workers, the report to the control plane, and a copy to each subscriber
 //! of the block's club that has not said HAVE), with the UMEM's TX frames
 //! as the copy sink: each copy gets a free frame with its own headers
-//! around the datagram, whose UDP checksum is summed once. A block's copies
-//! go on the TX ring and the kernel is kicked as soon as the block is
-//! handled, not after the rest of its batch; then the RX frames go back to
-//! the fill ring. Every outcome is counted in [`WorkerStats`], and each
+//! around the datagram, whose UDP checksum is summed once. Copies go on the
+//! TX ring and the kernel is kicked as soon as a kick's worth (32 frames)
+//! is ready, and after the batch's last frame, not only after the whole
+//! batch; then the RX frames go back to the fill ring. Every outcome is counted in [`WorkerStats`], and each
 //! forwarded block's time from its RX batch to its kick goes into a
 //! histogram. All buffers are allocated in [`Worker::new`]: the loop never
 //! allocates, never blocks, and takes no lock on a packet's path
@@ -57,6 +57,11 @@ const LATENCY_MAX_NS: u64 = 10_000_000_000;
 
 /// Loops of [`Worker::run`] between refreshes of the shared counters.
 const STATS_EVERY: u32 = 4096;
+
+/// Copies queued before a kick: copy mode transmits at most 32 frames per
+/// `sendto` (the kernel's `TX_BATCH_SIZE`), so waiting for more only
+/// delays the first.
+const KICK_FRAMES: usize = 32;
 
 /// Completion descriptors taken per ring read.
 const COMPLETION_CHUNK: usize = 256;
@@ -508,6 +513,7 @@ impl Worker {
         let ingress = Instant::now();
         let now_us = unix_micros();
         let port = self.tx.local.addr.port();
+        let mut blocks = 0u64;
         for i in 0..n {
             let desc = self.rx_descs[i];
             // SAFETY: `desc` names a frame of this UMEM that the kernel
@@ -534,12 +540,17 @@ impl Worker {
                 stats.wrong_port += 1;
                 continue;
             }
-            // Forward on verify: a block's copies go out before the next
-            // frame of the batch is looked at.
             if self.fwd.handle(udp.src, udp.payload, now_us, &mut self.tx) {
-                self.submit_tx(ingress);
+                blocks += 1;
+            }
+            // Forward on verify: copies go out as soon as a kick's worth
+            // is ready (copy mode sends at most `KICK_FRAMES` a `sendto`),
+            // not after the rest of the batch.
+            if self.tx.tx_pending.len() >= KICK_FRAMES {
+                self.submit_tx(ingress, std::mem::take(&mut blocks));
             }
         }
+        self.submit_tx(ingress, blocks);
         self.return_rx(n);
         n
     }
@@ -691,9 +702,10 @@ impl Worker {
         }
     }
 
-    /// Puts the pending TX frames (one block's copies) on the TX ring,
-    /// kicks the kernel and records the block's latency from `ingress`.
-    fn submit_tx(&mut self, ingress: Instant) {
+    /// Puts the pending TX frames (the copies of `blocks` blocks) on the TX
+    /// ring, kicks the kernel and records the blocks' latency from
+    /// `ingress`.
+    fn submit_tx(&mut self, ingress: Instant, blocks: u64) {
         let tx = &mut self.tx;
         let stats = &mut self.ring_stats;
         if tx.tx_pending.is_empty() {
@@ -717,8 +729,11 @@ impl Worker {
         }
         tx.tx_pending.clear();
         self.kick_tx();
-        let ns = u64::try_from(ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(ns.clamp(1, LATENCY_MAX_NS));
+        if blocks > 0 {
+            let ns = u64::try_from(ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.latency
+                .saturating_record_n(ns.clamp(1, LATENCY_MAX_NS), blocks);
+        }
     }
 
     /// Kicks the TX ring until the kernel has taken everything on it, it
