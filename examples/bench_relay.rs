@@ -762,7 +762,7 @@ fn xdp_relay(
         seconds: (end.at - start.at).as_secs_f64(),
         cpu_seconds: end.cpu - start.cpu,
         ingress: b.rx_frames - a.rx_frames,
-        forwarded_blocks: b.forwarded_blocks - a.forwarded_blocks,
+        forwarded_blocks: b.forward.forwarded_blocks - a.forward.forwarded_blocks,
         egress_frames: b.tx_frames - a.tx_frames,
         egress_bytes: b.tx_bytes - a.tx_bytes,
         latency: Some(latency),

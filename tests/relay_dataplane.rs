@@ -575,12 +575,12 @@ fn report(test: &str, worker: &Worker, steer: &SteerCounters) {
          duplicates={} unverifiable={} tx_kicks={} tx_completed={} redirected={} \
          latency_ns p50={} p99={} max={} (n={}) kernel rx_ring_full={} fill_ring_empty={} rx_dropped={}",
         s.rx_frames,
-        s.forwarded_blocks,
+        s.forward.forwarded_blocks,
         s.tx_frames,
-        s.no_subscribers,
-        s.forged,
-        s.duplicates,
-        s.unverifiable,
+        s.forward.no_subscribers,
+        s.forward.forged,
+        s.forward.duplicates,
+        s.forward.unverifiable,
         s.tx_kicks,
         s.tx_completed,
         steer.redirected,
@@ -625,15 +625,20 @@ fn every_subscriber_gets_every_block_of_its_club_exactly_once() {
         assert_eq!(steer.redirected, 1000);
         assert_eq!(s.rx_frames, 1000);
         assert_eq!(s.table_swaps, 1);
-        assert_eq!(s.forwarded_blocks, 500, "clubs 0 and 1");
-        assert_eq!(s.no_subscribers, 500, "clubs 2 and 3");
+        assert_eq!(s.forward.forwarded_blocks, 500, "clubs 0 and 1");
+        assert_eq!(s.forward.no_subscribers, 500, "clubs 2 and 3");
         assert_eq!(s.tx_frames, 1000);
         assert_eq!(
-            (s.forged, s.duplicates, s.unverifiable, s.no_forward_proof),
+            (
+                s.forward.forged,
+                s.forward.duplicates,
+                s.forward.unverifiable,
+                s.forward.no_forward_proof
+            ),
             (0, 0, 0, 0)
         );
         assert_eq!(
-            (s.no_free_tx_frame, s.tx_ring_full, s.tx_kick_errors),
+            (s.forward.no_free_buffer, s.tx_ring_full, s.tx_kick_errors),
             (0, 0, 0)
         );
         assert_eq!(worker.latency_summary().count, 500);
@@ -676,8 +681,8 @@ fn ring_exhaustion_is_counted_and_recovered_from() {
         // than there are.
         assert_eq!(worker.poll_once(), 64);
         let s = worker.stats();
-        assert!(s.no_free_tx_frame > 0, "{s:?}");
-        assert!(s.forwarded_blocks > 0, "{s:?}");
+        assert!(s.forward.no_free_buffer > 0, "{s:?}");
+        assert!(s.forward.forwarded_blocks > 0, "{s:?}");
         // Recovery: completions free the TX frames, the fill ring is whole
         // again, and a paced stream goes through intact.
         let running = RunningWorker::start(worker);
@@ -827,15 +832,15 @@ fn forged_blocks_are_counted_and_never_forwarded() {
             steer.redirected, 228,
             "forged and relabelled BLOCKs are steered like any other"
         );
-        assert_eq!(s.forged, 100, "{s:?}");
-        assert_eq!(s.wrong_club, 32, "{s:?}");
+        assert_eq!(s.forward.forged, 100, "{s:?}");
+        assert_eq!(s.forward.wrong_club, 32, "{s:?}");
         assert_eq!(s.rx_frames, 228);
         assert_eq!(
             checked,
             6 * 16,
             "96 genuine blocks, a quarter per club, 2 subscribers each"
         );
-        assert_eq!(s.forwarded_blocks, 48);
+        assert_eq!(s.forward.forwarded_blocks, 48);
     });
 }
 
@@ -881,9 +886,9 @@ fn control_messages_reach_the_kernel_socket_not_the_worker() {
         assert_eq!(steer.passed_control, 1, "{steer:?}");
         assert_eq!(steer.redirected, 1, "{steer:?}");
         assert_eq!(s.rx_frames, 1, "only the BLOCK reached the worker: {s:?}");
-        assert_eq!(s.not_block, 0);
+        assert_eq!(s.forward.not_block, 0);
         assert_eq!(
-            s.no_subscribers, 1,
+            s.forward.no_subscribers, 1,
             "no table published: verified, not sent"
         );
     });
@@ -964,7 +969,7 @@ fn worker_loop_allocates_nothing_after_warm_up() {
             "zero-alloc: {allocations} allocations in {polls} poll_once calls \
              ({} frames, {} blocks forwarded, {} TX frames, {} table swaps)",
             s.rx_frames - WARM,
-            s.forwarded_blocks,
+            s.forward.forwarded_blocks,
             s.tx_frames,
             s.table_swaps
         );
@@ -972,14 +977,14 @@ fn worker_loop_allocates_nothing_after_warm_up() {
         let shared = share.lock().expect("the share");
         assert_eq!(shared.stats, s, "the share holds the counters");
         assert_eq!(shared.latency.len(), worker.latency().len());
-        assert!(shared.latency.len() >= s.forwarded_blocks / 2);
+        assert!(shared.latency.len() >= s.forward.forwarded_blocks / 2);
         assert_eq!(s.table_swaps, 2);
-        assert!(s.forwarded_blocks >= (WARM + MEASURED) / 2, "{s:?}");
+        assert!(s.forward.forwarded_blocks >= (WARM + MEASURED) / 2, "{s:?}");
         assert!(polls >= IDLE_POLLS);
-        assert_eq!(s.uplinked, 64, "{s:?}");
+        assert_eq!(s.forward.uplinked, 64, "{s:?}");
         assert_eq!(
-            s.uplinked + s.uplink_dropped,
-            s.forwarded_blocks + s.no_subscribers,
+            s.forward.uplinked + s.forward.uplink_dropped,
+            s.forward.forwarded_blocks + s.forward.no_subscribers,
             "{s:?}"
         );
         let mut reported = 0;

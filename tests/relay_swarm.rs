@@ -339,13 +339,13 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         relay.uplinked,
         relay.kernel_pushes,
         w.rx_frames,
-        w.forwarded_blocks,
+        w.forward.forwarded_blocks,
         w.tx_frames,
-        w.forged,
-        w.duplicates,
-        w.uplink_dropped,
+        w.forward.forged,
+        w.forward.duplicates,
+        w.forward.uplink_dropped,
         w.tx_ring_full,
-        w.no_free_tx_frame
+        w.forward.no_free_buffer
     );
     let worst = swarm.peers.iter().map(|p| p.3).fold(1.0f64, f64::min);
     let least_played = swarm.peers.iter().map(|p| p.1).min().unwrap_or(0);
@@ -362,9 +362,9 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         relay.subscribers
     );
     assert_eq!(relay.clubs_served, usize::from(CLUBS), "clubs fanned out");
-    assert!(w.tx_frames > 0 && w.forwarded_blocks > 0, "{w:?}");
+    assert!(w.tx_frames > 0 && w.forward.forwarded_blocks > 0, "{w:?}");
     // Every fresh block went up to the control plane.
-    assert_eq!(w.uplink_dropped, 0, "{w:?}");
+    assert_eq!(w.forward.uplink_dropped, 0, "{w:?}");
     // 250 blocks/s for the peers' 20 s: each played most of them.
     let expected = BITRATE_BPS / 8 / 1000 * (PEER_SECONDS - 3);
     for (clubs, played, skipped, continuity, forged) in &swarm.peers {
@@ -378,7 +378,10 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         );
         assert_eq!(*forged, 0, "a forged block reached peer {clubs:?}");
     }
-    assert_eq!(w.forged, 100, "the worker counts every forgery: {w:?}");
+    assert_eq!(
+        w.forward.forged, 100,
+        "the worker counts every forgery: {w:?}"
+    );
     assert_eq!(
         relay.relay_forged, 0,
         "forgeries never reach the control plane"

@@ -713,10 +713,10 @@ fn print_relay(r: &RelayReport) {
             "  relay worker q{}   {} frames in, {} blocks fanned out as {} copies, {} forged dropped, {} duplicates; latency p50 {:.1} us p99 {:.1} us",
             w.queue,
             s.rx_frames,
-            s.forwarded_blocks,
+            s.forward.forwarded_blocks,
             s.tx_frames,
-            s.forged,
-            s.duplicates,
+            s.forward.forged,
+            s.forward.duplicates,
             w.latency.p50_ns as f64 / 1000.0,
             w.latency.p99_ns as f64 / 1000.0
         );

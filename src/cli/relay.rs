@@ -315,15 +315,15 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
                 "worker q{}: rx {} forwarded {} tx {} forged {} duplicates {} claimed-elsewhere {} uplinked {} (dropped {}) tx-ring-full {} no-free-frame {} latency p50 {:.1} us p99 {:.1} us pinned {}",
                 r.queue,
                 s.rx_frames,
-                s.forwarded_blocks,
+                s.forward.forwarded_blocks,
                 s.tx_frames,
-                s.forged,
-                s.duplicates,
-                s.claimed_elsewhere,
-                s.uplinked,
-                s.uplink_dropped,
+                s.forward.forged,
+                s.forward.duplicates,
+                s.forward.claimed_elsewhere,
+                s.forward.uplinked,
+                s.forward.uplink_dropped,
                 s.tx_ring_full,
-                s.no_free_tx_frame,
+                s.forward.no_free_buffer,
                 r.latency.p50_ns as f64 / 1000.0,
                 r.latency.p99_ns as f64 / 1000.0,
                 r.pinned
@@ -380,29 +380,33 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
             (
                 "blocks_forwarded",
                 "verified fresh blocks fanned out",
-                w.forwarded_blocks,
+                w.forward.forwarded_blocks,
             ),
             ("tx_frames", "copies put on the TX rings", w.tx_frames),
-            ("forged", "forged blocks dropped by the workers", w.forged),
+            (
+                "forged",
+                "forged blocks dropped by the workers",
+                w.forward.forged,
+            ),
             (
                 "wrong_club",
                 "blocks labelled with another club than their sequence number's, dropped",
-                w.wrong_club,
+                w.forward.wrong_club,
             ),
             (
                 "unverifiable",
                 "blocks whose proof hashes or signature the workers lacked, dropped",
-                w.unverifiable,
+                w.forward.unverifiable,
             ),
             (
                 "duplicates",
                 "verified blocks received before",
-                w.duplicates,
+                w.forward.duplicates,
             ),
             (
                 "claimed_elsewhere",
                 "fresh blocks another worker had already fanned out",
-                w.claimed_elsewhere,
+                w.forward.claimed_elsewhere,
             ),
             (
                 "tx_ring_full",
@@ -412,7 +416,7 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
             (
                 "no_free_tx_frame",
                 "copies dropped: no free TX frame",
-                w.no_free_tx_frame,
+                w.forward.no_free_buffer,
             ),
         ];
         for (name, help, value) in counters {

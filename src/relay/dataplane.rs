@@ -247,16 +247,16 @@ impl XdpDataPlane {
             if let Ok(share) = share.lock() {
                 let s = &share.stats;
                 sum.rx_frames += s.rx_frames;
-                sum.forwarded_blocks += s.forwarded_blocks;
+                sum.forward.forwarded_blocks += s.forward.forwarded_blocks;
                 sum.tx_frames += s.tx_frames;
-                sum.forged += s.forged;
-                sum.duplicates += s.duplicates;
-                sum.claimed_elsewhere += s.claimed_elsewhere;
-                sum.no_subscribers += s.no_subscribers;
+                sum.forward.forged += s.forward.forged;
+                sum.forward.duplicates += s.forward.duplicates;
+                sum.forward.claimed_elsewhere += s.forward.claimed_elsewhere;
+                sum.forward.no_subscribers += s.forward.no_subscribers;
                 sum.tx_ring_full += s.tx_ring_full;
-                sum.no_free_tx_frame += s.no_free_tx_frame;
+                sum.forward.no_free_buffer += s.forward.no_free_buffer;
                 sum.fill_ring_empty += s.fill_ring_empty;
-                sum.uplink_dropped += s.uplink_dropped;
+                sum.forward.uplink_dropped += s.forward.uplink_dropped;
             }
         }
         sum

@@ -40,7 +40,7 @@ use super::uplink::UplinkSender;
 use super::xsk::{self, Kick, XskError, XskKernelStats, XskSocket};
 use crate::auth::verifier::DEFAULT_WINDOW;
 use crate::auth::StreamId;
-use crate::forward::{BlockForwarder, CopyError, CopySink};
+use crate::forward::{BlockForwarder, CopyError, CopySink, ForwardStats};
 
 /// Default most RX frames handled per loop: with 8192-entry rings, batches
 /// of 256 were lossless on veth (DESIGN.md, measured).
@@ -116,11 +116,10 @@ pub struct LocalEndpoint {
     pub addr: SocketAddrV4,
 }
 
-/// Everything the worker counted. Each RX frame ends in one of
-/// `not_udp`, `malformed_frame`, `wrong_port`, `not_block`,
-/// `malformed_block`, `wrong_stream`, `wrong_club`, `stale`, `unverifiable`, `forged`,
-/// `duplicates`, `no_subscribers`, `no_forward_proof`, `template_errors`,
-/// `forwarded_blocks` or `unsent_blocks`.
+/// Everything the worker counted: its rings' mechanism here, its
+/// forwarding core's decisions in [`WorkerStats::forward`]. Each RX frame
+/// ends in one of `not_udp`, `malformed_frame`, `wrong_port` or one of the
+/// forwarding core's outcomes (see [`ForwardStats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerStats {
     /// Calls of `poll_once`.
@@ -137,51 +136,12 @@ pub struct WorkerStats {
     pub malformed_frame: u64,
     /// UDP datagrams to a port other than the relay's.
     pub wrong_port: u64,
-    /// Well-formed clubcast messages other than BLOCK.
-    pub not_block: u64,
-    /// Payloads that do not parse as a clubcast message.
-    pub malformed_block: u64,
-    /// BLOCKs of another stream.
-    pub wrong_stream: u64,
-    /// BLOCKs whose club field is not their sequence number modulo the
-    /// swarm's club count (relabelled on the way): never fanned out.
-    pub wrong_club: u64,
-    /// BLOCKs of a batch older than the verification window.
-    pub stale: u64,
-    /// BLOCKs that cannot be tied to a signature (no signature for an
-    /// unknown batch, or proof hashes missing, e.g. after a loss upstream).
-    pub unverifiable: u64,
-    /// BLOCKs that failed authentication: bad signature or hashes, or a
-    /// shape contradicting the signed batch. Never forwarded.
-    pub forged: u64,
-    /// Verified BLOCKs that had been received before.
-    pub duplicates: u64,
-    /// Verified BLOCKs fresh to this worker that another worker of the
-    /// relay had already fanned out (see `super::claims`).
-    pub claimed_elsewhere: u64,
-    /// Verified fresh BLOCKs whose club has no subscriber.
-    pub no_subscribers: u64,
-    /// Verified fresh BLOCKs whose full proof was not in the verifier's
-    /// cache.
-    pub no_forward_proof: u64,
-    /// Verified fresh BLOCKs whose outgoing datagram could not be built.
-    pub template_errors: u64,
-    /// Verified fresh BLOCKs copied to at least one subscriber.
-    pub forwarded_blocks: u64,
-    /// Verified fresh BLOCKs with subscribers of which no copy could be
-    /// queued (no free TX frame).
-    pub unsent_blocks: u64,
-    /// Copies left out because the subscriber said (HAVE) it holds the
-    /// block.
-    pub have_suppressed: u64,
     /// Frames submitted to the TX ring.
     pub tx_frames: u64,
     /// Bytes of those frames.
     pub tx_bytes: u64,
     /// Copies dropped because the TX ring had no room.
     pub tx_ring_full: u64,
-    /// Copies dropped because no TX frame was free.
-    pub no_free_tx_frame: u64,
     /// TX frames the kernel reported completed.
     pub tx_completed: u64,
     /// `sendto` kicks of the TX ring.
@@ -197,10 +157,9 @@ pub struct WorkerStats {
     pub fill_wakeups: u64,
     /// Fan-out tables swapped in.
     pub table_swaps: u64,
-    /// Verified blocks reported to the control plane.
-    pub uplinked: u64,
-    /// Verified blocks the uplink had no free slot for.
-    pub uplink_dropped: u64,
+    /// The forwarding core's counters; its `no_free_buffer` counts copies
+    /// dropped because no TX frame was free.
+    pub forward: ForwardStats,
 }
 
 /// Percentiles of the ingress-to-submit latency, in nanoseconds.
@@ -334,28 +293,6 @@ impl CopySink for UmemTx {
     fn flush(&mut self) {}
 }
 
-/// The worker's own counters (the forwarding core keeps the rest).
-#[derive(Debug, Clone, Copy, Default)]
-struct RingStats {
-    polls: u64,
-    idle_polls: u64,
-    rx_frames: u64,
-    rx_bytes: u64,
-    not_udp: u64,
-    malformed_frame: u64,
-    wrong_port: u64,
-    tx_frames: u64,
-    tx_bytes: u64,
-    tx_ring_full: u64,
-    tx_completed: u64,
-    tx_kicks: u64,
-    tx_kick_errors: u64,
-    fill_ring_empty: u64,
-    fill_ring_full: u64,
-    fill_wakeups: u64,
-    table_swaps: u64,
-}
-
 /// The data plane worker of one AF_XDP socket. Create it on (or move it to)
 /// the thread that runs it; it is `Send`, not `Sync`.
 pub struct Worker {
@@ -369,7 +306,7 @@ pub struct Worker {
     fill_backlog: Vec<FrameDesc>,
     fwd: BlockForwarder,
     tx: UmemTx,
-    ring_stats: RingStats,
+    ring_stats: WorkerStats,
     updates: FanoutUpdates,
     latency: Histogram<u64>,
     shared: Option<Arc<Mutex<WorkerShare>>>,
@@ -458,7 +395,7 @@ impl Worker {
                 ip_id: 0,
                 sum: PayloadSum::of(&[]),
             },
-            ring_stats: RingStats::default(),
+            ring_stats: WorkerStats::default(),
             updates,
             latency,
             shared: None,
@@ -598,44 +535,9 @@ impl Worker {
 
     /// The counters so far: the worker's own and its forwarding core's.
     pub fn stats(&self) -> WorkerStats {
-        let r = self.ring_stats;
-        let f = self.fwd.stats();
         WorkerStats {
-            polls: r.polls,
-            idle_polls: r.idle_polls,
-            rx_frames: r.rx_frames,
-            rx_bytes: r.rx_bytes,
-            not_udp: r.not_udp,
-            malformed_frame: r.malformed_frame,
-            wrong_port: r.wrong_port,
-            not_block: f.not_block,
-            malformed_block: f.malformed_block,
-            wrong_stream: f.wrong_stream,
-            wrong_club: f.wrong_club,
-            stale: f.stale,
-            unverifiable: f.unverifiable,
-            forged: f.forged,
-            duplicates: f.duplicates,
-            claimed_elsewhere: f.claimed_elsewhere,
-            no_subscribers: f.no_subscribers,
-            no_forward_proof: f.no_forward_proof,
-            template_errors: f.template_errors,
-            forwarded_blocks: f.forwarded_blocks,
-            unsent_blocks: f.unsent_blocks,
-            have_suppressed: f.have_suppressed,
-            tx_frames: r.tx_frames,
-            tx_bytes: r.tx_bytes,
-            tx_ring_full: r.tx_ring_full,
-            no_free_tx_frame: f.no_free_buffer,
-            tx_completed: r.tx_completed,
-            tx_kicks: r.tx_kicks,
-            tx_kick_errors: r.tx_kick_errors,
-            fill_ring_empty: r.fill_ring_empty,
-            fill_ring_full: r.fill_ring_full,
-            fill_wakeups: r.fill_wakeups,
-            table_swaps: r.table_swaps,
-            uplinked: f.uplinked,
-            uplink_dropped: f.uplink_dropped,
+            forward: self.fwd.stats(),
+            ..self.ring_stats
         }
     }
 
