@@ -9,10 +9,12 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use clubcast::auth::signer::HopFields;
-use clubcast::auth::{BatchSigner, BatchVerifier, ProofPlan, SignedBatch, SourceKey};
+use clubcast::auth::{
+    AuthError, BatchSigner, BatchVerifier, ProofPlan, SignedBatch, SourceKey, Trust,
+};
 use clubcast::forward::mem::DatagramQueue;
 use clubcast::forward::{BlockForwarder, HaveBoard};
-use clubcast::relay::{FanoutLimits, FanoutTable, ForwardClaims, Subscriber};
+use clubcast::relay::{FanoutLimits, FanoutTable, ForwardClaims, Subscriber, Uplink};
 use clubcast::wire::{Block, Message, MAX_DATAGRAM};
 
 const SEED: [u8; 32] = [9; 32];
@@ -149,13 +151,13 @@ fn a_block_without_the_hashes_it_builds_on_is_unverifiable_not_forged() {
     let mut q = DatagramQueue::new(1024);
     let signed = batch(2);
     let hop = HopFields {
-        club: (signed.seq(3) % CLUBS) as u16,
+        club: (signed.seq(1) % CLUBS) as u16,
         sent_at_us: 5,
         delay_threshold_ms: 1_000,
         bitrate_kbps: 2_000,
     };
     let bare = signed.block(
-        3,
+        1,
         ProofPlan {
             signature: false,
             hashes: 1,
@@ -168,6 +170,24 @@ fn a_block_without_the_hashes_it_builds_on_is_unverifiable_not_forged() {
         .expect("encodes");
     assert!(!f.handle(SENDER, &buf[..len], 1, &mut q));
     assert_eq!((f.stats().unverifiable, f.stats().forged), (1, 0));
+    assert!(drain(&mut q).is_empty());
+    // Parked, not dropped: once its sibling brings the signature and the
+    // hashes it builds on, it verifies and goes out after it.
+    assert!(f.handle(SENDER, &datagram(&signed, 0, None), 2, &mut q));
+    let s = f.stats();
+    assert_eq!((s.unverifiable, s.verified_late), (0, 1), "{s:?}");
+    assert_eq!(s.forwarded_blocks, 2, "{s:?}");
+    let seqs: Vec<u64> = drain(&mut q)
+        .iter()
+        .filter_map(|(_, d)| match Message::parse(d) {
+            Ok(Message::Block(b)) => Some(b.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![signed.seq(0), signed.seq(0), signed.seq(1), signed.seq(1)]
+    );
 }
 
 #[test]
@@ -221,4 +241,67 @@ fn the_sender_of_a_block_gets_no_copy_of_it() {
     assert!(f.handle(addr(21), &datagram(&signed, 1, None), 1, &mut q)); // club 1
     let to: Vec<SocketAddr> = drain(&mut q).into_iter().map(|c| c.0).collect();
     assert_eq!(to, vec![SocketAddr::from(addr(22))]);
+}
+
+/// What the core reports to the control plane: each verified block once,
+/// after its copies left, whole but with the hop fields it arrived with;
+/// and a verifier that takes the report's word records the batch without
+/// checking its signature, then checks later blocks against it.
+#[test]
+fn the_control_plane_gets_each_verified_block_with_its_own_hop_fields() {
+    let mut f = forwarder();
+    let (uplink, sender) = Uplink::new(8);
+    f.set_uplink(sender);
+    let mut q = DatagramQueue::new(64);
+    let signed = batch(0);
+    assert!(f.handle(SENDER, &datagram(&signed, 0, None), 77, &mut q));
+    // A duplicate is reported as received: its sender is alive.
+    assert!(!f.handle(SENDER, &datagram(&signed, 0, None), 78, &mut q));
+    let mut reports = Vec::new();
+    uplink.drain(|from, bytes| reports.push((from, bytes.to_vec())));
+    assert_eq!(reports.len(), 2);
+    assert_eq!(f.stats().uplinked, 2);
+    let Ok(Message::Block(b)) = Message::parse(&reports[0].1) else {
+        panic!("a BLOCK")
+    };
+    assert_eq!(reports[0].0, SENDER);
+    assert_eq!(b.sent_at_us, 5, "the hop fields it came with, not 77");
+    assert!(b.signature.is_some());
+    assert_eq!(b.proof.len(), 4, "the whole path of a 16-block batch");
+    let copies = drain(&mut q);
+    assert!(copies.iter().all(|(_, c)| Message::parse(c)
+        .is_ok_and(|m| matches!(m, Message::Block(b) if b.sent_at_us == 77))));
+
+    let mut v = BatchVerifier::new(SourceKey::from_seed(&SEED).stream_id(), 8);
+    assert!(v.verify_with(&b, Trust::Verified).is_ok_and(|r| r.fresh));
+    let s = v.stats();
+    assert_eq!((s.signatures_checked, s.signatures_trusted), (0, 1));
+    // The next block carries no signature and one hash: it checks against
+    // the hashes recorded from the trusted one.
+    let seq = signed.seq(1);
+    let hop = HopFields {
+        club: (seq % CLUBS) as u16,
+        sent_at_us: 5,
+        delay_threshold_ms: 1_000,
+        bitrate_kbps: 2_000,
+    };
+    let lean = signed.block(
+        1,
+        ProofPlan {
+            signature: false,
+            hashes: 1,
+        },
+        hop,
+    );
+    assert!(v.verify(&lean).is_ok_and(|r| r.fresh));
+    let payload = vec![0xEE; lean.payload.len()];
+    let tampered = Block {
+        payload: &payload,
+        ..lean
+    };
+    assert_eq!(
+        v.verify(&tampered),
+        Err(AuthError::HashMismatch),
+        "a tampered block still fails"
+    );
 }

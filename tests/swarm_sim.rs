@@ -216,6 +216,13 @@ fn relay_serves_many_peers_per_club() {
         .expect("an inline forwarding core");
     assert!(core.copies > r.stats().unique_blocks * 2, "{core:?}");
     assert_eq!((core.forged, core.wrong_club), (0, 0));
+    // The core verified each batch; the state machine took its word.
+    let v = r.verifier_stats();
+    assert_eq!(v.signatures_checked, 0, "{v:?}");
+    assert!(
+        v.signatures_trusted * 16 >= r.stats().unique_blocks,
+        "{v:?}"
+    );
     assert_eq!(r.playout_stats().due(), 0, "a relay plays nothing");
 }
 

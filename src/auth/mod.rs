@@ -24,7 +24,7 @@ pub use keys::{KeyError, SourceKey, StreamId};
 pub use ledger::{ProofLedger, ProofPlan};
 pub use signer::{BatchSigner, SignedBatch};
 pub use statement::BatchStatement;
-pub use verifier::{BatchVerifier, ForwardProof, Verified, VerifierStats};
+pub use verifier::{BatchVerifier, ForwardProof, Trust, Verified, VerifierStats};
 
 use thiserror::Error;
 

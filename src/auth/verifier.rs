@@ -9,7 +9,11 @@
 //! batch in a burst as one contiguous input and checks it against the root,
 //! falling back to block-by-block checks when that fails, so a forged block
 //! is singled out. A slot is only filled after its signature verifies, so
-//! forged blocks cannot evict genuine batches.
+//! forged blocks cannot evict genuine batches. A block another verifier of
+//! the same process has already passed (the relay's workers report to its
+//! control plane) is taken with [`Trust::Verified`]: its hashes are
+//! recorded, so proofs can be built from them, but its signature is not
+//! checked a second time.
 
 use super::chunk::chunk_image;
 use super::keys::StreamId;
@@ -32,6 +36,16 @@ pub struct Verified {
     pub fresh: bool,
     /// The source's signed timestamp of the block's batch.
     pub batch_timestamp_us: u64,
+}
+
+/// Whether a block comes straight from the network or was verified already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// From the network: check everything.
+    Check,
+    /// Passed by another verifier of this process for the same stream:
+    /// record its hashes, do not check the batch signature again.
+    Verified,
 }
 
 /// What a forwarder needs, besides the payload, to send a verified block
@@ -81,6 +95,9 @@ pub struct VerifierStats {
     pub rejected: u64,
     /// ed25519 signature verifications performed.
     pub signatures_checked: u64,
+    /// Batch signatures taken without a check, from blocks another verifier
+    /// of this process passed ([`Trust::Verified`]).
+    pub signatures_trusted: u64,
     /// Complete batches checked with one contiguous hash.
     pub batches_hashed: u64,
 }
@@ -247,9 +264,16 @@ impl BatchVerifier {
         }
     }
 
-    /// Checks the batch signature for a batch not yet cached and caches it
-    /// in slot `i` with `root`.
-    fn admit(&mut self, i: usize, block: &Block<'_>, root: Cv) -> Result<(), AuthError> {
+    /// Checks the batch signature for a batch not yet cached (unless
+    /// `trust` says it was checked already) and caches it in slot `i` with
+    /// `root`.
+    fn admit(
+        &mut self,
+        i: usize,
+        block: &Block<'_>,
+        root: Cv,
+        trust: Trust,
+    ) -> Result<(), AuthError> {
         let sig = block.signature.ok_or(AuthError::MissingSignature)?;
         let statement = BatchStatement {
             stream_key: self.stream.to_bytes(),
@@ -259,9 +283,14 @@ impl BatchVerifier {
             timestamp_us: sig.timestamp_us,
             root,
         };
-        self.stats.signatures_checked += 1;
-        if !self.stream.verify(&statement.to_bytes(), sig.signature) {
-            return Err(AuthError::BadSignature);
+        match trust {
+            Trust::Verified => self.stats.signatures_trusted += 1,
+            Trust::Check => {
+                self.stats.signatures_checked += 1;
+                if !self.stream.verify(&statement.to_bytes(), sig.signature) {
+                    return Err(AuthError::BadSignature);
+                }
+            }
         }
         let root_id = NodeId::of_range(0, block.count);
         let mut nodes = [[0u8; 32]; MAX_NODES];
@@ -283,7 +312,13 @@ impl BatchVerifier {
     /// Verifies one block. On success the block may be played and
     /// forwarded; on error it must be dropped.
     pub fn verify(&mut self, block: &Block<'_>) -> Result<Verified, AuthError> {
-        let out = self.verify_one(block);
+        self.verify_with(block, Trust::Check)
+    }
+
+    /// [`BatchVerifier::verify`], with the batch signature checked or not
+    /// as `trust` says; the hashes are always checked and recorded.
+    pub fn verify_with(&mut self, block: &Block<'_>, trust: Trust) -> Result<Verified, AuthError> {
+        let out = self.verify_one(block, trust);
         self.count(out)
     }
 
@@ -298,7 +333,7 @@ impl BatchVerifier {
         out
     }
 
-    fn verify_one(&mut self, block: &Block<'_>) -> Result<Verified, AuthError> {
+    fn verify_one(&mut self, block: &Block<'_>, trust: Trust) -> Result<Verified, AuthError> {
         let shape = self.shape(block)?;
         let slot = self.slot(block.batch)?;
         if let Slot::Known(i) = slot {
@@ -347,7 +382,7 @@ impl BatchVerifier {
                 if top != shape.root {
                     return Err(AuthError::MissingProof);
                 }
-                self.admit(i, block, cur)?;
+                self.admit(i, block, cur, trust)?;
                 i
             }
         };
@@ -429,7 +464,7 @@ impl BatchVerifier {
                     .iter()
                     .find(|b| b.signature.is_some())
                     .ok_or(AuthError::MissingSignature)?;
-                self.admit(i, signed, root)?;
+                self.admit(i, signed, root, Trust::Check)?;
                 i
             }
         };

@@ -11,11 +11,11 @@
 //! batch. Everything is allocated in [`BlockForwarder::new`]; handling a
 //! datagram allocates nothing.
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use super::{judge, Verdict};
-use crate::auth::{BatchVerifier, StreamId};
+use super::{judge, ParkedBlocks, Verdict, PARKED_MAX};
+use crate::auth::{BatchVerifier, StreamId, Trust};
 use crate::relay::claims::ForwardClaims;
 use crate::relay::fanout::{FanoutTable, Subscriber};
 use crate::relay::uplink::UplinkSender;
@@ -58,8 +58,12 @@ pub struct ForwardStats {
     pub wrong_club: u64,
     /// BLOCKs of a batch older than the verification window.
     pub stale: u64,
-    /// BLOCKs that cannot be tied to a signature yet.
+    /// BLOCKs that cannot be tied to a signature yet: parked, and counted
+    /// here while they wait or when they never verify (one that verifies
+    /// later counts under its final outcome instead).
     pub unverifiable: u64,
+    /// Parked BLOCKs that verified later (counted under their outcome too).
+    pub verified_late: u64,
     /// BLOCKs that failed authentication. Never forwarded.
     pub forged: u64,
     /// Verified BLOCKs received before.
@@ -96,6 +100,7 @@ pub struct BlockForwarder {
     template: Box<[u8; MAX_DATAGRAM]>,
     uplink: Option<UplinkSender>,
     claims: Option<Arc<ForwardClaims>>,
+    parked: ParkedBlocks,
     stats: ForwardStats,
 }
 
@@ -110,6 +115,7 @@ impl BlockForwarder {
             template: Box::new([0u8; MAX_DATAGRAM]),
             uplink: None,
             claims: None,
+            parked: ParkedBlocks::new(PARKED_MAX),
             stats: ForwardStats::default(),
         }
     }
@@ -154,20 +160,47 @@ impl BlockForwarder {
         now_us: u64,
         sink: &mut impl CopySink,
     ) -> bool {
-        let stats = &mut self.stats;
         let block = match Message::parse(payload) {
             Ok(Message::Block(block)) => block,
             Ok(_) => {
-                stats.not_block += 1;
+                self.stats.not_block += 1;
                 return false;
             }
             Err(_) => {
-                stats.malformed_block += 1;
+                self.stats.malformed_block += 1;
                 return false;
             }
         };
         let clubs = self.table.swarm_clubs();
-        match judge(&mut self.verifier, self.tag, clubs, &block) {
+        let verdict = judge(&mut self.verifier, self.tag, clubs, &block, Trust::Check);
+        if verdict == Verdict::Unverifiable {
+            // Not a forgery: the hashes it builds on are late or lost.
+            self.stats.unverifiable += 1;
+            self.parked
+                .park(now_us, SocketAddr::V4(from), block.batch, payload);
+            return false;
+        }
+        let sent = self.act(verdict, from, payload, &block, now_us, sink);
+        if matches!(verdict, Verdict::Fresh(_)) && !self.parked.is_empty() {
+            self.retry_parked(block.batch, now_us, sink);
+        }
+        sent
+    }
+
+    /// Acts on the verdict of a block that could be judged: fans a fresh
+    /// one out (if this worker claims it), reports a duplicate, counts the
+    /// rest. True when copies of it went to `sink`.
+    fn act(
+        &mut self,
+        verdict: Verdict,
+        from: SocketAddrV4,
+        payload: &[u8],
+        block: &Block<'_>,
+        now_us: u64,
+        sink: &mut impl CopySink,
+    ) -> bool {
+        let stats = &mut self.stats;
+        match verdict {
             Verdict::Fresh(_) => {
                 if self.claims.as_ref().is_some_and(|c| !c.claim(block.seq)) {
                     stats.claimed_elsewhere += 1;
@@ -192,7 +225,30 @@ impl BlockForwarder {
                 return false;
             }
         }
-        self.fan_out(from, &block, now_us, sink)
+        self.fan_out(from, block, now_us, sink)
+    }
+
+    /// Judges the parked blocks of `batch` again now that more of its tree
+    /// is known, and acts on each that can be judged: a block that verifies
+    /// late still goes out. It then counts under its final outcome only.
+    fn retry_parked(&mut self, batch: u64, now_us: u64, sink: &mut impl CopySink) {
+        let mut parked = std::mem::take(&mut self.parked);
+        parked.expire(now_us);
+        parked.retry(batch, |_, from, datagram, block| {
+            let clubs = self.table.swarm_clubs();
+            let verdict = judge(&mut self.verifier, self.tag, clubs, block, Trust::Check);
+            if verdict != Verdict::Unverifiable {
+                self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
+                if matches!(verdict, Verdict::Fresh(_) | Verdict::Duplicate(_)) {
+                    self.stats.verified_late += 1;
+                }
+                if let SocketAddr::V4(from) = from {
+                    self.act(verdict, from, datagram, block, now_us, sink);
+                }
+            }
+            verdict
+        });
+        self.parked = parked;
     }
 
     /// Reports a verified fresh block and copies it to every subscriber of
@@ -204,7 +260,8 @@ impl BlockForwarder {
         now_us: u64,
         sink: &mut impl CopySink,
     ) -> bool {
-        let subscribers = self.table.subscribers(block.club);
+        let table = Arc::clone(&self.table);
+        let subscribers = table.subscribers(block.club);
         if subscribers.is_empty() && self.uplink.is_none() {
             self.stats.no_subscribers += 1;
             return false;
@@ -220,12 +277,36 @@ impl BlockForwarder {
             self.stats.template_errors += 1;
             return false;
         };
-        report(
-            self.uplink.as_ref(),
-            &mut self.stats,
-            from,
-            &self.template[..len],
-        );
+        let sent = self.copy_out(from, block.seq, subscribers, len, sink);
+        // The control plane gets the block after its copies left, whole
+        // (so it can serve it with proofs) but with the hop fields it came
+        // with, so its delay rule sees this download's real delay.
+        if self.uplink.is_some() {
+            let original = proof.full_block(block, block.sent_at_us);
+            match original.encode(&mut self.template[..]) {
+                Ok(len) => report(
+                    self.uplink.as_ref(),
+                    &mut self.stats,
+                    from,
+                    &self.template[..len],
+                ),
+                Err(_) => self.stats.template_errors += 1,
+            }
+        }
+        sent
+    }
+
+    /// Copies the datagram of the first `len` template bytes (block `seq`,
+    /// from `from`) to each of `subscribers` but its sender and those that
+    /// said they hold it; true when a copy went to `sink`.
+    fn copy_out(
+        &mut self,
+        from: SocketAddrV4,
+        seq: u64,
+        subscribers: &[Subscriber],
+        len: usize,
+        sink: &mut impl CopySink,
+    ) -> bool {
         if subscribers.is_empty() {
             self.stats.no_subscribers += 1;
             return false;
@@ -237,7 +318,7 @@ impl BlockForwarder {
             if subscriber.addr == from {
                 continue; // it has the block: it sent it
             }
-            if subscriber.holds(block.seq) {
+            if subscriber.holds(seq) {
                 self.stats.have_suppressed += 1;
                 continue;
             }

@@ -12,15 +12,18 @@
 //! claim, report, copy to each subscriber that lacks the block) over a
 //! [`CopySink`] that moves the bytes: AF_XDP frames, or a queue of
 //! datagrams ([`mem::DatagramQueue`]) for a kernel socket or the simulator.
-//! [`HaveBoard`] carries what a receiver said it holds ([0046]) from the
+//! A block that cannot be checked yet waits in [`ParkedBlocks`] on every
+//! path. [`HaveBoard`] carries what a receiver said it holds ([0046]) from the
 //! control plane to whoever copies. Sans-IO: no socket, clock or thread
 //! here.
 
 mod fanout;
 mod have;
 pub mod mem;
+mod parking;
 mod verdict;
 
 pub use fanout::{BlockForwarder, CopyError, CopySink, ForwardStats};
 pub use have::{HaveBoard, HAVE_WINDOW};
+pub use parking::{ParkedBlocks, ParkingStats, PARKED_MAX, PARKED_US};
 pub use verdict::{judge, Verdict};

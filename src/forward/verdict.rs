@@ -1,7 +1,7 @@
 //! One received BLOCK judged: stream, club, then batch authentication
 //! ([0046]), in that order, each failure named.
 
-use crate::auth::{AuthError, BatchVerifier, Verified};
+use crate::auth::{AuthError, BatchVerifier, Trust, Verified};
 use crate::wire::{Block, StreamTag};
 
 /// What a received BLOCK is.
@@ -28,12 +28,13 @@ pub enum Verdict {
 
 /// Judges `block` for the stream of `tag`, in a swarm of `club_count`
 /// clubs (0: not known yet, so every club field is wrong), verifying it
-/// with `verifier`.
+/// with `verifier` as far as `trust` asks.
 pub fn judge(
     verifier: &mut BatchVerifier,
     tag: StreamTag,
     club_count: u16,
     block: &Block<'_>,
+    trust: Trust,
 ) -> Verdict {
     if block.stream != tag {
         return Verdict::WrongStream;
@@ -41,7 +42,7 @@ pub fn judge(
     if club_count == 0 || u64::from(block.club) != block.seq % u64::from(club_count) {
         return Verdict::WrongClub;
     }
-    match verifier.verify(block) {
+    match verifier.verify_with(block, trust) {
         Ok(v) if v.fresh => Verdict::Fresh(v),
         Ok(v) => Verdict::Duplicate(v),
         Err(AuthError::MissingProof | AuthError::MissingSignature) => Verdict::Unverifiable,

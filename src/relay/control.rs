@@ -204,12 +204,13 @@ impl ControlPlane {
         clubs.len()
     }
 
-    /// Feeds the verified blocks the workers reported to the state machine.
+    /// Feeds the verified blocks the workers reported to the state machine,
+    /// which records their hashes but does not check their signatures again.
     fn drain_uplink(&mut self, now: Time) {
         let peer = &mut self.peer;
         let n = self
             .uplink
-            .drain(|from, bytes| peer.handle_datagram(now, SocketAddr::V4(from), bytes));
+            .drain(|from, bytes| peer.handle_verified(now, SocketAddr::V4(from), bytes));
         self.stats.uplinked += n as u64;
     }
 

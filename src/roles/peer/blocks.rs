@@ -23,15 +23,10 @@ use super::repair::TokenBucket;
 use super::scheduler::Lane;
 use super::store::StoredBlock;
 use super::{Mode, Peer, PeerEvent, SendItem};
+use crate::auth::Trust;
 use crate::forward::{judge, Verdict};
 use crate::roles::Time;
 use crate::wire::{BatchSignature, Block, Direction, DropReason, Message, Request};
-
-/// Blocks kept while they wait for the hashes they build on.
-const PARKED_MAX: usize = 64;
-
-/// How long a parked block waits, in microseconds.
-const PARKED_US: u64 = 500_000;
 
 /// A parked block is asked for again, whole, after this long, us: the
 /// datagram with its hashes was probably lost, not only late.
@@ -54,13 +49,19 @@ const REPAIR_BURST_S: f64 = 0.5;
 const WRONG_STREAM_REPORT: u64 = 20;
 
 impl Peer {
-    pub(super) fn on_block(&mut self, now: Time, from: SocketAddr, block: &Block<'_>) {
+    pub(super) fn on_block(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        block: &Block<'_>,
+        trust: Trust,
+    ) {
         self.stats.blocks_in += 1;
         self.stats.block_payload_in += block.payload.len() as u64;
         if self.cfg.mode == Mode::Source {
             return;
         }
-        let verified = match judge(&mut self.verifier, self.tag, self.club_count, block) {
+        let verified = match judge(&mut self.verifier, self.tag, self.club_count, block, trust) {
             Verdict::Fresh(v) | Verdict::Duplicate(v) => v,
             Verdict::WrongStream => {
                 self.stats.wrong_stream += 1;
@@ -113,19 +114,16 @@ impl Peer {
         }
     }
 
-    /// Keeps a copy of a block that cannot be checked yet, bounded in
-    /// number and age.
+    /// Keeps a copy of a block that cannot be checked yet (see
+    /// [`crate::forward::ParkedBlocks`]) and wants it whole if its hashes
+    /// do not come soon.
     fn park(&mut self, now: Time, from: SocketAddr, block: &Block<'_>) {
         self.stats.unverifiable += 1;
         let mut buf = [0u8; crate::wire::MAX_DATAGRAM];
         let Ok(len) = block.encode(&mut buf) else {
             return;
         };
-        if self.parked.len() >= PARKED_MAX {
-            self.parked.pop_front();
-        }
-        self.parked
-            .push_back((now, from, block.batch, buf[..len].to_vec()));
+        self.parked.park(now.0, from, block.batch, &buf[..len]);
         // If the hashes do not come soon, the datagram carrying them was
         // lost ([0049] assumes delivery): ask for the block whole.
         self.repair
@@ -133,51 +131,41 @@ impl Peer {
     }
 
     /// Checks parked blocks of `batch` again, now that more of its tree is
-    /// known; forgets parked blocks older than `PARKED_US`. One that still
-    /// lacks hashes stays parked (with its first park time): the block
-    /// that brings them may come next.
+    /// known. One that verifies counts for its download as of when it
+    /// arrived; one that still lacks hashes stays parked.
     fn retry_parked(&mut self, now: Time, batch: u64) {
-        self.parked.retain(|(t, ..)| now.0 < t.0 + PARKED_US);
-        // Each block verified may complete the proof of another: go round
-        // until a pass verifies nothing (at most one pass a parked block).
-        let mut progress = true;
-        while progress && self.parked.iter().any(|(_, _, b, _)| *b == batch) {
-            progress = false;
-            let (retry, keep): (Vec<_>, Vec<_>) =
-                self.parked.drain(..).partition(|(_, _, b, _)| *b == batch);
-            self.parked.extend(keep);
-            for (parked_at, from, batch, bytes) in retry {
-                let Ok(Message::Block(block)) = Message::parse(&bytes) else {
-                    continue;
-                };
-                match judge(&mut self.verifier, self.tag, self.club_count, &block) {
-                    Verdict::Fresh(v) | Verdict::Duplicate(v) => {
-                        progress = true;
-                        self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
-                        // Verified now: it counts for its download as of
-                        // when it arrived.
-                        self.congestion_checks(parked_at, from, &block);
-                        self.got_wanted(block.seq);
-                        if v.fresh && !self.store.has(block.seq) {
-                            self.accept_block(now, from, &block, Time(v.batch_timestamp_us));
-                        } else {
-                            self.stats.duplicates += 1;
-                        }
-                    }
-                    Verdict::Unverifiable => {
-                        self.parked.push_back((parked_at, from, batch, bytes));
-                    }
-                    Verdict::Stale => {
-                        self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
-                        self.stats.stale += 1;
-                    }
-                    Verdict::Forged | Verdict::WrongStream | Verdict::WrongClub => {
-                        self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
-                        self.stats.forged_rejected += 1;
+        let mut parked = std::mem::take(&mut self.parked);
+        parked.expire(now.0);
+        parked.retry(batch, |parked_at, from, _, block| {
+            let verdict = judge(
+                &mut self.verifier,
+                self.tag,
+                self.club_count,
+                block,
+                Trust::Check,
+            );
+            if verdict != Verdict::Unverifiable {
+                self.stats.unverifiable = self.stats.unverifiable.saturating_sub(1);
+            }
+            match verdict {
+                Verdict::Fresh(v) | Verdict::Duplicate(v) => {
+                    self.congestion_checks(Time(parked_at), from, block);
+                    self.got_wanted(block.seq);
+                    if v.fresh && !self.store.has(block.seq) {
+                        self.accept_block(now, from, block, Time(v.batch_timestamp_us));
+                    } else {
+                        self.stats.duplicates += 1;
                     }
                 }
+                Verdict::Unverifiable => {}
+                Verdict::Stale => self.stats.stale += 1,
+                Verdict::Forged | Verdict::WrongStream | Verdict::WrongClub => {
+                    self.stats.forged_rejected += 1;
+                }
             }
-        }
+            verdict
+        });
+        self.parked = parked;
     }
 
     /// The delay and gap bookkeeping of a download ([0051]-[0052]). The

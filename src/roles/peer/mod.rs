@@ -50,7 +50,8 @@ use self::repair::{RepairQueue, TokenBucket};
 use self::scheduler::SendScheduler;
 use self::store::BlockStore;
 use super::{Node, Outbox, Time, Transmit};
-use crate::auth::{BatchVerifier, ProofLedger, StreamId};
+use crate::auth::{BatchVerifier, ProofLedger, StreamId, Trust, VerifierStats};
+use crate::forward::{ParkedBlocks, PARKED_MAX};
 use crate::wire::{DropReason, Message, StreamTag};
 
 /// Whether the state machine is a viewer peer, the stream's source or a
@@ -380,7 +381,7 @@ pub struct Peer {
     ledgers: HashMap<SocketAddr, ProofLedger>,
     store: BlockStore,
     sends: SendScheduler<SendItem>,
-    parked: VecDeque<(Time, SocketAddr, u64, Vec<u8>)>,
+    parked: ParkedBlocks,
     outbox: Outbox,
     pacer: UplinkPacer,
     /// Block sends waited for the pacer since the last control period.
@@ -463,7 +464,7 @@ impl Peer {
             ledgers: HashMap::new(),
             store: BlockStore::new(cfg.store_blocks),
             sends: SendScheduler::new(16_384, cfg.in_club_run),
-            parked: VecDeque::new(),
+            parked: ParkedBlocks::new(PARKED_MAX),
             outbox: Outbox::new(cfg.outbox),
             pacer: UplinkPacer::new(cfg.pacer, now),
             backlogged: false,
@@ -496,6 +497,11 @@ impl Peer {
     /// Counters so far.
     pub fn stats(&self) -> PeerStats {
         self.stats
+    }
+
+    /// The block verifier's counters: signatures checked and trusted.
+    pub fn verifier_stats(&self) -> VerifierStats {
+        self.verifier.stats()
     }
 
     /// Playback counters.
@@ -671,8 +677,16 @@ impl Peer {
     }
 }
 
-impl Node for Peer {
-    fn handle_datagram(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
+impl Peer {
+    /// Takes a datagram `from` sent that a verifier of this process already
+    /// passed (a relay worker's report to its control plane): handled as
+    /// [`Node::handle_datagram`] would, except that a BLOCK's batch
+    /// signature is not checked again.
+    pub fn handle_verified(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
+        self.receive(now, from, datagram, Trust::Verified);
+    }
+
+    fn receive(&mut self, now: Time, from: SocketAddr, datagram: &[u8], trust: Trust) {
         self.now = self.now.max(now);
         if self.failed {
             return;
@@ -681,7 +695,7 @@ impl Node for Peer {
         match Message::parse(datagram) {
             Ok(Message::Block(block)) => {
                 self.stats.block_bytes_in += datagram.len() as u64;
-                self.on_block(now, from, &block);
+                self.on_block(now, from, &block, trust);
             }
             Ok(msg) => {
                 self.stats.control_bytes_in += datagram.len() as u64;
@@ -690,6 +704,12 @@ impl Node for Peer {
             Err(_) => self.stats.malformed += 1,
         }
         self.flush_sends();
+    }
+}
+
+impl Node for Peer {
+    fn handle_datagram(&mut self, now: Time, from: SocketAddr, datagram: &[u8]) {
+        self.receive(now, from, datagram, Trust::Check);
     }
 
     fn handle_timeout(&mut self, now: Time) {
