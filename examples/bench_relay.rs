@@ -47,10 +47,11 @@
 //!    egress is its `tx_frames`; latency is its ingress-to-TX-submit
 //!    histogram; CPU is the worker thread's `RUSAGE_THREAD`.
 //! 2. `udp`: the program is detached and a relay thread runs the product's
-//!    forwarding core (`clubcast::forward::BlockForwarder`, the same the
-//!    AF_XDP worker and the `--io udp` relay run) on a kernel UDP socket:
-//!    `recvmmsg` (64), then for each block the core's verdict and one
-//!    `sendmmsg` of its copies (`clubcast::io::udp_copies::SendmmsgSink`).
+//!    forwarding loop (`clubcast::io::packet::forward_batch` with the
+//!    `clubcast::forward::BlockForwarder` the AF_XDP worker and the
+//!    `--io udp` relay run) on the product's kernel-UDP backend
+//!    (`clubcast::io::udp_batch::UdpBatchIo`): `recvmmsg` (64), then for
+//!    each block the core's verdict and one `sendmmsg` of its copies.
 //!    Latency: from `recvmmsg` returning to the block's `sendmmsg`
 //!    returning.
 //! 3. `txonly`: a plain xsk-rs TX loop of prebuilt 1200-byte frames to the
@@ -98,7 +99,8 @@ use clap::Parser;
 use clubcast::auth::signer::HopFields;
 use clubcast::auth::{BatchSigner, ProofPlan, SourceKey, StreamId};
 use clubcast::forward::BlockForwarder;
-use clubcast::io::udp_copies::SendmmsgSink;
+use clubcast::io::packet::forward_batch;
+use clubcast::io::udp_batch::UdpBatchIo;
 use clubcast::relay::frame::{self, UdpChecksum, UdpHeaders, HEADERS_LEN};
 use clubcast::relay::{
     fanout_channel, has_bpf_privileges, BindMode, FanoutLimits, FanoutTable, IdlePolicy,
@@ -773,7 +775,7 @@ fn xdp_relay(
 /// their frame bytes.
 type Totals = (u64, u64, u64, u64);
 
-/// Phase 2: the same relay logic on a kernel UDP socket.
+/// Phase 2: the same forwarding loop on the kernel-UDP backend.
 fn udp_relay(
     socket: UdpSocket,
     stream: StreamId,
@@ -782,85 +784,56 @@ fn udp_relay(
     absorbed: Arc<AtomicU64>,
     mark: Arc<AtomicU8>,
 ) -> RelayWindow {
-    let fd = socket.as_raw_fd();
-    // The product's forwarding core, as in the kernel-UDP relay, with the
-    // kernel-UDP copy sink: one sendmmsg per block.
+    // The product's forwarding core and loop on the product's kernel-UDP
+    // backend: recvmmsg in, one sendmmsg per block out.
     let mut fwd = BlockForwarder::new(stream, clubcast::auth::verifier::DEFAULT_WINDOW);
     fwd.set_table(subscriber_table(&subscribers));
     let most_copies = subscribers.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let mut sink = SendmmsgSink::new(fd, most_copies);
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("histogram");
-
-    let mut rx_bufs = vec![[0u8; 2048]; batch];
-    let mut rx_iovs: Vec<libc::iovec> = rx_bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    // SAFETY: an all-zero mmsghdr is a valid empty header.
-    let mut rx_msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; batch];
-    for (msg, iov) in rx_msgs.iter_mut().zip(rx_iovs.iter_mut()) {
-        msg.msg_hdr.msg_iov = iov;
-        msg.msg_hdr.msg_iovlen = 1;
-    }
-    let sender = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
-
-    // Datagrams in, blocks forwarded, copies sent, their frame bytes.
-    let mut stats: Totals = (0, 0, 0, 0);
-    let mut start: Option<(Instant, f64, Totals)> = None;
+    let mut io = UdpBatchIo::new(socket.as_raw_fd(), batch, most_copies);
+    let totals = |io: &UdpBatchIo, fwd: &BlockForwarder| -> Totals {
+        let sent = io.sink().stats();
+        (
+            io.receive_stats().datagrams,
+            fwd.stats().forwarded_blocks,
+            sent.sent,
+            sent.bytes + sent.sent * L2_OVERHEAD,
+        )
+    };
+    let mut start: Option<(Instant, f64, Totals, Histogram<u64>)> = None;
     loop {
         match mark.load(Ordering::Relaxed) {
             MARK_MEASURE if start.is_none() => {
-                latency.reset();
-                start = Some((Instant::now(), thread_cpu_seconds(), stats));
+                let latency = io.sink().latency().histogram().clone();
+                start = Some((
+                    Instant::now(),
+                    thread_cpu_seconds(),
+                    totals(&io, &fwd),
+                    latency,
+                ));
             }
             MARK_STOP => break,
             _ => {}
         }
-        // SAFETY: `batch` headers, each naming one 2048-byte buffer that
-        // lives as long as `rx_bufs`; no source address is asked for.
-        let rc = unsafe {
-            libc::recvmmsg(
-                fd,
-                rx_msgs.as_mut_ptr(),
-                batch as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc <= 0 {
-            continue; // timeout (SO_RCVTIMEO) or a transient error
+        if forward_batch(&mut io, &mut fwd, batch, now_us()) == 0 {
+            io.wait(1);
         }
-        let got = rc as usize;
-        let ingress = Instant::now();
-        stats.0 += got as u64;
-        absorbed.store(stats.0, Ordering::Relaxed);
-        let now = now_us();
-        for (msg, buf) in rx_msgs[..got].iter().zip(rx_bufs.iter()) {
-            let len = (msg.msg_len as usize).min(buf.len());
-            let before = sink.stats();
-            if fwd.handle(sender, &buf[..len], now, &mut sink) {
-                let after = sink.stats();
-                stats.1 += 1;
-                stats.2 += after.sent - before.sent;
-                stats.3 += after.bytes - before.bytes + (after.sent - before.sent) * L2_OVERHEAD;
-                let ns = u64::try_from(ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                latency.saturating_record(ns.clamp(1, 10_000_000_000));
-            }
-        }
+        absorbed.store(io.receive_stats().datagrams, Ordering::Relaxed);
     }
-    let Some((at, cpu, s)) = start else {
+    let Some((at, cpu, s, before)) = start else {
         return RelayWindow::default();
     };
+    let end = totals(&io, &fwd);
+    let mut latency = io.sink().latency().histogram().clone();
+    latency
+        .subtract(&before)
+        .expect("the later histogram holds the earlier one");
     RelayWindow {
         seconds: at.elapsed().as_secs_f64(),
         cpu_seconds: thread_cpu_seconds() - cpu,
-        ingress: stats.0 - s.0,
-        forwarded_blocks: stats.1 - s.1,
-        egress_frames: stats.2 - s.2,
-        egress_bytes: stats.3 - s.3,
+        ingress: end.0 - s.0,
+        forwarded_blocks: end.1 - s.1,
+        egress_frames: end.2 - s.2,
+        egress_bytes: end.3 - s.3,
         latency: Some(latency),
     }
 }

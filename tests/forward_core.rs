@@ -2,8 +2,9 @@
 //! who gets a copy of a received BLOCK and what each copy carries, for
 //! genuine, forged, relabelled, duplicate and unverifiable blocks, with
 //! HAVE suppression, claims shared between workers, and buffers running
-//! out. (`tests/relay_dataplane.rs` proves the same core on real AF_XDP
-//! rings.)
+//! out; then the forwarding loop on the `mem` and `udp` backends of the
+//! packet-IO seam. (`tests/relay_dataplane.rs` proves the same core and
+//! loop on real AF_XDP rings.)
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -12,8 +13,10 @@ use clubcast::auth::signer::HopFields;
 use clubcast::auth::{
     AuthError, BatchSigner, BatchVerifier, ProofPlan, SignedBatch, SourceKey, Trust,
 };
-use clubcast::forward::mem::DatagramQueue;
 use clubcast::forward::{BlockForwarder, HaveBoard};
+use clubcast::io::mem::{DatagramQueue, MemIo};
+use clubcast::io::packet::forward_batch;
+use clubcast::io::udp_batch::UdpBatchIo;
 use clubcast::relay::{FanoutLimits, FanoutTable, ForwardClaims, Subscriber, Uplink};
 use clubcast::wire::{Block, Message, MAX_DATAGRAM};
 
@@ -304,4 +307,140 @@ fn the_control_plane_gets_each_verified_block_with_its_own_hop_fields() {
         Err(AuthError::HashMismatch),
         "a tampered block still fails"
     );
+}
+
+/// The forwarding loop on the `mem` backend of the packet-IO seam: a mixed
+/// batch in (genuine, relabelled, forged, duplicate, garbage), copies of
+/// the genuine blocks only out, each block's copies flushed on its own.
+#[test]
+fn the_forwarding_loop_on_the_mem_backend_copies_only_genuine_blocks() {
+    let mut f = forwarder();
+    let mut io = MemIo::new(64, 1024);
+    let signed = batch(3);
+    let mut forged = datagram(&signed, 5, None);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let seq1 = signed.seq(1);
+    let inputs: Vec<Vec<u8>> = vec![
+        datagram(&signed, 0, None),
+        datagram(&signed, 1, Some(((seq1 + 1) % CLUBS) as u16)),
+        forged,
+        datagram(&signed, 0, None),
+        vec![0xCC, 1, 2],
+        datagram(&signed, 1, None),
+        datagram(&signed, 4, None),
+    ];
+    for d in &inputs {
+        assert!(io.push(SENDER, d));
+    }
+    // At most 4 a turn: two turns take all seven.
+    assert_eq!(forward_batch(&mut io, &mut f, 4, 9), 4);
+    assert_eq!(forward_batch(&mut io, &mut f, 4, 9), 3);
+    assert_eq!(forward_batch(&mut io, &mut f, 4, 9), 0);
+    assert_eq!(io.counts(), (7, 0));
+    let copies = drain(io.copies());
+    let mut seqs: Vec<u64> = copies
+        .iter()
+        .map(|(_, bytes)| match Message::parse(bytes) {
+            Ok(Message::Block(b)) => b.seq,
+            other => panic!("a BLOCK, got {other:?}"),
+        })
+        .collect();
+    seqs.dedup();
+    // Blocks 0, 1 and 4 of the batch fall in clubs 0 and 1 (2 subscribers
+    // each) when their seq mod 4 is below 2.
+    let want: Vec<u64> = [0u16, 1, 4]
+        .iter()
+        .map(|&i| signed.seq(i))
+        .filter(|s| s % CLUBS < 2)
+        .collect();
+    assert_eq!(seqs, want);
+    assert_eq!(copies.len(), 2 * want.len());
+    let s = f.stats();
+    assert_eq!(
+        (s.wrong_club, s.forged, s.duplicates, s.malformed_block),
+        (1, 1, 1, 1),
+        "{s:?}"
+    );
+    // A full inbound queue refuses, counted.
+    let mut small = MemIo::new(1, 1);
+    assert!(small.push(SENDER, &[1]));
+    assert!(!small.push(SENDER, &[2]));
+    assert_eq!(small.counts(), (0, 1));
+}
+
+/// The same loop on the `udp` backend, on loopback: copies reach the
+/// subscribers' sockets, relabelled blocks do not, senders are known.
+#[test]
+fn the_forwarding_loop_on_the_udp_backend_sends_copies_on_loopback() {
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    let relay = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let subs: Vec<UdpSocket> = (0..2)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let v4 = |s: &UdpSocket| match s.local_addr().expect("addr") {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => unreachable!("bound to IPv4"),
+    };
+    // Every club's subscribers: both sockets, and the sender, which gets
+    // no copy of what it sent only if its address was read right.
+    let mut b = FanoutTable::builder(FanoutLimits::default());
+    b.swarm_clubs(CLUBS as u16);
+    for club in 0..CLUBS as u16 {
+        for s in subs.iter().chain([&sender]) {
+            b.add(club, Subscriber::new([0; 6], v4(s))).expect("fits");
+        }
+    }
+    let mut f = BlockForwarder::new(SourceKey::from_seed(&SEED).stream_id(), 64);
+    f.set_table(Arc::new(b.build()));
+    let mut io = UdpBatchIo::new(relay.as_raw_fd(), 16, 4);
+
+    let signed = batch(5);
+    let relay_addr = relay.local_addr().expect("addr");
+    for index in 0..8u16 {
+        sender
+            .send_to(&datagram(&signed, index, None), relay_addr)
+            .expect("send");
+        let seq = signed.seq(index);
+        let wrong = ((seq + 1) % CLUBS) as u16;
+        sender
+            .send_to(&datagram(&signed, index, Some(wrong)), relay_addr)
+            .expect("send");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut taken = 0;
+    while taken < 16 && Instant::now() < deadline {
+        taken += forward_batch(&mut io, &mut f, 16, 3);
+        if taken < 16 {
+            io.wait(10);
+        }
+    }
+    assert_eq!(taken, 16);
+    let s = f.stats();
+    // The relabelled copy of each block comes second: a wrong club.
+    assert_eq!((s.forwarded_blocks, s.wrong_club), (8, 8), "{s:?}");
+    assert_eq!(io.sink().stats().sent, 16);
+    assert_eq!(io.receive_stats().datagrams, 16);
+    assert_eq!(io.sink().latency().histogram().len(), 8);
+    for sub in &subs {
+        sub.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut buf = [0u8; 2048];
+        let mut seqs = Vec::new();
+        for _ in 0..8 {
+            let (len, from) = sub.recv_from(&mut buf).expect("a copy");
+            assert_eq!(from, relay_addr);
+            let Ok(Message::Block(b)) = Message::parse(&buf[..len]) else {
+                panic!("a BLOCK")
+            };
+            assert_eq!(u64::from(b.club), b.seq % CLUBS, "never relabelled");
+            seqs.push(b.seq);
+        }
+        let want: Vec<u64> = (0..8).map(|i| signed.seq(i)).collect();
+        assert_eq!(seqs, want);
+    }
 }

@@ -4,9 +4,9 @@
 //! subscriber of its club that has not said it holds it.
 //!
 //! [`BlockForwarder`] is policy only. Moving the bytes is a [`CopySink`]'s
-//! job: UMEM frames and TX rings on AF_XDP (`crate::relay::worker`), a
-//! queue of datagrams for a kernel socket or the simulator (`super::mem`).
-//! Each block's copies are flushed as soon as they are made, so a block
+//! job: UMEM frames and TX rings on AF_XDP (`crate::relay::xdp_io`),
+//! `sendmmsg` on a kernel socket (`crate::io::udp_batch`), a queue of
+//! datagrams in memory (`crate::io::mem`). Each block's copies are flushed as soon as they are made, so a block
 //! goes out as soon as it verifies, not after the rest of its receive
 //! batch. Everything is allocated in [`BlockForwarder::new`]; handling a
 //! datagram allocates nothing.

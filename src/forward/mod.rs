@@ -10,8 +10,8 @@
 //! outcome in a [`Verdict`]; the paths only count verdicts and move bytes.
 //! [`BlockForwarder`] is the relay's whole forwarding decision (judge,
 //! claim, report, copy to each subscriber that lacks the block) over a
-//! [`CopySink`] that moves the bytes: AF_XDP frames, or a queue of
-//! datagrams ([`mem::DatagramQueue`]) for a kernel socket or the simulator.
+//! [`CopySink`] that moves the bytes: AF_XDP frames, `sendmmsg` on a
+//! kernel socket, or a queue of datagrams in memory (`crate::io`).
 //! A block that cannot be checked yet waits in [`ParkedBlocks`] on every
 //! path. [`HaveBoard`] carries what a receiver said it holds ([0046]) from the
 //! control plane to whoever copies. Sans-IO: no socket, clock or thread
@@ -19,7 +19,6 @@
 
 mod fanout;
 mod have;
-pub mod mem;
 mod parking;
 mod verdict;
 

@@ -2,15 +2,17 @@
 //! [`crate::roles`] on real packets. Each backend owns the sockets (or
 //! rings), reads the clock, and moves datagrams between the network and a
 //! role's `handle_datagram` / `poll_transmit` through the
-//! [`crate::roles::Node`] trait and nothing else. [`udp`] runs many roles on
-//! kernel UDP sockets with batched `recvmmsg`/`sendmmsg` from one thread.
-//! The relay's forwarding core moves its copies through one seam,
-//! [`crate::forward::CopySink`], with three backends: UMEM frames and the
-//! AF_XDP rings (`crate::relay::worker`), [`udp_copies`] (one `sendmmsg`
-//! per block on a kernel socket), and `crate::forward::mem` (a queue of
-//! datagrams, for the simulator, the node's own transmits and tests).
-//! [`clock`] is the time source every backend on one machine shares.
+//! [`crate::roles::Node`] trait. [`udp`] runs many roles on kernel UDP
+//! sockets with batched `recvmmsg`/`sendmmsg` from one thread. The relay's
+//! forwarding core runs on the seam of [`packet`] (receive a batch, send a
+//! batch, reclaim), with three backends: AF_XDP rings and UMEM frames
+//! (`crate::relay::xdp_io`), [`udp_batch`] (a kernel socket, one
+//! `sendmmsg` per block) and [`mem`] (queues in memory, for the simulator,
+//! the relay's inline path and tests). [`clock`] is the time source every
+//! backend on one machine shares.
 
 pub mod clock;
+pub mod mem;
+pub mod packet;
 pub mod udp;
-pub mod udp_copies;
+pub mod udp_batch;

@@ -32,8 +32,8 @@ use super::frame::MacAddr;
 use super::next_hops::{AnyNextHop, NextHops};
 use super::uplink::{Uplink, DEFAULT_UPLINK_SLOTS};
 use crate::auth::verifier::DEFAULT_WINDOW;
-use crate::forward::mem::DatagramQueue;
 use crate::forward::BlockForwarder;
+use crate::io::mem::DatagramQueue;
 use crate::roles::{Node, Peer, Time, Transmit};
 use crate::wire::{parse_header, MessageType};
 

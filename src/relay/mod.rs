@@ -6,9 +6,10 @@
 //! everything else to the kernel. [`xsk`] sets up one such socket with its
 //! UMEM and rings; [`frame`] parses and writes the Ethernet/IPv4/UDP framing
 //! around a datagram; [`fanout`] holds the club-to-subscribers table the
-//! control plane publishes; [`worker`] is the per-queue loop that hands
-//! each BLOCK to the forwarding core with UMEM frames as its copy sink,
-//! and [`claims`] lets the workers of one relay fan each block out once.
+//! control plane publishes; [`xdp_io`] is the AF_XDP backend of the
+//! packet-IO seam (`crate::io::packet`), rings and UMEM frames; [`worker`]
+//! is the per-queue loop that runs the forwarding core on it, and
+//! [`claims`] lets the workers of one relay fan each block out once.
 //! [`uplink`] carries the verified blocks from the workers back to the
 //! control plane; [`neighbours`] reads next-hop MAC addresses from the
 //! kernel; [`control`] is the control plane (the relay-mode peer state
@@ -28,6 +29,7 @@ pub mod node;
 pub mod steer;
 pub mod uplink;
 pub mod worker;
+pub mod xdp_io;
 pub mod xsk;
 
 pub use claims::{ForwardClaims, CLAIM_WINDOW};

@@ -1,46 +1,43 @@
 //! The relay's data plane worker: one AF_XDP socket, one thread, no locks.
-//! Mechanism only: the decisions are the forwarding core's.
+//! Mechanism and policy meet here and nowhere else.
 //!
 //! Each [`Worker::poll_once`] swaps in the newest fan-out table if the
-//! control plane published one, reclaims completed TX frames, takes up to
-//! `batch` frames from the RX ring and parses each one's Ethernet/IPv4/UDP
-//! headers. It hands every datagram to the port it serves to its
-//! [`BlockForwarder`] (`crate::forward`: the same judgement of stream, club
-//! and authentication as on every other path, the claim among the relay's
-//! workers, the report to the control plane, and a copy to each subscriber
-//! of the block's club that has not said HAVE), with the UMEM's TX frames
-//! as the copy sink: each copy gets a free frame with its own headers
-//! around the datagram, whose UDP checksum is summed once. Copies go on the
-//! TX ring and the kernel is kicked as soon as a kick's worth (32 frames)
-//! is ready, and after the batch's last frame, not only after the whole
-//! batch; then the RX frames go back to the fill ring. Every outcome is counted in [`WorkerStats`], and each
-//! forwarded block's time from its RX batch to its kick goes into a
-//! histogram. All buffers are allocated in [`Worker::new`]: the loop never
-//! allocates, never blocks, and takes no lock on a packet's path
-//! ([`Worker::run`] shares its counters every few thousand loops with a
-//! `try_lock` that skips rather than waits). Who subscribes is decided by
-//! the control plane (`super::fanout`); control messages never get here
-//! (the steering program passes them to the kernel).
+//! control plane published one and runs one turn of the forwarding loop
+//! (`crate::io::packet::forward_batch`) on the socket's rings
+//! ([`XdpIo`]: RX frames in, UMEM TX frames out, completed frames
+//! reclaimed) with its [`BlockForwarder`] (`crate::forward`: the same
+//! judgement of stream, club and authentication as on every other path,
+//! the claim among the relay's workers, the report to the control plane,
+//! and a copy to each subscriber of the block's club that has not said
+//! HAVE). Every outcome is counted in [`WorkerStats`], and each forwarded
+//! block's time from its RX batch to its kick goes into a histogram. All
+//! buffers are allocated in [`Worker::new`]: the loop never allocates,
+//! never blocks, and takes no lock on a packet's path ([`Worker::run`]
+//! shares its counters every few thousand loops with a `try_lock` that
+//! skips rather than waits). Who subscribes is decided by the control
+//! plane (`super::fanout`); control messages never get here (the steering
+//! program passes them to the kernel).
 
 use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use thiserror::Error;
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 use super::claims::ForwardClaims;
-use super::fanout::{FanoutTable, FanoutUpdates, Subscriber};
-use super::frame::{self, MacAddr, PayloadSum, UdpChecksum, UdpHeaders, HEADERS_LEN};
+use super::fanout::{FanoutTable, FanoutUpdates};
+use super::frame::{MacAddr, UdpChecksum};
 use super::steer::SteeringProgram;
 use super::uplink::UplinkSender;
-use super::xsk::{self, Kick, XskError, XskKernelStats, XskSocket};
+use super::xdp_io::XdpIo;
+use super::xsk::{self, XskError, XskKernelStats, XskSocket};
 use crate::auth::verifier::DEFAULT_WINDOW;
 use crate::auth::StreamId;
-use crate::forward::{BlockForwarder, CopyError, CopySink, ForwardStats};
+use crate::forward::{BlockForwarder, ForwardStats};
+use crate::io::packet::{forward_batch, latency_histogram, PacketIo};
 
 /// Default most RX frames handled per loop: with 8192-entry rings, batches
 /// of 256 were lossless on veth (DESIGN.md, measured).
@@ -51,20 +48,8 @@ pub const DEFAULT_BATCH: usize = 256;
 /// 8192-entry TX ring with room to spare; what is left goes on the next loop.
 pub const DEFAULT_MAX_KICKS: usize = 512;
 
-/// Largest latency the histogram tracks, in nanoseconds (10 s); longer ones
-/// are recorded as 10 s.
-const LATENCY_MAX_NS: u64 = 10_000_000_000;
-
 /// Loops of [`Worker::run`] between refreshes of the shared counters.
 const STATS_EVERY: u32 = 4096;
-
-/// Copies queued before a kick: copy mode transmits at most 32 frames per
-/// `sendto` (the kernel's `TX_BATCH_SIZE`), so waiting for more only
-/// delays the first.
-const KICK_FRAMES: usize = 32;
-
-/// Completion descriptors taken per ring read.
-const COMPLETION_CHUNK: usize = 256;
 
 /// What the worker does when a loop found no frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -201,12 +186,6 @@ impl Default for WorkerShare {
     }
 }
 
-/// An empty latency histogram (1 ns to [`LATENCY_MAX_NS`], 3 digits).
-fn latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3)
-        .unwrap_or_else(|_| unreachable!("constant, valid bounds"))
-}
-
 /// Why a worker could not be set up.
 #[derive(Debug, Error)]
 pub enum WorkerError {
@@ -223,92 +202,16 @@ pub enum WorkerError {
     Xsk(#[from] XskError),
 }
 
-/// The rings, owned by the worker's thread.
-struct Rings {
-    rx: RxQueue,
-    tx: TxQueue,
-    fill: FillQueue,
-    comp: CompQueue,
-    fd: RawFd,
-    tx_ring: u32,
-    fill_ring: u32,
-    need_wakeup: bool,
-}
-
-/// The UMEM's TX frames as the forwarding core's copy sink: each copy of
-/// a block gets a free frame with its own Ethernet/IPv4/UDP headers around
-/// the shared datagram (whose UDP payload checksum is summed once).
-struct UmemTx {
-    umem: Umem,
-    local: LocalEndpoint,
-    checksum: UdpChecksum,
-    /// TX frames owned by user space and free.
-    tx_free: Vec<FrameDesc>,
-    /// TX frames written and waiting for the TX ring.
-    tx_pending: Vec<FrameDesc>,
-    ip_id: u16,
-    sum: PayloadSum,
-}
-
-impl CopySink for UmemTx {
-    fn begin(&mut self, datagram: &[u8]) {
-        self.sum = match self.checksum {
-            UdpChecksum::Compute => PayloadSum::of(datagram),
-            UdpChecksum::Zero => PayloadSum::of(&[]),
-        };
-    }
-
-    fn copy(&mut self, to: &Subscriber, datagram: &[u8]) -> Result<(), CopyError> {
-        let Some(mut desc) = self.tx_free.pop() else {
-            return Err(CopyError::NoBuffer);
-        };
-        let frame_len = HEADERS_LEN + datagram.len();
-        // SAFETY: `desc` came off the free list, so it names a frame of
-        // this UMEM that neither the kernel nor any other descriptor user
-        // space holds refers to.
-        let mut data = unsafe { self.umem.data_mut(&mut desc) };
-        // Completion resets a frame's length: set it for this frame.
-        data.cursor().set_pos(frame_len);
-        self.ip_id = self.ip_id.wrapping_add(1);
-        let headers = UdpHeaders {
-            src_mac: self.local.mac,
-            dst_mac: to.mac,
-            src: self.local.addr,
-            dst: to.addr,
-            ip_id: self.ip_id,
-            checksum: self.checksum,
-        };
-        let written = frame::write_frame_summed(data.contents_mut(), &headers, datagram, self.sum);
-        if written != Ok(frame_len) {
-            // The frame is smaller than the datagram (ruled out by the
-            // socket's config check): keep the frame, skip the copy.
-            self.tx_free.push(desc);
-            return Err(CopyError::TooLarge);
-        }
-        self.tx_pending.push(desc);
-        Ok(())
-    }
-
-    /// The worker submits and kicks after each block it handles.
-    fn flush(&mut self) {}
-}
-
 /// The data plane worker of one AF_XDP socket. Create it on (or move it to)
 /// the thread that runs it; it is `Send`, not `Sync`.
 pub struct Worker {
     config: WorkerConfig,
-    rings: Rings,
-    /// A second handle on the UMEM for reading RX frames while the
-    /// forwarder writes TX frames (disjoint frames of one mapping).
-    rx_umem: Umem,
-    rx_descs: Box<[FrameDesc]>,
-    comp_descs: Box<[FrameDesc]>,
-    fill_backlog: Vec<FrameDesc>,
+    io: XdpIo,
     fwd: BlockForwarder,
-    tx: UmemTx,
-    ring_stats: WorkerStats,
+    polls: u64,
+    idle_polls: u64,
+    table_swaps: u64,
     updates: FanoutUpdates,
-    latency: Histogram<u64>,
     shared: Option<Arc<Mutex<WorkerShare>>>,
     ifname: String,
     queue: u32,
@@ -319,7 +222,7 @@ impl std::fmt::Debug for Worker {
         f.debug_struct("Worker")
             .field("ifname", &self.ifname)
             .field("queue", &self.queue)
-            .field("local", &self.tx.local)
+            .field("local", &self.io.local())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -351,53 +254,23 @@ impl Worker {
                 reason: "must be at least 1",
             });
         }
-        let latency = latency_histogram();
         xsk.register(steering, local.addr.port())?;
-
         let ifname = xsk.ifname().to_owned();
         let queue = xsk.queue();
-        let fd = xsk.fd();
-        let XskSocket {
-            umem,
-            rx,
-            tx,
-            fill,
-            comp,
-            tx_free,
-            ..
-        } = xsk;
-        // Every TX frame is on this list at the start, so its capacity
-        // covers every frame that can come back to it.
-        let tx_frames = tx_free.len();
         Ok(Worker {
             config,
-            rings: Rings {
-                rx,
-                tx,
-                fill,
-                comp,
-                fd,
-                tx_ring: xsk_config.tx_ring,
-                fill_ring: xsk_config.fill_ring,
-                need_wakeup: xsk_config.need_wakeup,
-            },
-            rx_umem: umem.clone(),
-            rx_descs: vec![FrameDesc::default(); config.batch].into_boxed_slice(),
-            comp_descs: vec![FrameDesc::default(); COMPLETION_CHUNK].into_boxed_slice(),
-            fill_backlog: Vec::with_capacity(xsk_config.rx_frames as usize),
-            fwd: BlockForwarder::new(stream, config.verifier_window),
-            tx: UmemTx {
-                umem,
+            io: XdpIo::new(
+                xsk,
                 local,
-                checksum: config.udp_checksum,
-                tx_pending: Vec::with_capacity(tx_frames),
-                tx_free,
-                ip_id: 0,
-                sum: PayloadSum::of(&[]),
-            },
-            ring_stats: WorkerStats::default(),
+                config.udp_checksum,
+                config.batch,
+                config.max_kicks,
+            ),
+            fwd: BlockForwarder::new(stream, config.verifier_window),
+            polls: 0,
+            idle_polls: 0,
+            table_swaps: 0,
             updates,
-            latency,
             shared: None,
             ifname,
             queue,
@@ -423,76 +296,26 @@ impl Worker {
     /// One loop: at most `batch` frames in, their copies out. Returns the
     /// number of RX frames handled. Never blocks.
     pub fn poll_once(&mut self) -> usize {
-        self.ring_stats.polls += 1;
+        self.polls += 1;
         if let Some(table) = self.updates.latest() {
             // The old table is freed here if no one else holds it: a free,
             // not an allocation, once per control-plane update.
             self.fwd.set_table(table);
-            self.ring_stats.table_swaps += 1;
+            self.table_swaps += 1;
         }
-        self.reclaim_completions();
-        self.restock_fill();
-        if self.rings.fill.nb_free_exact() == self.rings.fill_ring {
-            self.ring_stats.fill_ring_empty += 1;
-        }
-
-        let batch = self.config.batch;
-        // SAFETY: `rx_descs` are plain descriptors the ring overwrites; the
-        // frames they then name were filled by the kernel and are ours until
-        // they go back to the fill ring below.
-        let n = unsafe { self.rings.rx.consume(&mut self.rx_descs[..batch]) };
+        let n = forward_batch(
+            &mut self.io,
+            &mut self.fwd,
+            self.config.batch,
+            unix_micros(),
+        );
         if n == 0 {
-            self.ring_stats.idle_polls += 1;
-            // Frames left in the TX ring by an earlier loop still need kicks.
-            self.kick_tx();
-            return 0;
+            self.idle_polls += 1;
         }
-        let ingress = Instant::now();
-        let now_us = unix_micros();
-        let port = self.tx.local.addr.port();
-        let mut blocks = 0u64;
-        for i in 0..n {
-            let desc = self.rx_descs[i];
-            // SAFETY: `desc` names a frame of this UMEM that the kernel
-            // filled and released to us; nothing writes it until it goes
-            // back to the fill ring, and the sink only writes TX frames,
-            // which are disjoint from it.
-            let data = unsafe { self.rx_umem.data(&desc) };
-            let frame = data.contents();
-            let stats = &mut self.ring_stats;
-            stats.rx_frames += 1;
-            stats.rx_bytes += frame.len() as u64;
-            let udp = match frame::parse(frame) {
-                Ok(udp) => udp,
-                Err(err) if err.is_other_protocol() => {
-                    stats.not_udp += 1;
-                    continue;
-                }
-                Err(_) => {
-                    stats.malformed_frame += 1;
-                    continue;
-                }
-            };
-            if udp.dst.port() != port {
-                stats.wrong_port += 1;
-                continue;
-            }
-            if self.fwd.handle(udp.src, udp.payload, now_us, &mut self.tx) {
-                blocks += 1;
-            }
-            // Forward on verify: copies go out as soon as a kick's worth
-            // is ready (copy mode sends at most `KICK_FRAMES` a `sendto`),
-            // not after the rest of the batch.
-            if self.tx.tx_pending.len() >= KICK_FRAMES {
-                self.submit_tx(ingress, std::mem::take(&mut blocks));
-            }
-        }
-        self.submit_tx(ingress, blocks);
-        self.return_rx(n);
         n
     }
 
-    /// Runs [`Worker::poll_once`] until `stop` is set, then submits what is
+    /// Runs [`Worker::poll_once`] until `stop` is set, then sends what is
     /// pending and reclaims completions once more.
     pub fn run(&mut self, stop: &AtomicBool) {
         let mut loops = 0u32;
@@ -505,12 +328,12 @@ impl Worker {
                 match self.config.idle {
                     IdlePolicy::Spin => std::hint::spin_loop(),
                     IdlePolicy::Yield => std::thread::yield_now(),
-                    IdlePolicy::Wait => xsk::wait_rx(self.rings.fd, 1),
+                    IdlePolicy::Wait => xsk::wait_rx(self.io.fd(), 1),
                 }
             }
         }
-        self.kick_tx();
-        self.reclaim_completions();
+        self.io.send_batch();
+        self.io.reclaim();
         self.share();
     }
 
@@ -529,16 +352,21 @@ impl Worker {
         if let Some(Ok(mut shared)) = self.shared.as_ref().map(|s| s.try_lock()) {
             shared.stats = self.stats();
             shared.latency.reset();
-            let _ = shared.latency.add(&self.latency);
+            let _ = shared.latency.add(self.latency());
         }
     }
 
-    /// The counters so far: the worker's own and its forwarding core's.
+    /// The counters so far: the rings' and the forwarding core's.
     pub fn stats(&self) -> WorkerStats {
-        WorkerStats {
+        let mut stats = WorkerStats {
+            polls: self.polls,
+            idle_polls: self.idle_polls,
+            table_swaps: self.table_swaps,
             forward: self.fwd.stats(),
-            ..self.ring_stats
-        }
+            ..WorkerStats::default()
+        };
+        self.io.count_into(&mut stats);
+        stats
     }
 
     /// The verifier's counters so far.
@@ -549,19 +377,19 @@ impl Worker {
     /// The kernel's counters for the socket (one `getsockopt`; call it off
     /// the hot path).
     pub fn kernel_stats(&self) -> std::io::Result<XskKernelStats> {
-        xsk::read_kernel_stats(&self.rings.rx)
+        self.io.kernel_stats()
     }
 
     /// Ingress-to-submit latency of forwarded blocks, in nanoseconds: from
     /// the moment the loop took the block's RX batch to the moment its
     /// copies were on the TX ring and the kernel kicked.
     pub fn latency(&self) -> &Histogram<u64> {
-        &self.latency
+        self.io.latency().histogram()
     }
 
     /// Count, median, 99th percentile and maximum of [`Worker::latency`].
     pub fn latency_summary(&self) -> LatencySummary {
-        let h = &self.latency;
+        let h = self.latency();
         LatencySummary {
             count: h.len(),
             p50_ns: h.value_at_quantile(0.5),
@@ -582,122 +410,13 @@ impl Worker {
 
     /// The socket's file descriptor.
     pub fn fd(&self) -> RawFd {
-        self.rings.fd
-    }
-
-    /// Moves completed TX frames back to the free list.
-    fn reclaim_completions(&mut self) {
-        loop {
-            // SAFETY: the completion ring names only frames of this UMEM
-            // that were submitted for TX; the kernel is done with them.
-            let n = unsafe { self.rings.comp.consume(&mut self.comp_descs[..]) };
-            for desc in &self.comp_descs[..n] {
-                // Free + pending + in flight never exceed the TX frames,
-                // the free list's capacity, so this push never allocates.
-                debug_assert!(self.tx.tx_free.len() < self.tx.tx_free.capacity());
-                self.tx.tx_free.push(*desc);
-            }
-            self.ring_stats.tx_completed += n as u64;
-            if n < self.comp_descs.len() {
-                break;
-            }
-        }
-    }
-
-    /// Puts the pending TX frames (the copies of `blocks` blocks) on the TX
-    /// ring, kicks the kernel and records the blocks' latency from
-    /// `ingress`.
-    fn submit_tx(&mut self, ingress: Instant, blocks: u64) {
-        let tx = &mut self.tx;
-        let stats = &mut self.ring_stats;
-        if tx.tx_pending.is_empty() {
-            // Frames an earlier loop left on the ring still want kicks.
-            self.kick_tx();
-            return;
-        }
-        // SAFETY: every pending descriptor names a frame of this UMEM that
-        // user space owns and has written, with its length set.
-        let produced = unsafe { self.rings.tx.produce(&tx.tx_pending) };
-        for desc in &tx.tx_pending[..produced] {
-            stats.tx_bytes += desc.lengths().data() as u64;
-        }
-        stats.tx_frames += produced as u64;
-        let unsent = tx.tx_pending.len() - produced;
-        if unsent > 0 {
-            stats.tx_ring_full += unsent as u64;
-            for desc in &tx.tx_pending[produced..] {
-                tx.tx_free.push(*desc);
-            }
-        }
-        tx.tx_pending.clear();
-        self.kick_tx();
-        if blocks > 0 {
-            let ns = u64::try_from(ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.latency
-                .saturating_record_n(ns.clamp(1, LATENCY_MAX_NS), blocks);
-        }
-    }
-
-    /// Kicks the TX ring until the kernel has taken everything on it, it
-    /// says to stop, or `max_kicks` is reached.
-    fn kick_tx(&mut self) {
-        let rings = &mut self.rings;
-        let stats = &mut self.ring_stats;
-        for _ in 0..self.config.max_kicks {
-            if rings.tx.nb_free_exact() == rings.tx_ring {
-                return; // nothing left on the ring
-            }
-            if rings.need_wakeup && !rings.tx.needs_wakeup() {
-                return; // the driver is polling the ring itself
-            }
-            stats.tx_kicks += 1;
-            match xsk::kick_tx(rings.fd) {
-                Kick::Done | Kick::Again => {}
-                Kick::Busy => return,
-                Kick::Failed(_) => {
-                    stats.tx_kick_errors += 1;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Hands RX frames held back by an earlier loop to the fill ring.
-    fn restock_fill(&mut self) {
-        if self.fill_backlog.is_empty() {
-            return;
-        }
-        // SAFETY: the backlog holds RX frames of this UMEM that user space
-        // is done with.
-        let given = unsafe { self.rings.fill.produce(&self.fill_backlog) };
-        self.fill_backlog.drain(..given);
-    }
-
-    /// Hands the `n` frames of this loop's RX batch back to the fill ring.
-    fn return_rx(&mut self, n: usize) {
-        let descs = &self.rx_descs[..n];
-        // SAFETY: these RX frames belong to this UMEM and user space is done
-        // with them: the forwarder copied what it sends into TX frames.
-        let given = if self.fill_backlog.is_empty() {
-            unsafe { self.rings.fill.produce(descs) }
-        } else {
-            0
-        };
-        if given < n {
-            self.ring_stats.fill_ring_full += (n - given) as u64;
-            // The backlog's capacity is every RX frame: no allocation.
-            self.fill_backlog.extend_from_slice(&descs[given..]);
-        }
-        if self.rings.need_wakeup && self.rings.fill.needs_wakeup() {
-            self.ring_stats.fill_wakeups += 1;
-            xsk::kick_rx(self.rings.fd);
-        }
+        self.io.fd()
     }
 }
 
 impl AsRawFd for Worker {
     fn as_raw_fd(&self) -> RawFd {
-        self.rings.fd
+        self.io.fd()
     }
 }
 

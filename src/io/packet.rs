@@ -1,0 +1,121 @@
+//! The packet-IO seam: receive a batch, send a batch, reclaim.
+//!
+//! [`PacketIo`] is all a backend offers the forwarding core: datagrams in,
+//! a [`CopySink`] for the copies out, and buffers taken back once the
+//! network is done with them. Three backends implement it: AF_XDP rings
+//! and UMEM frames (`crate::relay::xdp_io`), a kernel UDP socket with
+//! `recvmmsg`/`sendmmsg` ([`super::udp_batch`]), and queues in memory
+//! ([`super::mem`], for tests and the simulator). [`forward_batch`] is the
+//! one loop body that runs the forwarding core on any of them, so the AF_XDP
+//! worker, the relay bench and the tests without root share it.
+
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use crate::forward::{BlockForwarder, CopySink};
+
+/// What a backend hands each received datagram to: its sender, its bytes
+/// and the backend's send side.
+pub type OnDatagram<'a, Tx> = dyn FnMut(SocketAddrV4, &[u8], &mut Tx) + 'a;
+
+/// A source of received datagrams with a send side for copies.
+pub trait PacketIo {
+    /// The send side: where the forwarding core writes copies.
+    type Tx: CopySink;
+
+    /// Takes back the send buffers the network is done with.
+    fn reclaim(&mut self);
+
+    /// Takes at most `max` received datagrams without blocking and hands
+    /// each, with its sender, to `each` along with the send side; the
+    /// receive buffers are released before it returns. Returns the number
+    /// of packets taken (those that are not datagrams for this port
+    /// included, counted by the backend).
+    fn receive_batch(&mut self, max: usize, each: &mut OnDatagram<'_, Self::Tx>) -> usize;
+
+    /// Hands every copy still pending to the network now.
+    fn send_batch(&mut self);
+}
+
+/// One turn of the forwarding loop on any backend: reclaim, receive at
+/// most `max` datagrams, hand each to `fwd` with the send side as its copy
+/// sink (each block's copies leave as soon as it verifies), and send what
+/// is left. Returns the packets taken.
+pub fn forward_batch<P: PacketIo>(
+    io: &mut P,
+    fwd: &mut BlockForwarder,
+    max: usize,
+    now_us: u64,
+) -> usize {
+    io.reclaim();
+    let n = io.receive_batch(max, &mut |from, payload, tx| {
+        fwd.handle(from, payload, now_us, tx);
+    });
+    io.send_batch();
+    n
+}
+
+/// Largest latency [`SendLatency`] tracks, in nanoseconds (10 s); longer
+/// ones are recorded as 10 s.
+pub const LATENCY_MAX_NS: u64 = 10_000_000_000;
+
+/// An empty latency histogram (1 ns to [`LATENCY_MAX_NS`], 3 digits).
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3)
+        .unwrap_or_else(|_| unreachable!("constant, valid bounds"))
+}
+
+/// Each forwarded block's time from the moment its receive batch was taken
+/// to the return of the send call that carried its copies, in
+/// nanoseconds: what a backend's send side records. Recording allocates
+/// nothing.
+#[derive(Debug, Clone)]
+pub struct SendLatency {
+    ingress: Instant,
+    waiting: u64,
+    histogram: Histogram<u64>,
+}
+
+impl SendLatency {
+    /// Nothing recorded yet.
+    pub fn new() -> Self {
+        SendLatency {
+            ingress: Instant::now(),
+            waiting: 0,
+            histogram: latency_histogram(),
+        }
+    }
+
+    /// A receive batch was taken now.
+    pub fn batch_taken(&mut self) {
+        self.ingress = Instant::now();
+    }
+
+    /// One more block's copies are ready to send.
+    pub fn block_ready(&mut self) {
+        self.waiting += 1;
+    }
+
+    /// The copies of every ready block were handed to the network now.
+    pub fn sent(&mut self) {
+        if self.waiting > 0 {
+            let ns = u64::try_from(self.ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.histogram
+                .saturating_record_n(ns.clamp(1, LATENCY_MAX_NS), self.waiting);
+            self.waiting = 0;
+        }
+    }
+
+    /// The latencies recorded so far.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.histogram
+    }
+}
+
+impl Default for SendLatency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
