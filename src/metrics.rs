@@ -245,6 +245,11 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             s.unforwardable,
         ),
         (
+            "have_suppressed_total",
+            "queued in-club pushes left out because the receiver said HAVE while they waited",
+            s.have_suppressed,
+        ),
+        (
             "repair_requests_total",
             "REQUEST datagrams sent (loss repair)",
             s.repair_requests,

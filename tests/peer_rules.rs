@@ -74,6 +74,9 @@ fn config(clubs: &[u16]) -> PeerConfig {
     cfg.clubs = Some(clubs.to_vec());
     cfg.club_count = C;
     cfg.peer_id = 1;
+    // The rules below see a push as soon as it is queued; the hold that
+    // waits for HAVEs has its own test.
+    cfg.push_hold_max_ms = 0;
     cfg
 }
 
@@ -1444,6 +1447,42 @@ fn upload_peer_that_said_have_is_not_sent_the_block() {
     let out = deliver_raw(&mut p, now, u1, &f.block(36, now, 0));
     assert!(block_seqs_to(&out, u1).is_empty());
     assert_eq!(block_seqs_to(&out, u2), vec![36]);
+}
+
+/// [0047] on a real network: a fresh in-club push waits half a round trip
+/// (at least 1 ms) for a HAVE from its receiver, and goes only without
+/// one; the peer's timer wakes it for the push.
+#[test]
+fn in_club_push_waits_half_a_round_trip_for_have() {
+    let (u1, u2) = (addr(1), addr(2));
+    let mut cfg = config(&[0, 1]);
+    cfg.push_hold_max_ms = 40;
+    let mut p = peer_with(cfg);
+    assert_accepted(&connect_as_downloader(&mut p, T0, u1, 0, &[0, 4]), u1);
+    assert_accepted(&connect_as_downloader(&mut p, T0, u2, 0, &[0, 5]), u2);
+    let mut f = feed();
+    let now = at(T0, 10);
+    // Housekeeping ran just now: the next tick is 20 ms away.
+    p.handle_timeout(now);
+    drain(&mut p, now);
+    let out = deliver_raw(&mut p, now, stranger(), &f.block(0, now, 0));
+    assert!(block_seqs_to(&out, u1).is_empty(), "pushed at once");
+    assert!(block_seqs_to(&out, u2).is_empty(), "pushed at once");
+    // No round trip is known: the hold is the least, 1 ms.
+    let due = Time(now.0 + 1_000);
+    assert_eq!(p.poll_timeout(), Some(due));
+    // U1 got the block elsewhere and says so within the hold.
+    deliver(
+        &mut p,
+        Time(now.0 + 500),
+        u1,
+        &Message::Have(Have { club: 0, seq: 0 }),
+    );
+    p.handle_timeout(due);
+    let out = drain(&mut p, due);
+    assert!(block_seqs_to(&out, u1).is_empty(), "sent despite HAVE");
+    assert_eq!(block_seqs_to(&out, u2), vec![0]);
+    assert_eq!(p.stats().have_suppressed, 1);
 }
 
 /// [0048]: in-club sends go first, but after 9 in a row one out-of-club

@@ -36,6 +36,9 @@ const PARKED_ASK_US: u64 = 100_000;
 /// has it from elsewhere or will ask for it.
 const SEND_QUEUE_MAX_US: u64 = 1_000_000;
 
+/// Least time a fresh in-club push waits for a HAVE, µs.
+const PUSH_HOLD_MIN_US: u64 = 1_000;
+
 /// Least wait before a hole is asked for, us.
 const REPAIR_WAIT_MIN_US: u64 = 30_000;
 
@@ -278,20 +281,50 @@ impl Peer {
             } else {
                 Lane::OutOfClub
             };
+            let hold = if u.in_club && self.cfg.mode == Mode::Peer {
+                self.push_hold_us(u.to)
+            } else {
+                0
+            };
             self.sends.push(
                 lane,
                 SendItem {
                     to: u.to,
                     seq,
                     queued: self.now,
+                    due: Time(self.now.0 + hold),
                     repair: false,
                 },
             );
         }
     }
 
+    /// How long a fresh in-club push to `to` waits for a HAVE: half the
+    /// round trip (the time a HAVE sent as the block arrived there takes to
+    /// come), within `PUSH_HOLD_MIN_US` and the configured most. The
+    /// source and a relay push at once: no one has the block before them.
+    fn push_hold_us(&self, to: SocketAddr) -> u64 {
+        let max = self.cfg.push_hold_max_ms * 1_000;
+        let half_rtt = self
+            .contacts
+            .get(&to)
+            .and_then(|c| c.rtt)
+            .map_or(PUSH_HOLD_MIN_US, |r| r.srtt_us() / 2);
+        half_rtt.clamp(PUSH_HOLD_MIN_US.min(max), max)
+    }
+
+    /// Whether the receiver of `to`'s upload of `seq`'s club said it holds
+    /// `seq`.
+    fn receiver_has(&mut self, to: SocketAddr, seq: u64) -> bool {
+        let club = (seq % u64::from(self.club_count)) as u16;
+        self.conns
+            .upload(to, club)
+            .is_some_and(|u| u.have.contains(seq))
+    }
+
     /// Builds and queues the waiting sends the uplink pacer allows, in the
-    /// 9:1 order ([0048]).
+    /// 9:1 order ([0048]). Fresh in-club pushes wait until they are due,
+    /// and go only if their receiver has not said HAVE meanwhile ([0047]).
     pub(super) fn flush_sends(&mut self) {
         loop {
             if self.sends.is_empty() {
@@ -301,9 +334,14 @@ impl Peer {
                 self.backlogged = true;
                 return;
             }
-            let Some((_, item)) = self.sends.pop() else {
+            let now = self.now;
+            let Some((lane, item)) = self.sends.pop_ready(|i| i.due <= now) else {
                 return;
             };
+            if lane == Lane::InClub && !item.repair && self.receiver_has(item.to, item.seq) {
+                self.stats.have_suppressed += 1;
+                continue;
+            }
             if self.now.0 > item.queued.0 + SEND_QUEUE_MAX_US {
                 self.stats.send_stale += 1;
                 continue;
@@ -393,6 +431,7 @@ impl Peer {
                     to: from,
                     seq,
                     queued: now,
+                    due: now,
                     repair: true,
                 },
             );

@@ -546,6 +546,7 @@ impl Peer {
                     to: from,
                     seq,
                     queued: now,
+                    due: now,
                     repair: false,
                 },
             );

@@ -141,6 +141,11 @@ pub struct PeerConfig {
     pub choice: Choice,
     /// In-club sends before one out-of-club send ([0048]: 9).
     pub in_club_run: u32,
+    /// Most time a fresh in-club push waits before it goes, ms: half the
+    /// round trip to its receiver, at least `PUSH_HOLD_MIN_US`, at most
+    /// this. A receiver that got the block meanwhile says HAVE first, and
+    /// the push is left out ([0047]); 0 pushes at once.
+    pub push_hold_max_ms: u64,
     /// Most blocks held. Blocks go by age first (see `PeerConfig::new`);
     /// 16384 blocks hold a minute at 2 Mbit/s.
     pub store_blocks: usize,
@@ -208,6 +213,7 @@ impl PeerConfig {
             ban_parole_one_in: 8,
             choice: Choice::WeightedByUploads,
             in_club_run: 9,
+            push_hold_max_ms: 40,
             store_blocks: 16_384,
             store_ms: 9_000,
             keep_played: 256,
@@ -289,6 +295,9 @@ pub struct PeerStats {
     pub send_stale: u64,
     /// Queued forwards whose block or proof was no longer held.
     pub unforwardable: u64,
+    /// Queued in-club pushes left out because the receiver said HAVE
+    /// while they waited ([0047]).
+    pub have_suppressed: u64,
     /// REQUEST datagrams sent (loss repair).
     pub repair_requests: u64,
     /// Blocks asked for in them.
@@ -351,6 +360,8 @@ struct SendItem {
     seq: u64,
     /// When it was queued.
     queued: Time,
+    /// Not sent before this (a fresh in-club push waits for HAVEs).
+    due: Time,
     /// An answer to a REQUEST.
     repair: bool,
 }
@@ -717,7 +728,12 @@ impl Node for Peer {
         if self.failed && self.resume_at.is_some_and(|t| now >= t) {
             self.resume(now);
         }
-        if self.failed || now < self.next_tick {
+        if self.failed {
+            return;
+        }
+        if now < self.next_tick {
+            // A held push fell due.
+            self.flush_sends();
             return;
         }
         self.next_tick = now.plus_ms(self.cfg.tick_ms);
@@ -731,9 +747,16 @@ impl Node for Peer {
 
     fn poll_timeout(&self) -> Option<Time> {
         if self.failed {
-            self.resume_at
-        } else {
-            Some(self.next_tick)
+            return self.resume_at;
         }
+        // The pacer, not the hold, keeps a due push waiting: the tick
+        // wakes it then.
+        let held = self
+            .sends
+            .fronts()
+            .map(|i| i.due)
+            .filter(|due| *due > self.now)
+            .min();
+        Some(held.map_or(self.next_tick, |due| due.min(self.next_tick)))
     }
 }

@@ -60,12 +60,23 @@ impl<T> SendScheduler<T> {
 
     /// The next item to send, by the 9:1 rule.
     pub fn pop(&mut self) -> Option<(Lane, T)> {
-        let take_out = self.run >= self.in_club_run || self.in_club.is_empty();
+        self.pop_ready(|_| true)
+    }
+
+    /// The next item to send, by the 9:1 rule, taking the in-club queue's
+    /// head only if `ready` says it may go now (the items behind it wait
+    /// with it).
+    pub fn pop_ready(&mut self, ready: impl Fn(&T) -> bool) -> Option<(Lane, T)> {
+        let in_club_ready = self.in_club.front().is_some_and(&ready);
+        let take_out = self.run >= self.in_club_run || !in_club_ready;
         if take_out {
             if let Some(item) = self.out_of_club.pop_front() {
                 self.run = 0;
                 return Some((Lane::OutOfClub, item));
             }
+        }
+        if !in_club_ready {
+            return None;
         }
         let item = self.in_club.pop_front()?;
         self.run += 1;
