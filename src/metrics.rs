@@ -111,7 +111,7 @@ pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 36] = [
+    let counters: [(&str, &str, u64); 37] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
