@@ -48,6 +48,7 @@ fn wire(c: &mut Criterion) {
         direction: Direction::Download,
         club: 3,
         clubs: ClubList::Items(&clubs),
+        token: clubcast::wire::Token([5; clubcast::wire::Token::LEN]),
     });
     let mut cbuf = [0u8; 64];
     let clen = connect.encode(&mut cbuf).expect("fits");

@@ -111,7 +111,7 @@ pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 37] = [
+    let counters: [(&str, &str, u64); 43] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
@@ -248,6 +248,36 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             "have_suppressed_total",
             "queued in-club pushes left out because the receiver said HAVE while they waited",
             s.have_suppressed,
+        ),
+        (
+            "validation_tokens_issued_total",
+            "RETRYs sent: requests from addresses not validated, answered with a token only",
+            s.retries_sent,
+        ),
+        (
+            "validation_tokens_failed_total",
+            "requests whose address-validation token did not check",
+            s.tokens_failed,
+        ),
+        (
+            "requests_validated_total",
+            "requests served because their address-validation token checked",
+            s.requests_validated,
+        ),
+        (
+            "retries_taken_total",
+            "RETRYs for an outstanding request: asked again with the token",
+            s.retries_received,
+        ),
+        (
+            "retries_ignored_total",
+            "RETRYs for nothing outstanding, ignored",
+            s.retries_ignored,
+        ),
+        (
+            "unsolicited_answers_total",
+            "PONGs and CLUB_PEERS answering nothing this node asked, ignored",
+            s.unsolicited_answers,
         ),
         (
             "repair_requests_total",

@@ -27,7 +27,7 @@ use clubcast::swarm::SwarmNode;
 use clubcast::wire::{
     bitfield, Accept, AddrList, Bitfield, Block, ClubList, ClubPeers, ClubPeersRequest, Connect,
     Direction, Drop, DropReason, Have, KeepAlive, Load, Message, Ping, Pong, RefuseReason, Request,
-    SeqList, StreamTag, MAX_DATAGRAM, SPARE_UNLIMITED, VERSION,
+    SeqList, StreamTag, Token, MAX_DATAGRAM, SPARE_UNLIMITED, VERSION,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -159,9 +159,41 @@ fn drain(node: &mut impl Node, now: Time) -> Vec<Out> {
 }
 
 /// Delivers `msg` from `from` at `now` and returns what the node answers.
+/// A request answered with a RETRY is sent again with the token, as a
+/// real requester does; what the node answered to both comes back, the
+/// RETRY left out.
 fn deliver(node: &mut impl Node, now: Time, from: SocketAddr, msg: &Message<'_>) -> Vec<Out> {
     node.handle_datagram(now, from, &encode(msg));
-    drain(node, now)
+    let mut out = drain(node, now);
+    let token = out.iter().find_map(|o| match o.msg() {
+        Message::Retry(r) if o.to == from => Some(r.token),
+        _ => None,
+    });
+    let Some(token) = token else {
+        return out;
+    };
+    out.retain(|o| !matches!(o.msg(), Message::Retry(_)));
+    let again = match msg {
+        Message::Ping(m) => Message::Ping(Ping { token, ..*m }),
+        Message::Connect(m) => Message::Connect(Connect { token, ..*m }),
+        Message::ClubPeersRequest(m) => Message::ClubPeersRequest(ClubPeersRequest { token, ..*m }),
+        other => panic!("a RETRY for {other:?}"),
+    };
+    node.handle_datagram(now, from, &encode(&again));
+    out.extend(drain(node, now));
+    out
+}
+
+/// Tells the peer `from`'s load as a PONG does, after `from` made itself
+/// known with a validated PING (an unsolicited PONG teaches nothing).
+fn tell(node: &mut impl Node, now: Time, from: SocketAddr, msg: &Message<'_>) -> Vec<Out> {
+    let ping = Message::Ping(Ping {
+        nonce: 0,
+        club: 0,
+        token: Token::NONE,
+    });
+    deliver(node, now, from, &ping);
+    deliver(node, now, from, msg)
 }
 
 /// Delivers raw bytes and returns the answer.
@@ -228,6 +260,7 @@ fn connect_as_downloader(
         direction: Direction::Download,
         club,
         clubs: clubs_msg(their_clubs),
+        token: Token::NONE,
     });
     deliver(p, now, from, &req)
 }
@@ -245,6 +278,7 @@ fn connect_as_uploader(
         direction: Direction::Upload,
         club,
         clubs: clubs_msg(their_clubs),
+        token: Token::NONE,
     });
     deliver(p, now, from, &req)
 }
@@ -290,7 +324,7 @@ fn accept_connects(p: &mut Peer, now: Time, from: SocketAddr, out: &[Out]) -> Ve
 /// the protocol does: `from` is known by a PONG, the peer's tick sends a
 /// CONNECT, `from` accepts. Returns the time after the tick.
 fn open_foreign_download(p: &mut Peer, now: Time, from: SocketAddr, club: u16) -> Time {
-    deliver(p, now, from, &pong(&[club], 0));
+    tell(p, now, from, &pong(&[club], 0));
     p.handle_timeout(now);
     let out = drain(p, now);
     let connects: Vec<&Out> = out
@@ -481,8 +515,15 @@ fn peer_without_known_members_asks_for_club_peers_then_pings_them() {
     // A answers with two members of club 7: they get a PING for club 7.
     let (m1, m2) = (addr(71), addr(72));
     let members = [m1, m2];
+    let request_id = out
+        .iter()
+        .find_map(|o| match o.msg() {
+            Message::ClubPeersRequest(r) if o.to == a && r.club == 7 => Some(r.request_id),
+            _ => None,
+        })
+        .expect("club 7 asked of A");
     let answer = Message::ClubPeers(ClubPeers {
-        request_id: 1,
+        request_id,
         club: 7,
         peers: AddrList::Items(&members),
     });
@@ -538,14 +579,15 @@ fn club_peers_answer_lists_connected_members_first_never_the_requester() {
         &connect_as_downloader(&mut p, T0, requester, 0, &[0, 4]),
         requester,
     );
-    deliver(&mut p, T0, known1, &pong(&[0, 5], 1));
-    deliver(&mut p, T0, known2, &pong(&[6, 0], 1));
-    deliver(&mut p, T0, other_club, &pong(&[9, 10], 1));
+    tell(&mut p, T0, known1, &pong(&[0, 5], 1));
+    tell(&mut p, T0, known2, &pong(&[6, 0], 1));
+    tell(&mut p, T0, other_club, &pong(&[9, 10], 1));
     let ask = |max: u16| {
         Message::ClubPeersRequest(ClubPeersRequest {
             request_id: 77,
             club: 0,
             max_peers: max,
+            token: Token::NONE,
         })
     };
     let out = deliver(&mut p, at(T0, 1), requester, &ask(32));
@@ -676,7 +718,7 @@ fn least_loaded_choice_picks_only_among_the_minimum() {
 fn fresh_pong_is_reused_without_a_new_ping() {
     let x = addr(5);
     let mut p = peer();
-    deliver(&mut p, T0, x, &pong(&[5, 6], 0));
+    tell(&mut p, T0, x, &pong(&[5, 6], 0));
     let out = run(&mut p, at(T0, 1_000), at(T0, 1_020), 20);
     let to_x: Vec<&Out> = out.iter().filter(|o| o.to == x).collect();
     let clubs: BTreeSet<u16> = to_x
@@ -699,7 +741,7 @@ fn stale_pong_triggers_a_ping_before_connecting() {
     let x = addr(5);
     let mut p = peer();
     let fresh_ms = PeerConfig::new(key().stream_id(), None).pong_fresh_ms;
-    deliver(&mut p, T0, x, &pong(&[5], 0));
+    tell(&mut p, T0, x, &pong(&[5], 0));
     let late = at(T0, fresh_ms + 1_000);
     let out = run(&mut p, late, at(late, 20), 20);
     let to_x: Vec<&Out> = out.iter().filter(|o| o.to == x).collect();
@@ -743,8 +785,8 @@ fn congestion_drop_bans_and_banned_peer_is_not_chosen_over_others() {
     // Y and Z sit in six foreign clubs; Y reports 50 uploads, Z none, so
     // a choice blind to the ban would pick Y about 50 times in 51.
     let clubs = [5, 6, 7, 8, 9, 10];
-    deliver(&mut p, now, y, &pong(&clubs, 50));
-    deliver(&mut p, now, z, &pong(&clubs, 0));
+    tell(&mut p, now, y, &pong(&clubs, 50));
+    tell(&mut p, now, z, &pong(&clubs, 0));
     p.handle_timeout(at(now, 20));
     let out = drain(&mut p, at(now, 20));
     assert!(
@@ -959,7 +1001,7 @@ fn source_never_holds_more_than_two_uploads_in_a_club() {
         T0,
         SmallRng::seed_from_u64(29),
     );
-    deliver(&mut src, T0, x, &pong(&[0], 0));
+    tell(&mut src, T0, x, &pong(&[0], 0));
     src.handle_timeout(T0);
     let asked = drain(&mut src, T0);
     let connects: Vec<(SocketAddr, Direction, u16)> = asked
@@ -1120,7 +1162,7 @@ fn accepted_answer_that_overshoots_trims_one_other_connection() {
 
     // Downloads: the peer asks E to upload club 0 to it.
     let mut p = peer();
-    deliver(&mut p, T0, e, &pong(&[0], 0));
+    tell(&mut p, T0, e, &pong(&[0], 0));
     p.handle_timeout(T0);
     let asked = drain(&mut p, T0);
     sole_connect_to(&asked, e, Direction::Download);
@@ -1155,7 +1197,7 @@ fn accepted_answer_that_overshoots_trims_one_other_connection() {
     for x in [addr(11), addr(12)] {
         assert_accepted(&connect_as_uploader(&mut p, T0, x, 0, &[0, 4]), x);
     }
-    deliver(&mut p, T0, e, &pong(&[0], 0));
+    tell(&mut p, T0, e, &pong(&[0], 0));
     p.handle_timeout(T0);
     let asked = drain(&mut p, T0);
     sole_connect_to(&asked, e, Direction::Upload);
@@ -2018,7 +2060,7 @@ fn dropped_foreign_download_is_replaced_and_told_the_held_blocks() {
             out.extend(deliver_raw(&mut p, t, f1, &fd.block(seq, t, KBPS)));
         }
         // F2 stays fresh in the book.
-        deliver(&mut p, t, f2, &pong(&[5], 0));
+        tell(&mut p, t, f2, &pong(&[5], 0));
         out.extend(run(&mut p, t, at(t, CLUB_INTERVAL_MS), 20));
         seq += 12;
         t = at(t, CLUB_INTERVAL_MS);
@@ -2168,7 +2210,7 @@ fn in_club_download_is_replaced_only_below_two() {
         assert_accepted(&connect_as_uploader(&mut p, T0, x, 0, &[0, 6]), x);
     }
     // E, a fresh member of club 0, takes the peer's upload requests.
-    deliver(&mut p, T0, e, &pong(&[0], 0));
+    tell(&mut p, T0, e, &pong(&[0], 0));
     let out = run(&mut p, T0, at(T0, 100), 20);
     accept_connects(&mut p, at(T0, 100), e, &out);
     assert!(connects_for(&out, 0, Direction::Download).is_empty());
@@ -2209,7 +2251,7 @@ fn in_club_upload_is_replaced_only_below_two_foreign_never() {
     }
     assert_accepted(&connect_as_downloader(&mut p, T0, o, 0, &[7, 8]), o);
     // E, a fresh member of club 0, takes the peer's download requests.
-    deliver(&mut p, T0, e, &pong(&[0], 0));
+    tell(&mut p, T0, e, &pong(&[0], 0));
     let out = run(&mut p, T0, at(T0, 100), 20);
     accept_connects(&mut p, at(T0, 100), e, &out);
     assert!(connects_for(&out, 0, Direction::Upload).is_empty());
@@ -2588,7 +2630,11 @@ fn quality_scenario(extra_uploads: u32, queue_delay_ms: u16) -> (Peer, Vec<Out>,
                 &mut p,
                 now,
                 a,
-                &Message::Ping(Ping { nonce: 1, club: 0 }),
+                &Message::Ping(Ping {
+                    nonce: 1,
+                    club: 0,
+                    token: Token::NONE,
+                }),
             ));
         }
         p.handle_timeout(now);
@@ -2640,7 +2686,7 @@ fn peer_with_many_skips_and_little_upload_stops_then_comes_back() {
     );
     assert!(run(&mut p, at(now, 1_000), Time(resume.0 - 1), 20).is_empty());
     // Back: it reports so, and is answered again.
-    deliver(&mut p, resume, addr(9), &pong(&[7], 0));
+    tell(&mut p, resume, addr(9), &pong(&[7], 0));
     p.handle_timeout(resume);
     let events: Vec<PeerEvent> = std::iter::from_fn(|| p.poll_event()).collect();
     assert!(events.contains(&PeerEvent::Resumed), "{events:?}");
@@ -2965,7 +3011,7 @@ fn a_no_such_connection_drop_ends_the_download_and_another_is_sought() {
     let mut p = peer();
     let (u, v) = (addr(30), addr(31));
     let now = open_foreign_download(&mut p, T0, u, 4);
-    deliver(&mut p, now, v, &pong(&[4], 0));
+    tell(&mut p, now, v, &pong(&[4], 0));
     let gone = Message::Drop(Drop {
         direction: Direction::Upload,
         club: 4,
@@ -3129,8 +3175,8 @@ fn an_unanswered_connect_is_sent_again_and_a_late_accept_is_taken_or_undone() {
     let timeout = cfg.connect_timeout_ms;
     let mut p = peer_with(cfg);
     let (f, g, h) = (addr(3), addr(4), addr(5));
-    deliver(&mut p, T0, f, &pong(&[5], 0));
-    deliver(&mut p, T0, g, &pong(&[6], 0));
+    tell(&mut p, T0, f, &pong(&[5], 0));
+    tell(&mut p, T0, g, &pong(&[6], 0));
     // Sent at 0, 1 s and 3 s; given up at 7 s.
     let gave_up = at(T0, 7 * timeout + 100);
     let out = run(&mut p, T0, gave_up, 10);

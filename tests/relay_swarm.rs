@@ -45,7 +45,7 @@ use clubcast::io::udp::UdpDriver;
 use clubcast::relay::{BindMode, FanoutLimits, RelayNode, WorkerReport, XdpOptions};
 use clubcast::roles::PeerConfig;
 use clubcast::swarm::loopback::Shard;
-use clubcast::wire::{Message, Ping, StreamTag, MAX_DATAGRAM};
+use clubcast::wire::{Message, Ping, StreamTag, Token, MAX_DATAGRAM};
 
 const RELAY_IF: &str = "ccrs-r0";
 const PEER_IF: &str = "ccrs-s0";
@@ -119,35 +119,40 @@ fn forgeries(tag: StreamTag) -> Vec<Vec<u8>> {
 }
 
 /// Sends the forgeries and a PING to the relay from a stranger's socket;
-/// true if the PONG came back.
+/// true if the PONG came back (after the RETRY that validates the
+/// stranger's address).
 fn stranger(tag: StreamTag) -> bool {
     let socket = UdpSocket::bind((SWARM_IP, 0)).expect("stranger socket");
     let relay = SocketAddrV4::new(RELAY_IP, RELAY_PORT);
     for datagram in forgeries(tag) {
         socket.send_to(&datagram, relay).expect("send a forgery");
     }
-    let mut buf = [0u8; MAX_DATAGRAM];
-    let mut len = 0;
-    let ping = Message::Ping(Ping {
-        nonce: 0xC0FFEE,
-        club: 3,
-    });
-    let n = ping.encode(&mut buf).expect("encode PING");
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
+    let mut token = Token::NONE;
     for _ in 0..10 {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let ping = Message::Ping(Ping {
+            nonce: 0xC0FFEE,
+            club: 3,
+            token,
+        });
+        let n = ping.encode(&mut buf).expect("encode PING");
         socket.send_to(&buf[..n], relay).expect("send PING");
         let mut rx = [0u8; 1500];
         if let Ok((got, from)) = socket.recv_from(&mut rx) {
-            if from == SocketAddr::V4(relay) {
-                len = got;
-                buf[..got].copy_from_slice(&rx[..got.min(MAX_DATAGRAM)]);
-                break;
+            if from != SocketAddr::V4(relay) {
+                continue;
+            }
+            match Message::parse(&rx[..got]) {
+                Ok(Message::Pong(p)) => return p.nonce == 0xC0FFEE,
+                Ok(Message::Retry(r)) => token = r.token,
+                _ => {}
             }
         }
     }
-    matches!(Message::parse(&buf[..len]), Ok(Message::Pong(p)) if p.nonce == 0xC0FFEE)
+    false
 }
 
 /// The swarm namespace: tracker and source at once; the peers when the

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use clubcast::roles::{ClubRecommender, Time, Tracker, TrackerConfig};
-use clubcast::wire::{ClubList, Heartbeat, Join, JoinRole, Message, StreamTag};
+use clubcast::wire::{ClubList, Heartbeat, Join, JoinRole, Message, StreamTag, Token};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -30,17 +30,50 @@ fn encode(msg: &Message<'_>) -> Vec<u8> {
     buf
 }
 
-fn join_as(max_peers: u16, role: JoinRole) -> Vec<u8> {
+fn join_with(max_peers: u16, role: JoinRole, token: Token) -> Vec<u8> {
     encode(&Message::Join(Join {
         stream: STREAM,
         peer_id: 7,
         max_peers,
         role,
+        token,
     }))
 }
 
-fn join(max_peers: u16) -> Vec<u8> {
-    join_as(max_peers, JoinRole::Viewer)
+/// Joins `from` as a real peer does: a JOIN without a token gets a RETRY
+/// (no bigger than the JOIN) and nothing else, and the JOIN again with its
+/// token is served. Returns the answer to the second JOIN, if any.
+fn join_as(
+    t: &mut Tracker<SmallRng>,
+    now: Time,
+    from: SocketAddr,
+    max_peers: u16,
+    role: JoinRole,
+) -> Option<Vec<u8>> {
+    let first = join_with(max_peers, role, Token::NONE);
+    t.handle_datagram(now, from, &first);
+    let tx = t.poll_transmit().expect("a RETRY");
+    assert!(t.poll_transmit().is_none());
+    assert_eq!(tx.to, from);
+    assert!(
+        tx.payload().len() <= first.len(),
+        "RETRY bigger than the JOIN"
+    );
+    let token = match Message::parse(tx.payload()) {
+        Ok(Message::Retry(r)) => r.token,
+        other => panic!("expected RETRY, got {other:?}"),
+    };
+    t.handle_datagram(now, from, &join_with(max_peers, role, token));
+    let answer = t.poll_transmit().map(|tx| {
+        assert_eq!(tx.to, from);
+        tx.payload().to_vec()
+    });
+    assert!(t.poll_transmit().is_none());
+    answer
+}
+
+fn join(t: &mut Tracker<SmallRng>, now: Time, from: SocketAddr, max_peers: u16) {
+    join_as(t, now, from, max_peers, JoinRole::Viewer);
 }
 
 fn heartbeat(clubs: &[u16]) -> Vec<u8> {
@@ -59,11 +92,8 @@ fn do_join(
     from: SocketAddr,
     max: u16,
 ) -> (Vec<SocketAddr>, u16, Vec<u16>) {
-    t.handle_datagram(now, from, &join(max));
-    let tx = t.poll_transmit().expect("an answer");
-    assert_eq!(tx.to, from);
-    assert!(t.poll_transmit().is_none());
-    match Message::parse(tx.payload()) {
+    let answer = join_as(t, now, from, max, JoinRole::Viewer).expect("an answer");
+    match Message::parse(&answer) {
         Ok(Message::PeerList(list)) => {
             assert_eq!(list.stream, STREAM);
             (
@@ -106,7 +136,7 @@ fn heartbeat_keeps_a_peer_and_silence_removes_it() {
 fn list_is_a_random_partial_list_of_the_others() {
     let mut t = tracker();
     for n in 0..200 {
-        t.handle_datagram(Time(0), v4(n), &join(0));
+        join(&mut t, Time(0), v4(n), 0);
         t.poll_transmit();
     }
     let mut seen = HashSet::new();
@@ -131,7 +161,7 @@ fn list_is_a_random_partial_list_of_the_others() {
 fn list_fits_one_datagram() {
     let mut t = tracker();
     for n in 0..300 {
-        t.handle_datagram(Time(0), v6(n), &join(0));
+        join(&mut t, Time(0), v6(n), 0);
         t.poll_transmit();
     }
     let (listed, _, _) = do_join(&mut t, Time(1), v6(999), u16::MAX);
@@ -209,16 +239,75 @@ fn bad_input_is_counted_and_dropped() {
         peer_id: 1,
         max_peers: 5,
         role: JoinRole::Viewer,
+        token: Token::NONE,
     }));
     t.handle_datagram(Time(0), v4(1), &other);
-    let ping = encode(&Message::Ping(clubcast::wire::Ping { nonce: 1, club: 0 }));
+    let ping = encode(&Message::Ping(clubcast::wire::Ping {
+        nonce: 1,
+        club: 0,
+        token: Token::NONE,
+    }));
     t.handle_datagram(Time(0), v4(1), &ping);
     assert!(t.poll_transmit().is_none());
     assert_eq!(t.peer_count(), 0);
     let s = t.stats();
     assert_eq!((s.malformed, s.wrong_stream, s.unexpected), (2, 1, 1));
+    join(&mut t, Time(0), v4(2), 5);
     t.handle_datagram(Time(0), v4(2), &heartbeat(&[500, 4]));
     assert_eq!(t.clubs_of(v4(2)), Some(&[4u16][..]));
+}
+
+/// Address validation: a JOIN from an address that never shows it receives
+/// there (a spoofed one) gets one RETRY no bigger than itself and is never
+/// listed; a token minted for another address, or a made-up one, fails and
+/// is counted; a HEARTBEAT from an address not listed adds nothing and
+/// gets a RETRY, so a real peer the tracker forgot joins again.
+#[test]
+fn only_addresses_that_answered_a_retry_are_listed() {
+    let mut t = tracker();
+    let spoofed = join_with(50, JoinRole::Viewer, Token::NONE);
+    let mut sent = 0;
+    let mut back = 0;
+    for n in 0..100 {
+        t.handle_datagram(Time(0), v4(n), &spoofed);
+        sent += spoofed.len();
+        while let Some(tx) = t.poll_transmit() {
+            assert!(matches!(
+                Message::parse(tx.payload()),
+                Ok(Message::Retry(_))
+            ));
+            back += tx.payload().len();
+        }
+    }
+    assert!(back <= sent, "{back} bytes back for {sent}");
+    assert_eq!(t.peer_count(), 0);
+    // A token for v4(1) does not admit v4(2).
+    t.handle_datagram(Time(0), v4(1), &spoofed);
+    let tx = t.poll_transmit().expect("a RETRY");
+    let Ok(Message::Retry(r)) = Message::parse(tx.payload()) else {
+        panic!("a RETRY")
+    };
+    t.handle_datagram(Time(0), v4(2), &join_with(50, JoinRole::Viewer, r.token));
+    let mut forged = r.token;
+    forged.0[15] ^= 1;
+    t.handle_datagram(Time(0), v4(1), &join_with(50, JoinRole::Viewer, forged));
+    while t.poll_transmit().is_some() {}
+    assert_eq!(t.peer_count(), 0);
+    assert_eq!(t.stats().tokens_failed, 2);
+    // With its own token, v4(1) is in.
+    t.handle_datagram(Time(0), v4(1), &join_with(50, JoinRole::Viewer, r.token));
+    assert!(matches!(
+        t.poll_transmit()
+            .map(|tx| Message::parse(tx.payload()).map(|m| m.message_type())),
+        Some(Ok(clubcast::wire::MessageType::PeerList))
+    ));
+    assert_eq!(t.peer_count(), 1);
+    // A heartbeat from a stranger: a RETRY, nothing listed.
+    t.handle_datagram(Time(0), v4(77), &heartbeat(&[1, 2]));
+    assert!(t.poll_transmit().is_some());
+    assert_eq!(t.peer_count(), 1);
+    assert_eq!(t.stats().heartbeats_unknown, 1);
+    assert_eq!(t.stats().retries_sent, 104);
 }
 
 /// Bounded table: joins beyond `max_peers` are dropped and counted.
@@ -227,15 +316,14 @@ fn table_is_bounded() {
     let mut cfg = TrackerConfig::new(STREAM);
     cfg.max_peers = 10;
     let mut t = Tracker::new(cfg, SmallRng::seed_from_u64(2));
+    let mut answers = 0;
     for n in 0..25 {
-        t.handle_datagram(Time(0), v4(n), &join(5));
+        if join_as(&mut t, Time(0), v4(n), 5, JoinRole::Viewer).is_some() {
+            answers += 1;
+        }
     }
     assert_eq!(t.peer_count(), 10);
     assert_eq!(t.stats().full, 15);
-    let mut answers = 0;
-    while t.poll_transmit().is_some() {
-        answers += 1;
-    }
     assert_eq!(answers, 10);
 }
 
@@ -244,9 +332,8 @@ fn table_is_bounded() {
 #[test]
 fn source_join_takes_no_recommendation() {
     let mut t = tracker();
-    t.handle_datagram(Time(0), v4(999), &join_as(10, JoinRole::Source));
-    let tx = t.poll_transmit().expect("an answer");
-    match Message::parse(tx.payload()) {
+    let answer = join_as(&mut t, Time(0), v4(999), 10, JoinRole::Source).expect("an answer");
+    match Message::parse(&answer) {
         Ok(Message::PeerList(list)) => assert!(list.recommended.is_empty()),
         other => panic!("expected PEER_LIST, got {other:?}"),
     }

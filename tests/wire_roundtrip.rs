@@ -5,8 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use clubcast::wire::{
     bitfield, Accept, AddrList, BatchSignature, Bitfield, Block, ClubList, ClubPeers,
     ClubPeersRequest, Connect, Direction, Drop, DropReason, Have, Heartbeat, Join, JoinRole,
-    KeepAlive, Load, Message, PeerList, Ping, Pong, Refuse, RefuseReason, Request, SeqList,
-    StreamTag, WireError, MAX_DATAGRAM, MAX_PAYLOAD, REQUEST_MAX_SEQS, VERSION,
+    KeepAlive, Load, Message, MessageType, PeerList, Ping, Pong, Refuse, RefuseReason, Request,
+    Retry, SeqList, StreamTag, Token, WireError, MAX_DATAGRAM, MAX_PAYLOAD, REQUEST_MAX_SEQS,
+    VERSION,
 };
 use proptest::prelude::*;
 
@@ -38,7 +39,7 @@ fn addr() -> impl Strategy<Value = SocketAddr> {
 
 fn owned() -> impl Strategy<Value = Owned> {
     (
-        0u8..16,
+        0u8..17,
         any::<[u8; 8]>(),
         any::<[u64; 4]>(),
         prop::collection::vec(any::<u16>(), 0..20),
@@ -88,12 +89,17 @@ fn build(o: &Owned) -> Message<'_> {
         Direction::Upload
     };
     let clubs = ClubList::Items(&o.clubs);
+    let mut t = [0u8; Token::LEN];
+    t[..8].copy_from_slice(&o.tag);
+    t[8..].copy_from_slice(&o.n[2].to_be_bytes());
+    let token = Token(t);
     match o.kind {
         0 => Message::Join(Join {
             stream,
             peer_id: a,
             max_peers: b as u16,
             role: [JoinRole::Viewer, JoinRole::Source, JoinRole::Relay][c as usize % 3],
+            token,
         }),
         1 => Message::PeerList(PeerList {
             stream,
@@ -111,6 +117,7 @@ fn build(o: &Owned) -> Message<'_> {
             request_id: a as u32,
             club: b as u16,
             max_peers: c as u16,
+            token,
         }),
         4 => Message::ClubPeers(ClubPeers {
             request_id: a as u32,
@@ -120,6 +127,7 @@ fn build(o: &Owned) -> Message<'_> {
         5 => Message::Ping(Ping {
             nonce: a as u32,
             club: b as u16,
+            token,
         }),
         6 => Message::Pong(Pong {
             nonce: a as u32,
@@ -138,6 +146,7 @@ fn build(o: &Owned) -> Message<'_> {
             direction,
             club: b as u16,
             clubs,
+            token,
         }),
         8 => Message::Accept(Accept {
             request_id: a as u32,
@@ -186,6 +195,16 @@ fn build(o: &Owned) -> Message<'_> {
         }),
         14 => Message::Request(Request {
             seqs: SeqList::Items(&o.seqs),
+        }),
+        15 => Message::Retry(Retry {
+            token,
+            request: [
+                MessageType::Join,
+                MessageType::Ping,
+                MessageType::Connect,
+                MessageType::ClubPeersRequest,
+            ][b as usize % 4],
+            request_id: c as u32,
         }),
         _ => {
             let count = (b as u16).max(1);

@@ -256,13 +256,18 @@ pub fn run_tracker(args: &TrackerArgs) -> Result<ExitCode, String> {
         |t, s, _| {
             let st = t.stats();
             println!(
-                "t={s}s peers {} joins {} heartbeats {} expired {} malformed {} wrong-stream {}",
+                "t={s}s peers {} joins {} heartbeats {} expired {} malformed {} wrong-stream {} \
+                 full {} retries {} tokens-failed {} unknown-heartbeats {}",
                 t.peer_count(),
                 st.joins,
                 st.heartbeats,
                 st.expired,
                 st.malformed,
-                st.wrong_stream
+                st.wrong_stream,
+                st.full,
+                st.retries_sent,
+                st.tokens_failed,
+                st.heartbeats_unknown
             );
         },
     )?;

@@ -11,6 +11,7 @@ mod outbox;
 pub mod peer;
 mod recommend;
 pub mod source;
+pub mod token;
 pub mod tracker;
 
 pub use outbox::{Outbox, Transmit};

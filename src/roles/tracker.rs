@@ -7,7 +7,11 @@
 //! recommended clubs from a shuffled list refilled when empty. Peers whose
 //! heartbeat stops are removed on the next sweep. The table is bounded; a
 //! join beyond the bound, a datagram for another stream, and anything that
-//! is not a tracker message are counted and dropped.
+//! is not a tracker message are counted and dropped. Only an address that
+//! has shown it receives at its source address is listed: a JOIN without
+//! the tracker's token for it is answered with a RETRY carrying one
+//! (`super::token`), and a HEARTBEAT from an address not on the list adds
+//! nothing and gets a RETRY, so a peer the tracker forgot joins again.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,8 +19,11 @@ use std::net::SocketAddr;
 use rand::seq::index;
 use rand::Rng;
 
+use super::token::TokenKey;
 use super::{ClubRecommender, Node, Outbox, Time, Transmit};
-use crate::wire::{AddrList, ClubList, Heartbeat, Join, JoinRole, Message, PeerList, StreamTag};
+use crate::wire::{
+    AddrList, ClubList, Heartbeat, Join, JoinRole, Message, MessageType, PeerList, Retry, StreamTag,
+};
 
 /// Bytes a PEER_LIST has for addresses: the datagram budget less the
 /// header (3), stream tag (8), club count (2), two recommended clubs (1 + 4),
@@ -78,6 +85,13 @@ pub struct TrackerStats {
     pub unexpected: u64,
     /// Joins dropped because the table was full.
     pub full: u64,
+    /// RETRYs sent: JOINs without a valid token, and HEARTBEATs from
+    /// addresses not listed (validation tokens issued).
+    pub retries_sent: u64,
+    /// JOINs whose token did not check.
+    pub tokens_failed: u64,
+    /// HEARTBEATs from addresses not listed (not added).
+    pub heartbeats_unknown: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -99,12 +113,14 @@ pub struct Tracker<R> {
     outbox: Outbox,
     next_sweep: Option<Time>,
     stats: TrackerStats,
+    token_key: TokenKey,
 }
 
 impl<R: Rng> Tracker<R> {
     /// A tracker with no peers.
-    pub fn new(cfg: TrackerConfig, rng: R) -> Self {
+    pub fn new(cfg: TrackerConfig, mut rng: R) -> Self {
         Tracker {
+            token_key: TokenKey::new(rng.random()),
             recommender: ClubRecommender::new(cfg.clubs),
             outbox: Outbox::new(cfg.outbox),
             cfg,
@@ -221,6 +237,13 @@ impl<R: Rng> Tracker<R> {
             self.stats.wrong_stream += 1;
             return;
         }
+        if !self.token_key.check(from, &join.token, now) {
+            if !join.token.is_none() {
+                self.stats.tokens_failed += 1;
+            }
+            self.retry(now, from);
+            return;
+        }
         // Peers listed: a random sample of the others, as many as the joiner
         // asked for, the configured cap and one datagram allow ([0016]).
         let want = usize::from(join.max_peers.min(self.cfg.max_listed));
@@ -280,12 +303,32 @@ impl<R: Rng> Tracker<R> {
             n += 1;
         }
         // A heartbeat from a peer the tracker does not know (say, after a
-        // tracker restart) puts it back on the list.
+        // tracker restart) adds nothing: the RETRY makes a real peer join
+        // again, with its token.
+        if !self.peers.contains_key(&from) {
+            self.stats.heartbeats_unknown += 1;
+            self.retry(now, from);
+            return;
+        }
         if self.upsert(now, from, &clubs[..n]) {
             self.stats.heartbeats += 1;
         } else {
             self.stats.full += 1;
         }
+    }
+
+    /// Answers `from` with a RETRY for a JOIN, carrying its token.
+    fn retry(&mut self, now: Time, from: SocketAddr) {
+        self.stats.retries_sent += 1;
+        let token = self.token_key.mint(from, now);
+        self.outbox.push(
+            from,
+            &Message::Retry(Retry {
+                token,
+                request: MessageType::Join,
+                request_id: 0,
+            }),
+        );
     }
 }
 

@@ -8,7 +8,9 @@
 
 use super::bitfield;
 use super::byte_enum::byte_enum;
-use super::{AddrList, ClubList, Reader, SeqList, StreamTag, WireError, Writer, STREAM_TAG_LEN};
+use super::{
+    AddrList, ClubList, Reader, SeqList, StreamTag, Token, WireError, Writer, STREAM_TAG_LEN,
+};
 
 fn read_tag(r: &mut Reader<'_>) -> Result<StreamTag, WireError> {
     Ok(StreamTag(*r.array::<STREAM_TAG_LEN>("stream tag")?))
@@ -39,6 +41,8 @@ pub struct Join {
     pub max_peers: u16,
     /// What the joining node is.
     pub role: JoinRole,
+    /// The tracker's address-validation token for the sender, or none.
+    pub token: Token,
 }
 
 impl Join {
@@ -48,6 +52,7 @@ impl Join {
             peer_id: r.u64("peer id")?,
             max_peers: r.u16("max peers")?,
             role: JoinRole::from_u8(r.u8("join role")?)?,
+            token: Token::read(r)?,
         })
     }
 
@@ -55,7 +60,8 @@ impl Join {
         w.bytes(&self.stream.0)?;
         w.u64(self.peer_id)?;
         w.u16(self.max_peers)?;
-        w.u8(self.role as u8)
+        w.u8(self.role as u8)?;
+        self.token.write(w)
     }
 }
 
@@ -139,6 +145,8 @@ pub struct ClubPeersRequest {
     pub club: u16,
     /// Most addresses wanted.
     pub max_peers: u16,
+    /// The answering peer's token for the sender, or none.
+    pub token: Token,
 }
 
 impl ClubPeersRequest {
@@ -147,13 +155,15 @@ impl ClubPeersRequest {
             request_id: r.u32("request id")?,
             club: r.u16("club")?,
             max_peers: r.u16("max peers")?,
+            token: Token::read(r)?,
         })
     }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.u32(self.request_id)?;
         w.u16(self.club)?;
-        w.u16(self.max_peers)
+        w.u16(self.max_peers)?;
+        self.token.write(w)
     }
 }
 
@@ -192,6 +202,8 @@ pub struct Ping {
     /// The club the prober wants to connect in; the pong reports in-club
     /// counts for it.
     pub club: u16,
+    /// The probed peer's token for the sender, or none.
+    pub token: Token,
 }
 
 impl Ping {
@@ -199,12 +211,14 @@ impl Ping {
         Ok(Ping {
             nonce: r.u32("nonce")?,
             club: r.u16("club")?,
+            token: Token::read(r)?,
         })
     }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.u32(self.nonce)?;
-        w.u16(self.club)
+        w.u16(self.club)?;
+        self.token.write(w)
     }
 }
 
@@ -301,6 +315,8 @@ pub struct Connect<'a> {
     /// The initiator's clubs, so the other side can tell in-club from
     /// out-of-club requests ([0059]).
     pub clubs: ClubList<'a>,
+    /// The responder's token for the initiator, or none.
+    pub token: Token,
 }
 
 impl<'a> Connect<'a> {
@@ -310,6 +326,7 @@ impl<'a> Connect<'a> {
             direction: Direction::read(r)?,
             club: r.u16("club")?,
             clubs: ClubList::read(r, "clubs")?,
+            token: Token::read(r)?,
         })
     }
 
@@ -317,7 +334,8 @@ impl<'a> Connect<'a> {
         w.u32(self.request_id)?;
         w.u8(self.direction as u8)?;
         w.u16(self.club)?;
-        self.clubs.write(w, "clubs")
+        self.clubs.write(w, "clubs")?;
+        self.token.write(w)
     }
 }
 

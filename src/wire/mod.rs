@@ -14,6 +14,7 @@ mod byte_enum;
 mod control;
 mod cursor;
 mod list;
+mod token;
 
 pub use block::{
     BatchSignature, Block, BLOCK_FIXED_LEN, HASH_LEN, MAX_PAYLOAD, MAX_PROOF_HASHES,
@@ -26,6 +27,7 @@ pub use control::{
 };
 pub use cursor::{Reader, Writer};
 pub use list::{AddrList, ClubList, List, ListItem, SeqList};
+pub use token::{Retry, Token};
 
 use thiserror::Error;
 
@@ -33,7 +35,7 @@ use thiserror::Error;
 pub const MAGIC: u8 = 0xCC;
 
 /// Wire format version spoken by this build.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Largest UDP payload clubcast ever sends or accepts. 1232 bytes fits the
 /// IPv6 minimum MTU of 1280 after a 40-byte IPv6 and an 8-byte UDP header, so
@@ -143,6 +145,8 @@ byte_enum::byte_enum! {
         PeerList = 0x02,
         /// Peer -> tracker: still here.
         Heartbeat = 0x03,
+        /// Answer to a request from an address not validated yet.
+        Retry = 0x04,
         /// Ask a peer for members of a club.
         ClubPeersRequest = 0x10,
         /// Members of a club.
@@ -220,6 +224,8 @@ pub enum Message<'a> {
     PeerList(PeerList<'a>),
     /// See [`Heartbeat`].
     Heartbeat(Heartbeat<'a>),
+    /// See [`Retry`].
+    Retry(Retry),
     /// See [`ClubPeersRequest`].
     ClubPeersRequest(ClubPeersRequest),
     /// See [`ClubPeers`].
@@ -257,6 +263,7 @@ impl<'a> Message<'a> {
             MessageType::Join => Message::Join(Join::read(r)?),
             MessageType::PeerList => Message::PeerList(PeerList::read(r)?),
             MessageType::Heartbeat => Message::Heartbeat(Heartbeat::read(r)?),
+            MessageType::Retry => Message::Retry(Retry::read(r)?),
             MessageType::ClubPeersRequest => Message::ClubPeersRequest(ClubPeersRequest::read(r)?),
             MessageType::ClubPeers => Message::ClubPeers(ClubPeers::read(r)?),
             MessageType::Ping => Message::Ping(Ping::read(r)?),
@@ -281,6 +288,7 @@ impl<'a> Message<'a> {
             Message::Join(_) => MessageType::Join,
             Message::PeerList(_) => MessageType::PeerList,
             Message::Heartbeat(_) => MessageType::Heartbeat,
+            Message::Retry(_) => MessageType::Retry,
             Message::ClubPeersRequest(_) => MessageType::ClubPeersRequest,
             Message::ClubPeers(_) => MessageType::ClubPeers,
             Message::Ping(_) => MessageType::Ping,
@@ -306,6 +314,7 @@ impl<'a> Message<'a> {
             Message::Join(m) => m.write(w)?,
             Message::PeerList(m) => m.write(w)?,
             Message::Heartbeat(m) => m.write(w)?,
+            Message::Retry(m) => m.write(w)?,
             Message::ClubPeersRequest(m) => m.write(w)?,
             Message::ClubPeers(m) => m.write(w)?,
             Message::Ping(m) => m.write(w)?,
@@ -331,6 +340,7 @@ impl MessageType {
             MessageType::Join => "JOIN",
             MessageType::PeerList => "PEER_LIST",
             MessageType::Heartbeat => "HEARTBEAT",
+            MessageType::Retry => "RETRY",
             MessageType::ClubPeersRequest => "CLUB_PEERS_REQUEST",
             MessageType::ClubPeers => "CLUB_PEERS",
             MessageType::Ping => "PING",

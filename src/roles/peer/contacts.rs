@@ -42,6 +42,8 @@ pub struct Contact {
     pub pinged: Option<Time>,
     /// Nonce of that PING.
     pub ping_nonce: u32,
+    /// Club that PING asked about.
+    pub ping_club: u16,
     /// Round trips to it.
     pub rtt: Option<Rtt>,
     /// Upload capacity it said it has left, kbit/s.
@@ -90,6 +92,11 @@ impl Contacts {
     /// The contact for `addr`, if known.
     pub fn get(&self, addr: &SocketAddr) -> Option<&Contact> {
         self.map.get(addr)
+    }
+
+    /// The contact for `addr`, if known, to update.
+    pub fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut Contact> {
+        self.map.get_mut(addr)
     }
 
     /// Forgets `addr`.

@@ -13,12 +13,12 @@ use rand::Rng;
 use super::conns::Download;
 use super::rtt;
 use super::scheduler::Lane;
-use super::{Mode, Peer, PeerEvent, SendItem};
+use super::{validation, Mode, Peer, PeerEvent, SendItem};
 use crate::roles::Time;
 use crate::wire::{
     bitfield, Accept, AddrList, Bitfield, ClubList, ClubPeers, ClubPeersRequest, Connect,
-    Direction, DropReason, Have, KeepAlive, Load, Message, PeerList, Ping, Pong, Refuse,
-    RefuseReason, DELAY_UNKNOWN,
+    Direction, DropReason, Have, KeepAlive, Load, Message, MessageType, PeerList, Ping, Pong,
+    Refuse, RefuseReason, DELAY_UNKNOWN,
 };
 
 /// Round trip assumed for a downloader's report while none was measured,
@@ -34,7 +34,8 @@ impl Peer {
             Message::PeerList(list) => self.on_peer_list(now, from, list),
             Message::ClubPeersRequest(req) => self.on_club_peers_request(from, req),
             Message::ClubPeers(ans) => self.on_club_peers(now, ans),
-            Message::Ping(ping) => self.on_ping(from, ping),
+            Message::Retry(retry) => self.on_retry(now, from, retry),
+            Message::Ping(ping) => self.on_ping(now, from, ping),
             Message::Pong(pong) => self.on_pong(now, from, pong),
             Message::Connect(req) => self.on_connect(now, from, req),
             Message::Accept(acc) => self.on_accept(now, from, acc),
@@ -91,6 +92,14 @@ impl Peer {
     }
 
     fn on_club_peers_request(&mut self, from: SocketAddr, req: &ClubPeersRequest) {
+        if !self.validated(
+            from,
+            &req.token,
+            MessageType::ClubPeersRequest,
+            req.request_id,
+        ) {
+            return;
+        }
         let max = usize::from(req.max_peers).min(CLUB_PEERS_MAX);
         // Connected members first ([0037]), then others known to be in it.
         let mut found: Vec<SocketAddr> = Vec::with_capacity(max);
@@ -125,6 +134,10 @@ impl Peer {
     }
 
     fn on_club_peers(&mut self, now: Time, ans: &ClubPeers<'_>) {
+        if self.club_query(now, ans.request_id) != Some(ans.club) {
+            self.stats.unsolicited_answers += 1;
+            return;
+        }
         for addr in ans.peers.iter() {
             let c = self.contacts.entry(addr, now);
             if !c.clubs.contains(&ans.club) && c.pong.is_none() {
@@ -152,7 +165,12 @@ impl Peer {
         }
     }
 
-    fn on_ping(&mut self, from: SocketAddr, ping: &Ping) {
+    fn on_ping(&mut self, now: Time, from: SocketAddr, ping: &Ping) {
+        if !self.validated(from, &ping.token, MessageType::Ping, ping.nonce) {
+            return;
+        }
+        // A validated prober is a live peer worth knowing.
+        self.contacts.entry(from, now).heard = now;
         let clubs = self.clubs.clone();
         let pong = Message::Pong(Pong {
             nonce: ping.nonce,
@@ -165,7 +183,16 @@ impl Peer {
     }
 
     fn on_pong(&mut self, now: Time, from: SocketAddr, pong: &Pong<'_>) {
-        let c = self.contacts.entry(from, now);
+        if pong.nonce == 0 && self.conns.downloads.iter().any(|d| d.from == from) {
+            return; // the answer to a liveness probe: hearing it was all
+        }
+        // Only a contact this peer already knows (from the tracker, a
+        // CLUB_PEERS it asked for, or a validated request) is updated: an
+        // unsolicited PONG never adds an address to probe.
+        let Some(c) = self.contacts.get_mut(&from) else {
+            self.stats.unsolicited_answers += 1;
+            return;
+        };
         c.clubs.clear();
         c.clubs.extend(pong.clubs.iter().take(64));
         c.pong = Some((now, pong.load));
@@ -201,6 +228,11 @@ impl Peer {
     }
 
     fn on_connect(&mut self, now: Time, from: SocketAddr, req: &Connect<'_>) {
+        // No connection, and so no upload, for an address that has not
+        // shown it receives at it.
+        if !self.validated(from, &req.token, MessageType::Connect, req.request_id) {
+            return;
+        }
         // A request is allowed even from a banned peer ([0059]); the ban
         // list only steers this peer's own choices ([0039]).
         if !self.in_club(req.club) {
@@ -592,14 +624,25 @@ impl Peer {
                 asked.push(others.swap_remove(i));
             }
         }
-        self.next_request_id = self.next_request_id.wrapping_add(1);
+        let request_id = self.fresh_id();
+        if self.club_queries.len() >= validation::CLUB_QUERIES_MAX {
+            self.club_queries.pop_front();
+        }
+        self.club_queries.push_back((request_id, club, now));
+        for to in asked.into_iter().take(4) {
+            self.send_club_peers_request(to, request_id, club);
+        }
+    }
+
+    /// Sends a CLUB_PEERS_REQUEST, with `to`'s token.
+    pub(super) fn send_club_peers_request(&mut self, to: SocketAddr, request_id: u32, club: u16) {
+        let token = self.token_for(to);
         let req = Message::ClubPeersRequest(ClubPeersRequest {
-            request_id: self.next_request_id,
+            request_id,
             club,
             max_peers: CLUB_PEERS_MAX as u16,
+            token,
         });
-        for to in asked.into_iter().take(4) {
-            self.send(to, &req);
-        }
+        self.send(to, &req);
     }
 }

@@ -173,17 +173,51 @@ impl Peer {
             p.deadline = Time(now.0 + wait);
             self.pending[i] = p;
             self.stats.connect_retries += 1;
-            let clubs = self.clubs.clone();
-            self.send(
-                p.to,
-                &Message::Connect(Connect {
-                    request_id: p.request_id,
-                    direction: p.direction,
-                    club: p.club,
-                    clubs: ClubList::Items(&clubs),
-                }),
-            );
+            self.send_connect(&p);
         }
+    }
+
+    /// Sends the CONNECT of `p`, with `p.to`'s token.
+    pub(super) fn send_connect(&mut self, p: &Pending) {
+        let clubs = self.clubs.clone();
+        let token = self.token_for(p.to);
+        self.send(
+            p.to,
+            &Message::Connect(Connect {
+                request_id: p.request_id,
+                direction: p.direction,
+                club: p.club,
+                clubs: ClubList::Items(&clubs),
+                token,
+            }),
+        );
+    }
+
+    /// Sends JOIN to the tracker, with its token.
+    pub(super) fn send_join(&mut self) {
+        let Some(tracker) = self.cfg.tracker else {
+            return;
+        };
+        let role = match self.cfg.mode {
+            Mode::Peer => JoinRole::Viewer,
+            Mode::Source => JoinRole::Source,
+            Mode::Relay => JoinRole::Relay,
+        };
+        let token = self.token_for(tracker);
+        let join = Message::Join(Join {
+            stream: self.tag,
+            peer_id: self.cfg.peer_id,
+            max_peers: self.cfg.tracker_peers,
+            role,
+            token,
+        });
+        self.send(tracker, &join);
+    }
+
+    /// Sends a PING, with `to`'s token.
+    pub(super) fn send_ping(&mut self, to: SocketAddr, nonce: u32, club: u16) {
+        let token = self.token_for(to);
+        self.send(to, &Message::Ping(Ping { nonce, club, token }));
     }
 
     fn talk_to_tracker(&mut self, now: Time) {
@@ -199,18 +233,7 @@ impl Peer {
                 if self.joins_sent == TRACKER_SILENT_AFTER + 1 {
                     self.events.push_back(PeerEvent::TrackerSilent { tracker });
                 }
-                let role = match self.cfg.mode {
-                    Mode::Peer => JoinRole::Viewer,
-                    Mode::Source => JoinRole::Source,
-                    Mode::Relay => JoinRole::Relay,
-                };
-                let join = Message::Join(Join {
-                    stream: self.tag,
-                    peer_id: self.cfg.peer_id,
-                    max_peers: self.cfg.tracker_peers,
-                    role,
-                });
-                self.send(tracker, &join);
+                self.send_join();
             }
             return;
         }
@@ -247,6 +270,7 @@ impl Peer {
             .is_some_and(|t| now.0 < t.0 + self.pause_us());
         let live_since = self.live_since;
         let mut to_send = Vec::new();
+        let mut to_ping = Vec::new();
         let mut silent = Vec::new();
         let mut gaps = Vec::new();
         let rtos: Vec<u64> = self
@@ -292,11 +316,14 @@ impl Peer {
             if now.0 >= last.0 + limit && (d.in_club || stream_live) {
                 silent.push((d.from, d.club));
             } else if d.in_club && now.0 >= last.0 + silence / 2 {
-                to_send.push((d.from, Message::Ping(Ping { nonce: 0, club: 0 })));
+                to_ping.push(d.from);
             }
         }
         for (to, msg) in to_send {
             self.send(to, &msg);
+        }
+        for to in to_ping {
+            self.send_ping(to, 0, 0);
         }
         for (from, club) in silent {
             self.drop_connection(from, club, Direction::Download, DropReason::Silence);
@@ -470,12 +497,12 @@ impl Peer {
     }
 
     fn ping(&mut self, now: Time, to: SocketAddr, club: u16) {
-        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
-        let nonce = self.next_request_id;
+        let nonce = self.fresh_id();
         let c = self.contacts.entry(to, now);
         c.pinged = Some(now);
         c.ping_nonce = nonce;
-        self.send(to, &Message::Ping(Ping { nonce, club }));
+        c.ping_club = club;
+        self.send_ping(to, nonce, club);
     }
 
     fn pending_for(&self, club: u16, direction: Direction) -> usize {
@@ -584,10 +611,9 @@ impl Peer {
         }
         match chosen {
             Some(to) => {
-                self.next_request_id = self.next_request_id.wrapping_add(1);
-                let request_id = self.next_request_id;
+                let request_id = self.fresh_id();
                 let deadline = Time(now.0 + self.rto_us(&to));
-                self.pending.push(Pending {
+                let p = Pending {
                     request_id,
                     to,
                     club,
@@ -595,18 +621,10 @@ impl Peer {
                     sent: now,
                     attempts: 1,
                     deadline,
-                });
-                let clubs = self.clubs.clone();
+                };
+                self.pending.push(p);
                 self.stats.connects += 1;
-                self.send(
-                    to,
-                    &Message::Connect(Connect {
-                        request_id,
-                        direction,
-                        club,
-                        clubs: ClubList::Items(&clubs),
-                    }),
-                );
+                self.send_connect(&p);
             }
             None => self.look_for_members(now, club),
         }

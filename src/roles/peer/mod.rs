@@ -12,8 +12,8 @@
 //! (one-way delay against its own floor), `gaps` (the gap rule on rates),
 //! `bans`, `scheduler` (upload order), `pacer` (upload that fits the
 //! uplink), `repair` (lost blocks asked for again), `store` (held blocks),
-//! `playout`, `quality`, and the handlers in `control`, `blocks` and
-//! `maintain`. Every judgement of delay compares times stamped on one
+//! `playout`, `quality`, `validation` (address-validation tokens), and the
+//! handlers in `control`, `blocks` and `maintain`. Every judgement of delay compares times stamped on one
 //! clock only, so peers whose clocks disagree by a minute play as well as
 //! any.
 
@@ -32,12 +32,14 @@ pub mod repair;
 pub mod rtt;
 pub mod scheduler;
 pub mod store;
+mod validation;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
+use rand::Rng;
 
 use self::bans::BanList;
 use self::conns::Connections;
@@ -49,10 +51,11 @@ use self::quality::{QualityMonitor, QualityRule};
 use self::repair::{RepairQueue, TokenBucket};
 use self::scheduler::SendScheduler;
 use self::store::BlockStore;
+use super::token::TokenKey;
 use super::{Node, Outbox, Time, Transmit};
 use crate::auth::{BatchVerifier, ProofLedger, StreamId, Trust, VerifierStats};
 use crate::forward::{ParkedBlocks, PARKED_MAX};
-use crate::wire::{DropReason, Message, StreamTag};
+use crate::wire::{DropReason, Message, StreamTag, Token};
 
 /// Whether the state machine is a viewer peer, the stream's source or a
 /// super-peer relay.
@@ -289,6 +292,21 @@ pub struct PeerStats {
     pub connect_retries: u64,
     /// ACCEPTs that came after their CONNECT was given up.
     pub late_accepts: u64,
+    /// Requests (PING, CLUB_PEERS_REQUEST, CONNECT) that carried a valid
+    /// address-validation token and were served.
+    pub requests_validated: u64,
+    /// RETRYs sent: requests from addresses not validated, answered with a
+    /// token only (validation tokens issued).
+    pub retries_sent: u64,
+    /// Requests whose token did not check (expired, for another address,
+    /// or forged).
+    pub tokens_failed: u64,
+    /// RETRYs taken: the request asked again with the token.
+    pub retries_received: u64,
+    /// RETRYs for nothing outstanding, ignored.
+    pub retries_ignored: u64,
+    /// Answers (PONG, CLUB_PEERS) to nothing this peer asked, ignored.
+    pub unsolicited_answers: u64,
     /// Datagrams the outbox could not take.
     pub send_drops: u64,
     /// Queued forwards dropped for waiting longer than a block is useful.
@@ -386,8 +404,12 @@ pub struct Peer {
     bans: BanList,
     last_ban_sweep: Time,
     pending: Vec<maintain::Pending>,
-    next_request_id: u32,
     club_query_sent: HashMap<u16, Time>,
+    /// Recent CLUB_PEERS_REQUESTs: id, club, when.
+    club_queries: VecDeque<(u32, u16, Time)>,
+    token_key: TokenKey,
+    /// Tokens other nodes gave this peer.
+    tokens: BTreeMap<SocketAddr, Token>,
     verifier: BatchVerifier,
     ledgers: HashMap<SocketAddr, ProofLedger>,
     store: BlockStore,
@@ -451,6 +473,8 @@ impl Peer {
             Mode::Peer => cfg.clubs.clone().unwrap_or_default(),
         };
         let joined = cfg.tracker.is_none();
+        let mut rng = rng;
+        let token_key = TokenKey::new(rng.random());
         let mut peer = Peer {
             tag,
             rng,
@@ -469,8 +493,10 @@ impl Peer {
             bans: BanList::new(1024, cfg.ban_parole_one_in),
             last_ban_sweep: now,
             pending: Vec::new(),
-            next_request_id: 1,
             club_query_sent: HashMap::new(),
+            club_queries: VecDeque::new(),
+            token_key,
+            tokens: BTreeMap::new(),
             verifier: BatchVerifier::new(cfg.stream, cfg.verify_window),
             ledgers: HashMap::new(),
             store: BlockStore::new(cfg.store_blocks),
@@ -702,7 +728,11 @@ impl Peer {
         if self.failed {
             return;
         }
-        self.contacts.entry(from, now).heard = now;
+        // Only known contacts are refreshed: a datagram from an address
+        // nobody validated teaches this peer nothing.
+        if let Some(c) = self.contacts.get_mut(&from) {
+            c.heard = now;
+        }
         match Message::parse(datagram) {
             Ok(Message::Block(block)) => {
                 self.stats.block_bytes_in += datagram.len() as u64;
