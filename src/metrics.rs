@@ -106,12 +106,17 @@ pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
         "receive errors",
         s.recv_errors,
     );
+    out.counter(
+        "clubcast_udp_kernel_rx_drops_total",
+        "datagrams the kernel dropped for a full receive buffer on the node's socket",
+        s.kernel_rx_drops,
+    );
 }
 
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 43] = [
+    let counters: [(&str, &str, u64); 46] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
@@ -278,6 +283,21 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             "unsolicited_answers_total",
             "PONGs and CLUB_PEERS answering nothing this node asked, ignored",
             s.unsolicited_answers,
+        ),
+        (
+            "catch_ups_refused_total",
+            "BITFIELDs within a second of the last catch-up on their upload: nothing resent",
+            s.catch_ups_refused,
+        ),
+        (
+            "blocks_from_banned_total",
+            "BLOCKs from banned addresses with no connection, dropped unjudged",
+            s.blocks_from_banned,
+        ),
+        (
+            "signature_checks_refused_total",
+            "BLOCKs dropped unjudged: the signature check they needed was over budget",
+            s.signature_checks_refused,
         ),
         (
             "repair_requests_total",

@@ -1491,6 +1491,90 @@ fn upload_peer_that_said_have_is_not_sent_the_block() {
     assert_eq!(block_seqs_to(&out, u2), vec![36]);
 }
 
+/// Forged floods are cheap to refuse: a block from an address with no
+/// connection that would cost a signature check (a batch not verified
+/// yet) takes a token from a small budget strangers share (10 a second),
+/// a forger is banned and its next blocks are dropped unjudged, and a
+/// connected uploader's genuine blocks still go through meanwhile.
+#[test]
+fn forged_blocks_from_strangers_get_a_bounded_number_of_signature_checks() {
+    let mut p = peer();
+    let up = addr(5);
+    assert_accepted(&connect_as_uploader(&mut p, T0, up, 0, &[0, 5]), up);
+    // One block per batch: each needs a signature check.
+    let mut f = Feed::new(1, 200, T0, 1_000);
+    let forged = |f: &mut Feed, seq: u64| {
+        let mut b = f.block(seq, T0, 0);
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        b
+    };
+    for i in 0..100u64 {
+        deliver_raw(&mut p, T0, addr(1_000 + i as u32), &forged(&mut f, i));
+    }
+    let s = p.stats();
+    assert_eq!(s.forged_rejected, 10, "{s:?}");
+    assert_eq!(s.signature_checks_refused, 90, "{s:?}");
+    // A forger is banned: what it sends next is dropped unjudged.
+    deliver_raw(&mut p, T0, addr(1_000), &forged(&mut f, 200));
+    assert_eq!(p.stats().blocks_from_banned, 1);
+    assert_eq!(p.stats().forged_rejected, 10);
+    // The uploader's genuine blocks are checked and kept all along.
+    for seq in 300..320u64 {
+        deliver_raw(&mut p, T0, up, &f.block(seq, T0, 0));
+    }
+    assert_eq!(p.stats().unique_blocks, 20);
+    // A second later strangers have ten checks again.
+    let later = at(T0, 1_000);
+    for i in 0..20u64 {
+        deliver_raw(
+            &mut p,
+            later,
+            addr(2_000 + i as u32),
+            &forged(&mut f, 400 + i),
+        );
+    }
+    assert_eq!(p.stats().forged_rejected, 20);
+}
+
+/// [0056] catch-up, bounded: a BITFIELD on an upload resends what the
+/// receiver misses once a second at most; more BITFIELDs meanwhile only
+/// tell what it holds.
+#[test]
+fn a_bitfield_catch_up_is_resent_once_a_second_per_connection() {
+    let d = addr(7);
+    let mut p = peer();
+    let mut f = feed();
+    for seq in (0..240u64).step_by(12) {
+        deliver_raw(&mut p, T0, stranger(), &f.block(seq, T0, 0));
+    }
+    assert_accepted(&connect_as_downloader(&mut p, T0, d, 0, &[0, 4]), d);
+    let empty = Message::Bitfield(Bitfield {
+        club: 0,
+        start_seq: 0,
+        bits: 0,
+        first: false,
+        runs: &[],
+    });
+    let first = run_deliver(&mut p, at(T0, 10), d, &empty);
+    assert!(first >= 10, "catch-up resent {first}");
+    for k in 0..5 {
+        let again = run_deliver(&mut p, at(T0, 20 + k * 100), d, &empty);
+        assert_eq!(again, 0, "resent again within a second");
+    }
+    assert_eq!(p.stats().catch_ups_refused, 5);
+    let later = run_deliver(&mut p, at(T0, 1_200), d, &empty);
+    assert!(later >= 10, "nothing resent a second later");
+}
+
+/// Delivers `msg` and counts the BLOCKs the peer then sends to `from`.
+fn run_deliver(p: &mut Peer, now: Time, from: SocketAddr, msg: &Message<'_>) -> usize {
+    let mut out = deliver(p, now, from, msg);
+    p.handle_timeout(now);
+    out.extend(drain(p, now));
+    block_seqs_to(&out, from).len()
+}
+
 /// [0047] on a real network: a fresh in-club push waits half a round trip
 /// (at least 1 ms) for a HAVE from its receiver, and goes only without
 /// one; the peer's timer wakes it for the push.
@@ -3244,6 +3328,11 @@ fn an_unanswered_connect_is_sent_again_and_a_late_accept_is_taken_or_undone() {
 fn the_store_covers_the_play_delay_range_at_a_high_bit_rate() {
     let mut p = peer();
     let max_delay_ms = PlayoutConfig::default().max_delay_us / 1000;
+    // From an uploader (a stranger's blocks get few signature checks).
+    assert_accepted(
+        &connect_as_uploader(&mut p, T0, stranger(), 0, &[0, 5]),
+        stranger(),
+    );
     // 5 s of blocks, 1 ms apart on the source's timeline.
     let mut f = Feed::new(60, 200, T0, 60_000);
     for seq in 0..5_000u64 {

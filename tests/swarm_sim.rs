@@ -177,9 +177,17 @@ fn bad_datagrams_to_every_role_are_dropped_and_the_swarm_plays_on() {
     let ids = swarm.peers.clone();
     let s = swarm.summary(&ids, 12.0);
     assert!(s.continuity_min >= 0.99, "{}", s.to_json());
-    assert!(s.forged_rejected >= 24 * 16, "{}", s.to_json());
     for id in &ids {
         let p = swarm.net.node(*id).viewer().expect("peer");
+        // The forger is caught once, banned, and then costs no check: its
+        // 320 forged blocks are each refused one way or another.
+        let st = p.stats();
+        assert!(st.forged_rejected >= 1, "{st:?}");
+        assert!(
+            st.forged_rejected + st.blocks_from_banned + st.signature_checks_refused + st.stale
+                >= 16 * 20,
+            "{st:?}"
+        );
         assert!(p.stats().malformed > 0);
         assert!(p.store().len() <= 1024);
     }
@@ -313,6 +321,14 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
         swarm.add_peer();
     }
     swarm.run_to_us(3_000_000);
+    // Sent in the name of one of the relay's uploaders (blocks from an
+    // address with no connection are dropped before any check).
+    let uploader = swarm
+        .net
+        .node(relay)
+        .relay_plane()
+        .and_then(|p| p.peer().connections().downloads.first().map(|d| d.from))
+        .expect("the relay downloads from someone");
     // Genuinely signed (the stream's own key), then relabelled.
     let signer = BatchSigner::new(swarm.source_key());
     let full = ProofPlan {
@@ -336,7 +352,7 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
                 .block(i, full, hop)
                 .encode(&mut buf)
                 .expect("encodes");
-            swarm.net.inject(addr(9_998), addr(3), &buf[..len]);
+            swarm.net.inject(uploader, addr(3), &buf[..len]);
             sent += 1;
         }
         swarm.run_to_us(3_000_000 + (round + 1) * 100_000);

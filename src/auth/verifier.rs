@@ -207,6 +207,13 @@ impl BatchVerifier {
         })
     }
 
+    /// Whether checking `block` would cost a signature check: it is of
+    /// this stream and its batch is not verified yet (nor too old to be).
+    /// Cheap: one slot lookup.
+    pub fn needs_signature(&self, block: &Block<'_>) -> bool {
+        block.stream == self.tag && matches!(self.slot(block.batch), Ok(Slot::Free(_)))
+    }
+
     fn slot(&self, batch: u64) -> Result<Slot, AuthError> {
         let window = self.slots.len() as u64;
         if self

@@ -224,7 +224,7 @@ pub(super) fn drive<N: Node>(
         between(node);
         if Instant::now() >= next_report {
             next_report += Duration::from_secs(1);
-            let udp = driver.stats();
+            let udp = driver.stats_with_kernel_drops();
             if let Some(node) = driver.node_mut(id) {
                 report(node, start.elapsed().as_secs(), &udp);
             }

@@ -9,10 +9,12 @@
 //! (`crate::relay::xdp_io`), [`udp_batch`] (a kernel socket, one
 //! `sendmmsg` per block) and [`mem`] (queues in memory, for the simulator,
 //! the relay's inline path and tests). [`clock`] is the time source every
-//! backend on one machine shares.
+//! backend on one machine shares; [`proc_udp`] reads the kernel's
+//! receive-buffer drops of the sockets.
 
 pub mod clock;
 pub mod mem;
 pub mod packet;
+pub mod proc_udp;
 pub mod udp;
 pub mod udp_batch;

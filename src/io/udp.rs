@@ -79,6 +79,10 @@ pub struct UdpStats {
     pub recv_batches: u64,
     /// `sendmmsg` calls that sent at least one datagram.
     pub send_batches: u64,
+    /// Datagrams the kernel dropped for a full receive buffer on the
+    /// driver's sockets: filled in by [`UdpDriver::stats_with_kernel_drops`]
+    /// only (it reads `/proc`), 0 in [`UdpDriver::stats`].
+    pub kernel_rx_drops: u64,
 }
 
 struct Slot<N> {
@@ -289,7 +293,22 @@ impl<N: Node> UdpDriver<N> {
         self.live == 0
     }
 
-    /// Counters so far.
+    /// Counters so far, with the kernel's receive-buffer drops read from
+    /// `/proc` (a file read: call it off the packet path).
+    pub fn stats_with_kernel_drops(&self) -> UdpStats {
+        let inodes: Vec<u64> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(|s| super::proc_udp::socket_inode(s.socket.as_raw_fd()))
+            .collect();
+        UdpStats {
+            kernel_rx_drops: super::proc_udp::drops_of(&inodes),
+            ..self.stats()
+        }
+    }
+
+    /// Counters summed over all nodes so far (without the kernel's drops).
     pub fn stats(&self) -> UdpStats {
         self.stats
     }

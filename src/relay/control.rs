@@ -65,6 +65,10 @@ pub struct ControlStats {
     pub over_limit: u64,
     /// Publications that found a worker gone.
     pub workers_gone: u64,
+    /// BLOCKs to the inline core from addresses with no connection to the
+    /// relay: dropped before any check (a validated uploader sends the
+    /// relay its blocks; anyone else is a stranger or a spoofer).
+    pub blocks_unconnected: u64,
 }
 
 /// The forwarding core on the node's own thread: for the relay on a
@@ -287,6 +291,10 @@ impl Node for ControlPlane {
         if let (Some(core), SocketAddr::V4(v4)) = (self.inline.as_mut(), from) {
             let is_block = parse_header(datagram).is_ok_and(|(t, _)| t == MessageType::Block);
             if is_block {
+                if !self.peer.connections().is_connected(from) {
+                    self.stats.blocks_unconnected += 1;
+                    return;
+                }
                 if let Some(table) = core.updates.latest() {
                     core.fwd.set_table(table);
                 }

@@ -64,6 +64,9 @@ impl Peer {
         if self.cfg.mode == Mode::Source {
             return;
         }
+        if !self.may_check(now, from, block, trust) {
+            return;
+        }
         let verified = match judge(&mut self.verifier, self.tag, self.club_count, block, trust) {
             Verdict::Fresh(v) | Verdict::Duplicate(v) => v,
             Verdict::WrongStream => {
@@ -107,6 +110,30 @@ impl Peer {
         }
         self.accept_block(now, from, block, Time(verified.batch_timestamp_us));
         self.retry_parked(now, block.batch);
+    }
+
+    /// Whether `block` from `from` may be judged now. A block from a banned
+    /// address with no connection here is dropped unjudged; one that would
+    /// cost a signature check (a batch not verified yet) takes a token from
+    /// the budget of all checks, and, from an address with no connection,
+    /// from the small budget strangers share. So a flood of forged blocks
+    /// with fresh batch numbers costs a bounded number of checks a second,
+    /// and genuine blocks refused meanwhile come again through repair.
+    fn may_check(&mut self, now: Time, from: SocketAddr, block: &Block<'_>, trust: Trust) -> bool {
+        let connected = self.conns.is_connected(from);
+        if !connected && self.bans.is_banned(&from) {
+            self.stats.blocks_from_banned += 1;
+            return false;
+        }
+        if trust == Trust::Verified || !self.verifier.needs_signature(block) {
+            return true;
+        }
+        let allowed = (connected || self.stranger_signatures.take(now, 1.0))
+            && self.all_signatures.take(now, 1.0);
+        if !allowed {
+            self.stats.signature_checks_refused += 1;
+        }
+        allowed
     }
 
     /// `seq` is here: it is no longer wanted; count a repair if it was

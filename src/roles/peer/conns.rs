@@ -112,6 +112,8 @@ pub struct Upload {
     pub period_received: u64,
     /// The receiver's latest queuing delay, us.
     pub queuing_us: Option<u64>,
+    /// When a BITFIELD on it last had blocks resent ([0056] catch-up).
+    pub caught_up: Option<Time>,
 }
 
 /// Samples of an upload's sent count kept.
@@ -241,6 +243,7 @@ impl Connections {
                 period_sent: 0,
                 period_received: 0,
                 queuing_us: None,
+                caught_up: None,
             });
         }
     }
@@ -271,6 +274,11 @@ impl Connections {
         let before = self.uploads.len();
         self.uploads.retain(|u| !(u.to == to && u.club == club));
         before != self.uploads.len()
+    }
+
+    /// Whether `addr` holds a connection with this peer, either way.
+    pub fn is_connected(&self, addr: SocketAddr) -> bool {
+        self.downloads.iter().any(|d| d.from == addr) || self.uploads.iter().any(|u| u.to == addr)
     }
 
     /// Every peer this one has a connection with, in address order, once.

@@ -25,6 +25,9 @@ use crate::wire::{
 /// us.
 const REPORT_RTT_US: u64 = 100_000;
 
+/// Least time between two catch-ups on one upload, us.
+const CATCH_UP_EVERY_US: u64 = 1_000_000;
+
 /// Most addresses in a CLUB_PEERS answer.
 const CLUB_PEERS_MAX: usize = 32;
 
@@ -533,6 +536,17 @@ impl Peer {
         } else {
             Lane::OutOfClub
         };
+        // One catch-up per connection and second: a BITFIELD repeated
+        // faster only tells what the receiver holds.
+        let now = self.now;
+        let resend = upload
+            .caught_up
+            .is_none_or(|t| now.0 >= t.0 + CATCH_UP_EVERY_US);
+        if resend {
+            upload.caught_up = Some(now);
+        } else {
+            self.stats.catch_ups_refused += 1;
+        }
         let mut missing = Vec::new();
         let mut limit = self.cfg.catch_up_blocks;
         if bf.bits == 0 {
@@ -569,8 +583,10 @@ impl Peer {
                     .filter(|s| s % c == club),
             );
         }
+        if !resend {
+            return;
+        }
         let keep = missing.len().saturating_sub(limit);
-        let now = self.now;
         for seq in missing.into_iter().skip(keep) {
             self.sends.push(
                 lane,

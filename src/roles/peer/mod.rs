@@ -307,6 +307,14 @@ pub struct PeerStats {
     pub retries_ignored: u64,
     /// Answers (PONG, CLUB_PEERS) to nothing this peer asked, ignored.
     pub unsolicited_answers: u64,
+    /// BITFIELDs that came within a second of the last catch-up on their
+    /// upload: their holdings noted, nothing resent.
+    pub catch_ups_refused: u64,
+    /// BLOCKs from banned addresses with no connection, dropped unjudged.
+    pub blocks_from_banned: u64,
+    /// BLOCKs dropped unjudged because the signature check they needed was
+    /// over budget (all checks, or those for strangers).
+    pub signature_checks_refused: u64,
     /// Datagrams the outbox could not take.
     pub send_drops: u64,
     /// Queued forwards dropped for waiting longer than a block is useful.
@@ -408,6 +416,10 @@ pub struct Peer {
     /// Recent CLUB_PEERS_REQUESTs: id, club, when.
     club_queries: VecDeque<(u32, u16, Time)>,
     token_key: TokenKey,
+    /// Signature checks allowed, all senders.
+    all_signatures: TokenBucket,
+    /// Signature checks allowed for senders with no connection.
+    stranger_signatures: TokenBucket,
     /// Tokens other nodes gave this peer.
     tokens: BTreeMap<SocketAddr, Token>,
     verifier: BatchVerifier,
@@ -444,6 +456,23 @@ pub struct Peer {
     stats: PeerStats,
     next_tick: Time,
 }
+
+/// Signature checks a peer makes a second at most: a stream's batches need
+/// about 16 a second at 2 Mbit/s (16 blocks of 1 KiB a batch), each checked
+/// once; the budget leaves room for 12 times that, and a forged flood gets
+/// no more than about 10 ms of CPU a second out of it.
+const SIGNATURES_PER_S: f64 = 200.0;
+
+/// Checks that may come at once: two seconds' worth, for a catch-up or the
+/// backlog of a link that stalled.
+const SIGNATURES_BURST: f64 = 400.0;
+
+/// Signature checks a second for blocks from addresses with no connection
+/// (genuine ones hardly ever come so).
+const STRANGER_SIGNATURES_PER_S: f64 = 10.0;
+
+/// Checks for strangers that may come at once.
+const STRANGER_SIGNATURES_BURST: f64 = 10.0;
 
 /// Blocks played and not yet taken that a peer keeps for its media output.
 pub const PLAYED_MAX: usize = 4096;
@@ -496,6 +525,12 @@ impl Peer {
             club_query_sent: HashMap::new(),
             club_queries: VecDeque::new(),
             token_key,
+            all_signatures: TokenBucket::new(SIGNATURES_PER_S, SIGNATURES_BURST, now),
+            stranger_signatures: TokenBucket::new(
+                STRANGER_SIGNATURES_PER_S,
+                STRANGER_SIGNATURES_BURST,
+                now,
+            ),
             tokens: BTreeMap::new(),
             verifier: BatchVerifier::new(cfg.stream, cfg.verify_window),
             ledgers: HashMap::new(),
