@@ -76,8 +76,12 @@ fn wait_for(rx: &Receiver<String>, want: &str, secs: u64, seen: &mut Vec<String>
     }
 }
 
-/// Runs ffmpeg pushing `seconds` of test pattern with video codec `vcodec`.
-fn push(addr: &str, vcodec: &str, seconds: u32) -> std::process::ExitStatus {
+/// The stream key the tests' sources take.
+const KEY: &str = "s3cret-key";
+
+/// Runs ffmpeg pushing `seconds` of test pattern with video codec `vcodec`
+/// to `addr` with the stream key `key`.
+fn push_with(addr: &str, key: &str, vcodec: &str, seconds: u32) -> std::process::ExitStatus {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "quiet", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10"])
@@ -90,10 +94,15 @@ fn push(addr: &str, vcodec: &str, seconds: u32) -> std::process::ExitStatus {
             "-g",
             "10",
         ])
-        .args(["-f", "flv", &format!("rtmp://{addr}/live/test")])
+        .args(["-f", "flv", &format!("rtmp://{addr}/live/{key}")])
         .stdin(Stdio::null())
         .status()
         .expect("run ffmpeg")
+}
+
+/// [`push_with`] the right key.
+fn push(addr: &str, vcodec: &str, seconds: u32) -> std::process::ExitStatus {
+    push_with(addr, KEY, vcodec, seconds)
 }
 
 /// A running `clubcast source` and its temporary directory.
@@ -165,7 +174,14 @@ fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
     }
     let (mut source, out, err) = Source::start(
         "rtmp-bad",
-        &["--rtmp-listen", "127.0.0.1:0", "--duration", "30"],
+        &[
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--stream-key",
+            KEY,
+            "--duration",
+            "30",
+        ],
         Stdio::null(),
     );
     let (out, err) = (&out, &err);
@@ -225,6 +241,117 @@ fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
         seen_out.join("\n")
     );
     assert!(source.alive(), "the source died");
+}
+
+/// Publishing is authenticated and the listener cannot be exhausted: a push
+/// with the wrong stream key is refused with a reason; 4,000 idle
+/// connections from one address cost the source less than 50 MiB (beyond
+/// the per-address cap they are closed at once, counted), and meanwhile
+/// the real publisher gets in; a second publisher cannot take over.
+#[test]
+fn only_the_stream_key_publishes_and_idle_connections_cost_little() {
+    if !have_ffmpeg("only_the_stream_key_publishes_and_idle_connections_cost_little") {
+        return;
+    }
+    let (mut source, out, err) = Source::start(
+        "rtmp-key",
+        &[
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--stream-key",
+            KEY,
+            "--duration",
+            "40",
+        ],
+        Stdio::null(),
+    );
+    let (out, err) = (&out, &err);
+    let (mut seen_out, mut seen_err) = (Vec::new(), Vec::new());
+    let listening = wait_for(out, "rtmp: listening on", 10, &mut seen_out);
+    let addr = listening
+        .split_whitespace()
+        .nth(3)
+        .expect("an address")
+        .to_string();
+    let pid = source.kid.0.id();
+    let rss = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+
+    // The wrong key: refused, with the reason.
+    let status = push_with(&addr, "guess", "libx264", 2);
+    let line = wait_for(err, "disconnected", 10, &mut seen_err);
+    assert!(line.contains("wrong stream key"), "{line}");
+    let _ = status;
+
+    // 4,000 idle connections from another address.
+    let before = rss();
+    let target: std::net::SocketAddr = addr.parse().expect("address");
+    let mut idle = Vec::new();
+    for _ in 0..4_000 {
+        if let Some(c) = connect_from([127, 0, 0, 2], target) {
+            idle.push(c);
+        }
+    }
+    assert!(idle.len() >= 3_900, "only {} connected", idle.len());
+    thread::sleep(Duration::from_millis(500));
+    let grown_kib = rss().saturating_sub(before);
+    assert!(
+        grown_kib < 50 * 1024,
+        "4,000 idle connections cost {grown_kib} KiB"
+    );
+    // The real publisher gets in meanwhile.
+    let publisher = thread::spawn({
+        let addr = addr.clone();
+        move || push(&addr, "libx264", 6)
+    });
+    wait_for(out, "rtmp: publisher started", 10, &mut seen_out);
+    // A second publisher, even with the key, cannot take over.
+    push(&addr, "libx264", 2);
+    let line = wait_for(err, "another publisher is live", 10, &mut seen_err);
+    assert!(line.contains("refused"), "{line}");
+    assert!(publisher.join().expect("publisher").success());
+    // The status lines count what was refused (the newest one says most).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut line = String::new();
+    while field(&line, "rtmp-publishers-refused") < 2 && Instant::now() < deadline {
+        line = wait_for(out, "rtmp-connections-refused", 10, &mut seen_out);
+    }
+    assert!(field(&line, "rtmp-connections-refused") >= 3_900, "{line}");
+    assert!(field(&line, "rtmp-publishers-refused") >= 2, "{line}");
+    println!("4,000 idle RTMP connections: source RSS grew {grown_kib} KiB");
+    drop(idle);
+    assert!(source.alive(), "the source died");
+}
+
+/// A TCP connection to `to` from `ip` (port chosen by the kernel).
+fn connect_from(ip: [u8; 4], to: std::net::SocketAddr) -> Option<TcpStream> {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(ip[0], ip[1], ip[2], ip[3], 0),
+    )
+    .ok()?;
+    let std::net::SocketAddr::V4(to) = to else {
+        return None;
+    };
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(to)).ok()?;
+    Some(TcpStream::from(fd))
 }
 
 /// MPEG-TS over UDP: garbage is skipped to the next sync byte and counted,

@@ -58,6 +58,10 @@ pub enum RelayIo {
     Auto,
 }
 
+/// The stream key of the demo's RTMP listener (it listens on loopback
+/// only, unless `--rtmp-listen` says otherwise).
+pub const DEMO_STREAM_KEY: &str = "demo";
+
 /// Arguments of `clubcast demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -533,14 +537,14 @@ fn start_media(
             .map_err(|e| format!("cannot listen for MPEG-TS on UDP {addr}: {e}"))?,
         (rtmp, None) => {
             let addr = rtmp.unwrap_or(default_rtmp);
-            IngestPump::rtmp(addr, block_bytes)
+            IngestPump::rtmp(addr, DEMO_STREAM_KEY, block_bytes)
                 .map_err(|e| format!("cannot listen for RTMP on {addr}: {e}"))?
         }
     };
     let feed_addr = pump.local_addr();
     match (args.udp_ts_listen, feed_addr) {
         (Some(_), Some(a)) => println!("media: MPEG-TS over udp://{a} (push with ffmpeg ... -f mpegts udp://{a}?pkt_size=1316)"),
-        (None, Some(a)) => println!("media: RTMP on rtmp://{a}/live/KEY (push from OBS, or ffmpeg ... -f flv rtmp://{a}/live/demo)"),
+        (None, Some(a)) => println!("media: RTMP on rtmp://{a}/live/{DEMO_STREAM_KEY} (push from OBS, or ffmpeg ... -f flv rtmp://{a}/live/{DEMO_STREAM_KEY})"),
         _ => {}
     }
     let mut media: Vec<ShardMedia> = (0..threads).map(|_| ShardMedia::default()).collect();

@@ -133,7 +133,11 @@ pub fn push_testsrc(
             "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
         ]);
     match (rtmp, udp) {
-        (Some(a), _) => cmd.args(["-f", "flv", &format!("rtmp://{a}/live/demo")]),
+        (Some(a), _) => cmd.args([
+            "-f",
+            "flv",
+            &format!("rtmp://{a}/live/{}", super::demo::DEMO_STREAM_KEY),
+        ]),
         (None, Some(a)) => cmd.args(["-f", "mpegts", &format!("udp://{a}?pkt_size=1316")]),
         (None, None) => return Err("testsrc needs an RTMP or UDP endpoint".into()),
     };

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,11 @@ pub struct SourceArgs {
     /// this address: H.264 video, AAC or MP3 audio; peers serve HTTP-FLV.
     #[arg(long, group = "feed", value_name = "ADDR")]
     rtmp_listen: Option<SocketAddr>,
+    /// The stream key a publisher must push with (the last part of the
+    /// RTMP URL; OBS: Settings > Stream > Stream Key). Default: a random
+    /// key, printed at start. Also read from `CLUBCAST_STREAM_KEY`.
+    #[arg(long, value_name = "KEY")]
+    stream_key: Option<String>,
     /// Take MPEG-TS over UDP (ffmpeg `-f mpegts udp://ADDR`) on this
     /// address; peers serve MPEG-TS.
     #[arg(long, group = "feed", value_name = "ADDR")]
@@ -169,6 +175,13 @@ pub(super) fn publish_metrics(
         more(&mut e);
         server.publish(e);
     }
+}
+
+/// A random stream key: 32 hex digits.
+fn random_key() -> Result<String, String> {
+    let mut seed = [0u8; 16];
+    getrandom::fill(&mut seed).map_err(|e| format!("no random seed: {e}"))?;
+    Ok(seed.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A random id for the tracker to tell this node's restarts apart.
@@ -301,12 +314,23 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
     let source = Source::new(key, sc, pc, clock::now(), os_rng()?);
     let block_bytes = source.block_bytes();
     let pump = if let Some(addr) = args.rtmp_listen {
-        let pump = IngestPump::rtmp(addr, block_bytes)
+        // From the environment too, so the key stays out of `ps`.
+        let given = args
+            .stream_key
+            .clone()
+            .or_else(|| std::env::var("CLUBCAST_STREAM_KEY").ok());
+        let key = match &given {
+            Some(k) if !k.is_empty() => k.clone(),
+            Some(_) => return Err("the stream key must not be empty".into()),
+            None => random_key()?,
+        };
+        let pump = IngestPump::rtmp(addr, &key, block_bytes)
             .map_err(|e| format!("cannot listen for RTMP on {addr}: {e}"))?;
-        println!(
-            "rtmp: listening on {} (push to rtmp://{0}/live/KEY)",
-            pump.local_addr().map_or(addr, |a| a)
-        );
+        let at = pump.local_addr().map_or(addr, |a| a);
+        match given {
+            Some(_) => println!("rtmp: listening on {at} (push to rtmp://{at}/live/ with your stream key)"),
+            None => println!("rtmp: listening on {at}; push to rtmp://{at}/live/{key} (a random stream key; set one with --stream-key)"),
+        }
         Some(pump)
     } else if let Some(addr) = args.udp_ts_listen {
         let pump = IngestPump::udp_ts(addr, block_bytes)
@@ -370,12 +394,31 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
                         "MPEG-TS packets dropped as malformed",
                         i.ts.malformed,
                     );
+                    if let Some(r) = p.rtmp_counters() {
+                        e.counter(
+                            "clubcast_rtmp_connections_refused_total",
+                            "RTMP connections closed at once: over the listener's caps",
+                            r.connections_refused.load(Ordering::Relaxed),
+                        );
+                        e.counter(
+                            "clubcast_rtmp_publishers_refused_total",
+                            "RTMP publishes refused: a wrong stream key, or another publisher live",
+                            r.publishers_refused.load(Ordering::Relaxed),
+                        );
+                    }
                 }
             });
             let ingest = pump.borrow().as_ref().map_or(String::new(), |p| {
                 let i = p.stats();
+                let rtmp = p.rtmp_counters().map_or(String::new(), |r| {
+                    format!(
+                        " rtmp-connections-refused {} rtmp-publishers-refused {}",
+                        r.connections_refused.load(Ordering::Relaxed),
+                        r.publishers_refused.load(Ordering::Relaxed)
+                    )
+                });
                 format!(
-                    " ingest sessions {} bytes {} refused {} ts-skipped-bytes {} ts-malformed {}",
+                    " ingest sessions {} bytes {} refused {} ts-skipped-bytes {} ts-malformed {}{rtmp}",
                     i.sessions, i.bytes, i.refused, i.ts.skipped_bytes, i.ts.malformed
                 )
             });

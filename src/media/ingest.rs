@@ -94,9 +94,10 @@ impl IngestPump {
         }
     }
 
-    /// An RTMP endpoint on `addr`; blocks of `block_bytes`.
-    pub fn rtmp(addr: SocketAddr, block_bytes: usize) -> io::Result<Self> {
-        let server = RtmpServer::start(addr)?;
+    /// An RTMP endpoint on `addr` for publishers with the stream key
+    /// `key`; blocks of `block_bytes`.
+    pub fn rtmp(addr: SocketAddr, key: &str, block_bytes: usize) -> io::Result<Self> {
+        let server = RtmpServer::start(addr, key)?;
         Ok(Self::new(Feed::Rtmp(server), Container::Flv, block_bytes))
     }
 
@@ -114,6 +115,14 @@ impl IngestPump {
     /// MPEG-TS bytes from a pipe (a reader thread sends its chunks).
     pub fn pipe_ts(chunks: Receiver<Vec<u8>>, block_bytes: usize) -> Self {
         Self::new(Feed::Pipe(chunks), Container::Ts, block_bytes)
+    }
+
+    /// What the RTMP listener refused (RTMP feeds only).
+    pub fn rtmp_counters(&self) -> Option<&super::rtmp::RtmpCounters> {
+        match &self.feed {
+            Feed::Rtmp(s) => Some(s.counters()),
+            _ => None,
+        }
     }
 
     /// Where the feed arrives (RTMP and UDP).
