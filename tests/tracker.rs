@@ -346,3 +346,47 @@ fn source_join_takes_no_recommendation() {
     }
     assert_eq!(counts, [1; 12]);
 }
+
+/// No one address or prefix fills the list, and JOINs from one address
+/// are answered at a bounded rate: with caps of 3 per address and 5 per
+/// /24, a sixth address of the /24 is refused, another /24 is not; a
+/// seventh JOIN at once from a joined address is left unanswered; every
+/// refusal is counted.
+#[test]
+fn one_address_or_prefix_cannot_fill_the_list() {
+    let mut cfg = TrackerConfig::new(STREAM);
+    cfg.max_per_address = 3;
+    cfg.max_per_prefix = 5;
+    cfg.joins_per_address_s = 3.0;
+    let mut t = Tracker::new(cfg, SmallRng::seed_from_u64(3));
+    let at = |a: u8, b: u8, port: u16| SocketAddr::from(([10, 0, a, b], port));
+    for port in 1..=4 {
+        join(&mut t, Time(port as u64 * 1_000_000), at(0, 1, port), 5);
+    }
+    assert_eq!(t.peer_count(), 3, "a fourth port of one address");
+    assert_eq!(t.stats().address_full, 1);
+    for host in 2..=4 {
+        join(&mut t, Time(10_000_000), at(0, host, 1), 5);
+    }
+    assert_eq!(t.peer_count(), 5, "the /24 is full at 5");
+    assert_eq!(t.stats().prefix_full, 1);
+    join(&mut t, Time(10_000_000), at(1, 1, 1), 5);
+    assert_eq!(t.peer_count(), 6, "another /24 is welcome");
+    // A burst of JOINs from one joined address: 6 (twice the rate) answered.
+    let mut answered = 0;
+    for _ in 0..10 {
+        if join_as(&mut t, Time(20_000_000), at(1, 1, 1), 5, JoinRole::Viewer).is_some() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 6);
+    assert_eq!(t.stats().rate_limited, 4);
+    // A second later three more are answered.
+    let mut later = 0;
+    for _ in 0..5 {
+        if join_as(&mut t, Time(21_000_000), at(1, 1, 1), 5, JoinRole::Viewer).is_some() {
+            later += 1;
+        }
+    }
+    assert_eq!(later, 3);
+}

@@ -42,6 +42,15 @@ pub struct TrackerArgs {
     /// Most peers listed in one answer ([0016]).
     #[arg(long, default_value_t = 100)]
     max_listed: u16,
+    /// Most peers listed from one IP address.
+    #[arg(long, default_value_t = 512)]
+    max_per_address: usize,
+    /// Most peers listed from one IPv4 /24 or IPv6 /48.
+    #[arg(long, default_value_t = 2_048)]
+    max_per_prefix: usize,
+    /// JOINs answered per second from one IP address.
+    #[arg(long, default_value_t = 50.0)]
+    joins_per_address: f64,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     duration: Option<u64>,
@@ -252,6 +261,9 @@ pub fn run_tracker(args: &TrackerArgs) -> Result<ExitCode, String> {
     cfg.heartbeat_ms = args.heartbeat_ms.max(100);
     cfg.expiry_ms = cfg.heartbeat_ms.saturating_mul(3);
     cfg.max_listed = args.max_listed;
+    cfg.max_per_address = args.max_per_address.max(1);
+    cfg.max_per_prefix = args.max_per_prefix.max(1);
+    cfg.joins_per_address_s = args.joins_per_address.max(0.1);
     let socket = bind(args.listen)?;
     println!(
         "tracker on {} for stream {}, {} clubs",
@@ -270,7 +282,8 @@ pub fn run_tracker(args: &TrackerArgs) -> Result<ExitCode, String> {
             let st = t.stats();
             println!(
                 "t={s}s peers {} joins {} heartbeats {} expired {} malformed {} wrong-stream {} \
-                 full {} retries {} tokens-failed {} unknown-heartbeats {}",
+                 full {} retries {} tokens-failed {} unknown-heartbeats {} address-full {} \
+                 prefix-full {} rate-limited {}",
                 t.peer_count(),
                 st.joins,
                 st.heartbeats,
@@ -280,7 +293,10 @@ pub fn run_tracker(args: &TrackerArgs) -> Result<ExitCode, String> {
                 st.full,
                 st.retries_sent,
                 st.tokens_failed,
-                st.heartbeats_unknown
+                st.heartbeats_unknown,
+                st.address_full,
+                st.prefix_full,
+                st.rate_limited
             );
         },
     )?;

@@ -12,9 +12,12 @@
 //! the tracker's token for it is answered with a RETRY carrying one
 //! (`super::token`), and a HEARTBEAT from an address not on the list adds
 //! nothing and gets a RETRY, so a peer the tracker forgot joins again.
+//! One IP address, and one prefix (IPv4 /24, IPv6 /48), may hold only so
+//! many entries, and JOINs from one address are answered at a bounded
+//! rate; each refusal is counted.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use rand::seq::index;
 use rand::Rng;
@@ -47,6 +50,14 @@ pub struct TrackerConfig {
     pub max_listed: u16,
     /// Most peers kept; joins beyond this are dropped and counted.
     pub max_peers: usize,
+    /// Most peers kept from one IP address (a household behind NAT has a
+    /// few; a loopback demo may have hundreds).
+    pub max_per_address: usize,
+    /// Most peers kept from one prefix: an IPv4 /24 or an IPv6 /48.
+    pub max_per_prefix: usize,
+    /// JOINs answered per second from one IP address (a burst of twice
+    /// that); more get nothing.
+    pub joins_per_address_s: f64,
     /// Most datagrams queued for sending.
     pub outbox: usize,
 }
@@ -63,6 +74,9 @@ impl TrackerConfig {
             expiry_ms: 15_000,
             max_listed: 100,
             max_peers: 100_000,
+            max_per_address: 512,
+            max_per_prefix: 2_048,
+            joins_per_address_s: 50.0,
             outbox: 4096,
         }
     }
@@ -83,7 +97,7 @@ pub struct TrackerStats {
     pub wrong_stream: u64,
     /// Well-formed messages a tracker does not handle.
     pub unexpected: u64,
-    /// Joins dropped because the table was full.
+    /// Joins dropped because the table was full (`max_peers`).
     pub full: u64,
     /// RETRYs sent: JOINs without a valid token, and HEARTBEATs from
     /// addresses not listed (validation tokens issued).
@@ -92,6 +106,12 @@ pub struct TrackerStats {
     pub tokens_failed: u64,
     /// HEARTBEATs from addresses not listed (not added).
     pub heartbeats_unknown: u64,
+    /// JOINs refused: their IP address holds `max_per_address` entries.
+    pub address_full: u64,
+    /// JOINs refused: their prefix holds `max_per_prefix` entries.
+    pub prefix_full: u64,
+    /// JOINs left unanswered over their address's rate.
+    pub rate_limited: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +134,29 @@ pub struct Tracker<R> {
     next_sweep: Option<Time>,
     stats: TrackerStats,
     token_key: TokenKey,
+    /// Entries per IP address and per prefix.
+    per_address: HashMap<IpAddr, usize>,
+    per_prefix: HashMap<IpAddr, usize>,
+    /// JOIN budget per IP address: tokens and when last filled (bounded:
+    /// the emptiest-used entries go when full).
+    join_budget: HashMap<IpAddr, (f64, Time)>,
+}
+
+/// IP addresses whose JOIN budget is kept.
+const JOIN_BUDGETS_MAX: usize = 65_536;
+
+/// The prefix an address is counted in: its /24 (IPv4) or /48 (IPv6).
+fn prefix_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            IpAddr::from([o[0], o[1], o[2], 0])
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
+        }
+    }
 }
 
 impl<R: Rng> Tracker<R> {
@@ -121,6 +164,9 @@ impl<R: Rng> Tracker<R> {
     pub fn new(cfg: TrackerConfig, mut rng: R) -> Self {
         Tracker {
             token_key: TokenKey::new(rng.random()),
+            per_address: HashMap::new(),
+            per_prefix: HashMap::new(),
+            join_budget: HashMap::new(),
             recommender: ClubRecommender::new(cfg.clubs),
             outbox: Outbox::new(cfg.outbox),
             cfg,
@@ -188,8 +234,43 @@ impl<R: Rng> Tracker<R> {
             (!self.order.is_empty()).then(|| now.plus_ms(u64::from(self.cfg.heartbeat_ms)));
     }
 
+    /// Takes one JOIN from `ip`'s budget at `now`.
+    fn take_join(&mut self, now: Time, ip: IpAddr) -> bool {
+        let rate = self.cfg.joins_per_address_s;
+        let burst = 2.0 * rate;
+        if !self.join_budget.contains_key(&ip) && self.join_budget.len() >= JOIN_BUDGETS_MAX {
+            // Forget the budgets that are full again: they hold nothing.
+            self.join_budget.retain(|_, (tokens, last)| {
+                *tokens + now.0.saturating_sub(last.0) as f64 / 1e6 * rate < burst
+            });
+            if self.join_budget.len() >= JOIN_BUDGETS_MAX {
+                return false;
+            }
+        }
+        let (tokens, last) = self.join_budget.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.0.saturating_sub(last.0) as f64 / 1e6 * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     fn remove(&mut self, addr: SocketAddr) {
         if let Some(rec) = self.peers.remove(&addr) {
+            for (map, key) in [
+                (&mut self.per_address, addr.ip()),
+                (&mut self.per_prefix, prefix_of(addr.ip())),
+            ] {
+                if let Some(n) = map.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        map.remove(&key);
+                    }
+                }
+            }
             self.order.swap_remove(rec.slot);
             if let Some(moved) = self.order.get(rec.slot) {
                 if let Some(m) = self.peers.get_mut(moved) {
@@ -199,7 +280,8 @@ impl<R: Rng> Tracker<R> {
         }
     }
 
-    /// Adds or refreshes `from`; false when the table is full.
+    /// Adds or refreshes `from`; false (and counted) when the table, its
+    /// address or its prefix is full.
     fn upsert(&mut self, now: Time, from: SocketAddr, clubs: &[u16]) -> bool {
         let expires = now.plus_ms(u64::from(self.cfg.expiry_ms));
         let mut club_arr = [0u16; 2];
@@ -214,8 +296,20 @@ impl<R: Rng> Tracker<R> {
             return true;
         }
         if self.order.len() >= self.cfg.max_peers {
+            self.stats.full += 1;
             return false;
         }
+        let (ip, prefix) = (from.ip(), prefix_of(from.ip()));
+        if self.per_address.get(&ip).copied().unwrap_or(0) >= self.cfg.max_per_address {
+            self.stats.address_full += 1;
+            return false;
+        }
+        if self.per_prefix.get(&prefix).copied().unwrap_or(0) >= self.cfg.max_per_prefix {
+            self.stats.prefix_full += 1;
+            return false;
+        }
+        *self.per_address.entry(ip).or_insert(0) += 1;
+        *self.per_prefix.entry(prefix).or_insert(0) += 1;
         self.peers.insert(
             from,
             PeerRecord {
@@ -242,6 +336,10 @@ impl<R: Rng> Tracker<R> {
                 self.stats.tokens_failed += 1;
             }
             self.retry(now, from);
+            return;
+        }
+        if !self.take_join(now, from.ip()) {
+            self.stats.rate_limited += 1;
             return;
         }
         // Peers listed: a random sample of the others, as many as the joiner
@@ -277,8 +375,7 @@ impl<R: Rng> Tracker<R> {
             0
         };
         if !self.upsert(now, from, &[]) {
-            self.stats.full += 1;
-            return;
+            return; // counted by the bound that refused it
         }
         self.stats.joins += 1;
         let reply = Message::PeerList(PeerList {
@@ -312,8 +409,6 @@ impl<R: Rng> Tracker<R> {
         }
         if self.upsert(now, from, &clubs[..n]) {
             self.stats.heartbeats += 1;
-        } else {
-            self.stats.full += 1;
         }
     }
 
