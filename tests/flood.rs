@@ -133,9 +133,9 @@ fn a_forged_flood_at_a_peer_costs_little_and_everyone_plays() {
     let s = SwarmSummary::of(peers.iter().copied(), shard.source_peer(), elapsed, 2_000);
     let v = peers
         .iter()
-        .find(|p| p.stats().signature_checks_refused > 0)
+        .find(|p| p.stats().forged_rejected > 0)
         .map(|p| p.stats())
-        .expect("the flooded peer refused checks");
+        .expect("the flooded peer caught a forgery");
     println!(
         "flood: {sent} forged datagrams in {:.1} s; swarm thread CPU {flood:.2} s against {quiet:.2} s \
          quiet: {per_datagram_us:.2} us per forged datagram; flooded peer: {} checked and rejected, \
