@@ -38,7 +38,7 @@ enum steer_counter {
 	STEER_PASSED_TRUNCATED = 5,
 	/* IPv4 fragment (MF set or non-zero offset): passed for reassembly. */
 	STEER_PASSED_FRAGMENT = 6,
-	/* Relay-port datagram without clubcast magic/version 2: passed, the
+	/* Relay-port datagram without clubcast magic/version 3: passed, the
 	 * socket counts and drops it. */
 	STEER_PASSED_NOT_CLUBCAST = 7,
 	/* BLOCK whose rx queue has no AF_XDP socket in the XSKMAP: passed by
@@ -47,7 +47,10 @@ enum steer_counter {
 	/* UDP datagram to the port dropped by the `sink_port` program (the far
 	 * end of a bench or test link, not the relay). */
 	STEER_SINK_DROPPED = 9,
-	STEER_COUNTER_MAX = 10,
+	/* BLOCK to the relay port from a sender that is not one of the relay's
+	 * validated uploaders, with the sender gate on: dropped here. */
+	STEER_DROPPED_UNKNOWN_SENDER = 10,
+	STEER_COUNTER_MAX = 11,
 };
 
 #endif /* CLUBCAST_BPF_CLUBCAST_H */

@@ -4,7 +4,9 @@
  * the XSKMAP keyed by rx queue index, filled by the relay with one AF_XDP
  * socket per queue; `counters` is a PERCPU_ARRAY of u64 indexed by
  * `enum steer_counter`, summed over CPUs by src/relay/steer.rs. Per-CPU
- * slots need no atomics on the hot path. The relay port is not a map: it is
+ * slots need no atomics on the hot path. `senders` and `gate` are the
+ * sender gate: the relay's validated uploaders, and whether BLOCKs from
+ * anyone else are dropped here. The relay port is not a map: it is
  * the read-only global `relay_port` in relay.bpf.c, set before load.
  */
 #ifndef CLUBCAST_BPF_MAPS_H
@@ -42,5 +44,32 @@ static __always_inline void count(enum steer_counter which)
 	if (slot)
 		*slot += 1;
 }
+
+/* Most uploaders the sender gate holds. */
+#define STEER_MAX_SENDERS 65536
+
+/* One sender: IPv4 address and UDP port, both in network order. */
+struct sender_key {
+	__u32 addr;
+	__u16 port;
+	__u16 pad;
+};
+
+/* The relay's validated uploaders, kept by its control plane. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STEER_MAX_SENDERS);
+	__type(key, struct sender_key);
+	__type(value, __u8);
+} senders SEC(".maps");
+
+/* Slot 0: non-zero when the sender gate is on (a BLOCK from a sender not
+ * in `senders` is dropped). Off until the relay turns it on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} gate SEC(".maps");
 
 #endif /* CLUBCAST_BPF_MAPS_H */

@@ -7,8 +7,11 @@
  * everything else (control messages, other ports, non-UDP, non-IPv4, IPv6,
  * IPv4 fragments, truncated or foreign frames) is passed to the kernel, so
  * control messages reach the relay's ordinary UDP socket on the same port.
- * The program never drops: anything it does not steer is the kernel's, and a
- * BLOCK whose queue has no socket falls back to XDP_PASS. Checksums are not
+ * The program drops one thing only: with the sender gate on (the `gate`
+ * map), a BLOCK from a sender not among the relay's validated uploaders
+ * (`senders`, kept by the control plane). Anything else it does not steer
+ * is the kernel's, and a BLOCK whose queue has no socket falls back to
+ * XDP_PASS. Checksums are not
  * verified here; the worker checks what it receives. Each verdict bumps one
  * per-CPU counter (see clubcast.h). Built by build.rs into a libbpf-cargo
  * skeleton; every branch has a BPF_PROG_TEST_RUN fixture in
@@ -91,6 +94,22 @@ int steer_blocks(struct xdp_md *ctx)
 		return pass(STEER_PASSED_NOT_CLUBCAST);
 	if (hdr[2] != CLUBCAST_MSG_BLOCK)
 		return pass(STEER_PASSED_CONTROL);
+
+	/* The sender gate: a BLOCK from anyone but a validated uploader costs
+	 * the relay nothing more than this lookup. */
+	__u32 zero = 0;
+	__u32 *gate_on = bpf_map_lookup_elem(&gate, &zero);
+	if (gate_on && *gate_on) {
+		struct sender_key key = {
+			.addr = ip->saddr,
+			.port = udp->source,
+			.pad = 0,
+		};
+		if (!bpf_map_lookup_elem(&senders, &key)) {
+			count(STEER_DROPPED_UNKNOWN_SENDER);
+			return XDP_DROP;
+		}
+	}
 
 	action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	count(action == XDP_REDIRECT ? STEER_REDIRECTED : STEER_PASSED_NO_SOCKET);

@@ -285,6 +285,38 @@ fn block_to_relay_port_without_a_socket_falls_back_to_pass() {
     );
 }
 
+/// The sender gate: off, a BLOCK from anyone is steered as before; on, a
+/// BLOCK from a sender the control plane did not allow is dropped here and
+/// counted, one from an allowed sender goes on, control messages from
+/// anyone still reach the kernel, and a sender taken off the set is
+/// dropped again.
+#[test]
+fn the_sender_gate_drops_blocks_from_senders_not_allowed() {
+    require_privileges!("the_sender_gate_drops_blocks_from_senders_not_allowed");
+    let prog = load();
+    let mut gate = prog.sender_gate().expect("the sender gate");
+    let block = Ipv4Frame::block(RELAY_PORT);
+    let sender = std::net::SocketAddrV4::new(block.src, block.src_port);
+    assert_passed_as(&prog, &block.build(), "gate off", |c| c.passed_no_socket);
+    gate.set_on(true).expect("gate on");
+    let (action, delta) = run(&prog, &block.build());
+    assert_eq!(action, XdpAction::Drop, "unknown sender: {delta:?}");
+    assert_eq!((delta.dropped_unknown_sender, delta.total()), (1, 1));
+    let control = Ipv4Frame::udp(RELAY_PORT, clubcast_message(0x12, 16)).build();
+    assert_passed_as(&prog, &control, "PING from anyone", |c| c.passed_control);
+    gate.allow_only(&std::collections::BTreeSet::from([sender]));
+    assert_passed_as(&prog, &block.build(), "allowed sender", |c| {
+        c.passed_no_socket
+    });
+    // Another port of the same address is another sender.
+    let mut other = Ipv4Frame::block(RELAY_PORT);
+    other.src_port += 1;
+    assert_eq!(run(&prog, &other.build()).0, XdpAction::Drop);
+    gate.allow_only(&std::collections::BTreeSet::new());
+    assert_eq!(run(&prog, &block.build()).0, XdpAction::Drop);
+    assert_eq!(gate.counts(), (0, 0));
+}
+
 #[test]
 fn control_messages_to_relay_port_are_passed_to_the_kernel() {
     require_privileges!("control_messages_to_relay_port_are_passed_to_the_kernel");

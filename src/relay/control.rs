@@ -21,6 +21,7 @@
 //! hop is not resolved yet are left out of the table and counted; so are
 //! uploads to IPv6 peers, which the state machine serves itself.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ use super::fanout::{
 };
 use super::frame::MacAddr;
 use super::next_hops::{AnyNextHop, NextHops};
+use super::sender_filter::SenderFilter;
 use super::uplink::{Uplink, DEFAULT_UPLINK_SLOTS};
 use crate::auth::verifier::DEFAULT_WINDOW;
 use crate::forward::BlockForwarder;
@@ -96,6 +98,8 @@ pub struct ControlPlane {
     now: Time,
     next_refresh: Time,
     stats: ControlStats,
+    /// The data plane's sender filter, on AF_XDP.
+    senders: Option<Box<dyn SenderFilter>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -135,6 +139,31 @@ impl ControlPlane {
             now: Time(0),
             next_refresh: Time(0),
             stats: ControlStats::default(),
+            senders: None,
+        }
+    }
+
+    /// Keeps `filter` equal to the relay's uploaders (the senders it
+    /// downloads from), so the data plane drops BLOCKs from anyone else.
+    pub fn with_sender_filter(mut self, filter: Box<dyn SenderFilter>) -> Self {
+        self.senders = Some(filter);
+        self
+    }
+
+    /// Hands the sender filter the relay's uploaders now.
+    fn sync_senders(&mut self) {
+        if let Some(filter) = self.senders.as_mut() {
+            let allowed: BTreeSet<SocketAddrV4> = self
+                .peer
+                .connections()
+                .downloads
+                .iter()
+                .filter_map(|d| match d.from {
+                    SocketAddr::V4(a) => Some(a),
+                    SocketAddr::V6(_) => None,
+                })
+                .collect();
+            filter.allow_only(&allowed);
         }
     }
 
@@ -221,6 +250,7 @@ impl ControlPlane {
     /// Rebuilds the fan-out table from the uploads and publishes it if it
     /// changed (or a worker still lacks the last one).
     fn refresh(&mut self, now: Time) {
+        self.sync_senders();
         self.wanted.clear();
         let mut ipv6 = 0u64;
         for u in &self.peer.connections().uploads {
@@ -305,6 +335,8 @@ impl Node for ControlPlane {
             }
         }
         self.peer.handle_datagram(now, from, datagram);
+        // A connection made or dropped changes who may send BLOCKs.
+        self.sync_senders();
     }
 
     fn handle_timeout(&mut self, now: Time) {

@@ -24,7 +24,9 @@ use thiserror::Error;
 use super::claims::ForwardClaims;
 use super::fanout::{fanout_channel, FanoutPublisher, DEFAULT_CHANNEL_DEPTH};
 use super::neighbours::InterfaceInfo;
-use super::steer::{SteerCounters, SteerError, SteeringProgram, XdpAttachment, XdpMode};
+use super::steer::{
+    SenderGate, SteerCounters, SteerError, SteeringProgram, XdpAttachment, XdpMode,
+};
 use super::uplink::Uplink;
 use super::worker::{
     IdlePolicy, LatencySummary, LocalEndpoint, Worker, WorkerConfig, WorkerError, WorkerShare,
@@ -138,6 +140,9 @@ pub struct ControlHandles {
     pub publishers: Vec<FanoutPublisher>,
     /// The interface's identity.
     pub iface: InterfaceInfo,
+    /// The steering program's sender gate, on: the control plane keeps it
+    /// equal to its uploaders.
+    pub senders: SenderGate,
 }
 
 /// The running data plane.
@@ -179,6 +184,10 @@ impl XdpDataPlane {
             addr: SocketAddrV4::new(iface.ipv4, local_port),
         };
         let steering = SteeringProgram::load(local_port)?;
+        // The gate is on before BLOCKs can flow: until the control plane
+        // names its uploaders, no BLOCK reaches a worker.
+        let mut senders = steering.sender_gate()?;
+        senders.set_on(true)?;
         let attachment = steering.attach(iface.index, opts.attach)?;
         let mut plane = XdpDataPlane {
             steering,
@@ -230,6 +239,7 @@ impl XdpDataPlane {
                 uplink,
                 publishers,
                 iface,
+                senders,
             },
         ))
     }

@@ -14,7 +14,8 @@
 //! control plane; [`neighbours`] reads next-hop MAC addresses from the
 //! kernel; [`control`] is the control plane (the relay-mode peer state
 //! machine on the kernel socket) that turns its uploads into fan-out
-//! tables; [`node`] runs the relay on either backend through one `Node`;
+//! tables; [`sender_filter`] tells the XDP program which senders may send
+//! BLOCKs; [`node`] runs the relay on either backend through one `Node`;
 //! [`dataplane`] starts and stops the steering program and one
 //! pinned worker thread per queue.
 
@@ -26,6 +27,7 @@ pub mod frame;
 pub mod neighbours;
 pub mod next_hops;
 pub mod node;
+pub mod sender_filter;
 pub mod steer;
 pub mod uplink;
 pub mod worker;
@@ -42,9 +44,10 @@ pub use fanout::{
 pub use neighbours::{InterfaceInfo, NeighbourTable};
 pub use next_hops::{AnyNextHop, KernelNextHops, NextHops};
 pub use node::{inline_plane, RelayNode};
+pub use sender_filter::SenderFilter;
 pub use steer::{
-    has_bpf_privileges, SteerCounters, SteerError, SteeringProgram, XdpAction, XdpAttachment,
-    XdpMode, MAX_QUEUES,
+    has_bpf_privileges, SenderGate, SteerCounters, SteerError, SteeringProgram, XdpAction,
+    XdpAttachment, XdpMode, MAX_QUEUES,
 };
 pub use uplink::{Uplink, UplinkSender};
 pub use worker::{

@@ -70,7 +70,8 @@ impl RelayNode {
             Box::new(KernelNextHops::new(&opts.ifname, handles.iface)),
             limits,
             refresh_ms,
-        );
+        )
+        .with_sender_filter(Box::new(handles.senders));
         Ok((RelayNode::Xdp(Box::new(control)), plane))
     }
 

@@ -12,9 +12,11 @@
 //! message beyond what the kernel program checks (magic, version, type).
 //! Loading and attaching need root, or CAP_BPF with CAP_NET_ADMIN.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
+use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
@@ -132,15 +134,18 @@ pub struct SteerCounters {
     /// Datagrams the sink program ([`SteeringProgram::attach_sink`])
     /// counted and dropped.
     pub sink_dropped: u64,
+    /// BLOCKs from senders that are not validated uploaders, dropped by
+    /// the sender gate ([`SenderGate`]).
+    pub dropped_unknown_sender: u64,
 }
 
 /// Number of counter slots, in the order of `enum steer_counter` in
 /// `bpf/clubcast.h`.
-const COUNTER_SLOTS: u32 = 10;
+const COUNTER_SLOTS: u32 = 11;
 
 impl SteerCounters {
     fn from_slots(slots: [u64; COUNTER_SLOTS as usize]) -> Self {
-        let [redirected, passed_not_ip, passed_not_udp, passed_other_port, passed_control, passed_truncated, passed_fragment, passed_not_clubcast, passed_no_socket, sink_dropped] =
+        let [redirected, passed_not_ip, passed_not_udp, passed_other_port, passed_control, passed_truncated, passed_fragment, passed_not_clubcast, passed_no_socket, sink_dropped, dropped_unknown_sender] =
             slots;
         Self {
             redirected,
@@ -153,6 +158,7 @@ impl SteerCounters {
             passed_not_clubcast,
             passed_no_socket,
             sink_dropped,
+            dropped_unknown_sender,
         }
     }
 
@@ -170,7 +176,7 @@ impl SteerCounters {
 
     /// Frames the steering program has seen.
     pub fn total(&self) -> u64 {
-        self.redirected + self.passed()
+        self.redirected + self.passed() + self.dropped_unknown_sender
     }
 
     /// Counts since `earlier`, a reading of the same program.
@@ -194,6 +200,9 @@ impl SteerCounters {
                 .passed_no_socket
                 .saturating_sub(earlier.passed_no_socket),
             sink_dropped: self.sink_dropped.saturating_sub(earlier.sink_dropped),
+            dropped_unknown_sender: self
+                .dropped_unknown_sender
+                .saturating_sub(earlier.dropped_unknown_sender),
         }
     }
 }
@@ -288,6 +297,84 @@ pub enum SteerError {
         #[source]
         source: libbpf_rs::Error,
     },
+}
+
+/// The steering program's sender gate: the relay's validated uploaders in
+/// the `senders` map, and the switch that makes the program drop a BLOCK
+/// from anyone else (`gate`). The control plane owns it and keeps the set
+/// equal to the addresses it downloads from.
+pub struct SenderGate {
+    senders: libbpf_rs::MapHandle,
+    gate: libbpf_rs::MapHandle,
+    allowed: BTreeSet<SocketAddrV4>,
+    errors: u64,
+}
+
+impl fmt::Debug for SenderGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SenderGate")
+            .field("allowed", &self.allowed.len())
+            .field("errors", &self.errors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SenderGate {
+    /// Turns the gate on (BLOCKs from senders not allowed are dropped) or
+    /// off.
+    pub fn set_on(&mut self, on: bool) -> Result<(), SteerError> {
+        self.gate
+            .update(
+                &0u32.to_ne_bytes(),
+                &u32::from(on).to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .map_err(|source| SteerError::Map {
+                map: "gate",
+                op: "switching the sender gate",
+                source,
+            })
+    }
+
+    /// Makes `allowed` the set of senders whose BLOCKs pass: adds what is
+    /// new, removes what is gone. A map update that fails is counted and
+    /// tried again on the next call.
+    pub fn allow_only(&mut self, allowed: &BTreeSet<SocketAddrV4>) {
+        let gone: Vec<SocketAddrV4> = self.allowed.difference(allowed).copied().collect();
+        for addr in gone {
+            match self.senders.delete(&sender_key(addr)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(_) => {
+                    self.errors += 1;
+                    continue;
+                }
+            }
+            self.allowed.remove(&addr);
+        }
+        for &addr in allowed.difference(&self.allowed.clone()) {
+            match self.senders.update(&sender_key(addr), &[1], MapFlags::ANY) {
+                Ok(()) => {
+                    self.allowed.insert(addr);
+                }
+                Err(_) => self.errors += 1,
+            }
+        }
+    }
+
+    /// Senders allowed now, and map updates that failed so far.
+    pub fn counts(&self) -> (usize, u64) {
+        (self.allowed.len(), self.errors)
+    }
+}
+
+/// The `struct sender_key` of `bpf/maps.h` for `addr`: address and port in
+/// network order, then two bytes of padding.
+fn sender_key(addr: SocketAddrV4) -> [u8; 8] {
+    let mut key = [0u8; 8];
+    key[..4].copy_from_slice(&addr.ip().octets());
+    key[4..6].copy_from_slice(&addr.port().to_be_bytes());
+    key
 }
 
 /// Whether this process holds what loading and attaching XDP programs need:
@@ -473,6 +560,25 @@ impl SteeringProgram {
                 source,
             }),
         }
+    }
+
+    /// The sender gate of this program: its `senders` and `gate` maps,
+    /// held by their own fds, so it can move to the control plane's
+    /// thread. The gate starts off.
+    pub fn sender_gate(&self) -> Result<SenderGate, SteerError> {
+        let handle = |map, name| {
+            libbpf_rs::MapHandle::try_from(map).map_err(|source| SteerError::Map {
+                map: name,
+                op: "opening the sender gate",
+                source,
+            })
+        };
+        Ok(SenderGate {
+            senders: handle(&self.skel.maps.senders, "senders")?,
+            gate: handle(&self.skel.maps.gate, "gate")?,
+            allowed: BTreeSet::new(),
+            errors: 0,
+        })
     }
 
     /// Reads the per-CPU verdict counters and sums them over CPUs.
@@ -670,19 +776,20 @@ mod tests {
 
     #[test]
     fn counters_sum_and_subtract_by_slot() {
-        let later = SteerCounters::from_slots([5, 1, 1, 1, 1, 1, 1, 1, 1, 7]);
-        let earlier = SteerCounters::from_slots([2, 0, 1, 0, 0, 0, 0, 0, 0, 4]);
+        let later = SteerCounters::from_slots([5, 1, 1, 1, 1, 1, 1, 1, 1, 7, 2]);
+        let earlier = SteerCounters::from_slots([2, 0, 1, 0, 0, 0, 0, 0, 0, 4, 1]);
         assert_eq!(later.passed(), 8);
         assert_eq!(
             later.total(),
-            13,
-            "the sink's drops are not the steering program's"
+            15,
+            "the sink's drops are not the steering program's; the gate's are"
         );
         let delta = later.since(&earlier);
         assert_eq!(delta.redirected, 3);
         assert_eq!(delta.passed_not_udp, 0);
         assert_eq!(delta.sink_dropped, 3);
-        assert_eq!(delta.total(), 10);
+        assert_eq!(delta.dropped_unknown_sender, 1);
+        assert_eq!(delta.total(), 11);
     }
 
     #[test]
