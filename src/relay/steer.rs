@@ -615,6 +615,30 @@ impl SteeringProgram {
         self.test_run_prog(&self.skel.progs.steer_blocks, frame)
     }
 
+    /// The kernel's mean time for one run of the steering program on
+    /// `frame`, over `repeat` runs of BPF_PROG_TEST_RUN (a measurement, for
+    /// benches and figures; the runs count in the counters).
+    pub fn time_run(&self, frame: &[u8], repeat: u32) -> io::Result<std::time::Duration> {
+        if frame.len() < ETH_HLEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "BPF_PROG_TEST_RUN needs at least an Ethernet header",
+            ));
+        }
+        let input = ProgramInput {
+            data_in: Some(frame),
+            repeat: repeat.max(1),
+            ..Default::default()
+        };
+        let output = self
+            .skel
+            .progs
+            .steer_blocks
+            .test_run(input)
+            .map_err(to_io_error)?;
+        Ok(output.duration)
+    }
+
     /// [`SteeringProgram::test_run`] for the sink program.
     pub fn test_run_sink(&self, frame: &[u8]) -> io::Result<XdpAction> {
         self.test_run_prog(&self.skel.progs.sink_port, frame)
