@@ -116,7 +116,7 @@ pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 46] = [
+    let counters: [(&str, &str, u64); 47] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
@@ -288,6 +288,11 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             "catch_ups_refused_total",
             "BITFIELDs within a second of the last catch-up on their upload: nothing resent",
             s.catch_ups_refused,
+        ),
+        (
+            "lists_asked_again_total",
+            "JOINs sent again because the peer list led to no download for 5 s",
+            s.lists_asked_again,
         ),
         (
             "blocks_from_banned_total",

@@ -1575,6 +1575,42 @@ fn run_deliver(p: &mut Peer, now: Time, from: SocketAddr, msg: &Message<'_>) -> 
     block_seqs_to(&out, from).len()
 }
 
+/// A peer list that leads nowhere (its addresses never answer: gone, or
+/// planted by a tracker flood) is asked for again after 5 s without a
+/// download, and not more often.
+#[test]
+fn a_useless_peer_list_is_asked_for_again() {
+    let tracker = addr(900);
+    let mut cfg = config(&[0, 1]);
+    cfg.tracker = Some(tracker);
+    let mut p = peer_with(cfg);
+    let planted: Vec<SocketAddr> = (0..20).map(|i| addr(5_000 + i)).collect();
+    let list = Message::PeerList(clubcast::wire::PeerList {
+        stream: tag(),
+        club_count: C,
+        recommended: ClubList::Items(&[0, 1]),
+        heartbeat_ms: 5_000,
+        peers: AddrList::Items(&planted),
+    });
+    deliver(&mut p, T0, tracker, &list);
+    let joins = |out: &[Out]| {
+        out.iter()
+            .filter(|o| o.to == tracker && matches!(o.msg(), Message::Join(_)))
+            .map(|o| o.at)
+            .collect::<Vec<Time>>()
+    };
+    let out = run(&mut p, T0, at(T0, 4_900), 20);
+    assert!(joins(&out).is_empty(), "asked again too soon");
+    let out = run(&mut p, at(T0, 4_900), at(T0, 9_900), 20);
+    let asked = joins(&out);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(asked[0] >= at(T0, 5_000), "{asked:?}");
+    assert_eq!(p.stats().lists_asked_again, 1);
+    // Still nothing: once more 5 s later.
+    let out = run(&mut p, at(T0, 9_900), at(T0, 10_200), 20);
+    assert_eq!(joins(&out).len(), 1);
+}
+
 /// [0047] on a real network: a fresh in-club push waits half a round trip
 /// (at least 1 ms) for a HAVE from its receiver, and goes only without
 /// one; the peer's timer wakes it for the push.

@@ -70,6 +70,7 @@ impl Peer {
             return;
         }
         self.heartbeat_ms = u64::from(list.heartbeat_ms).clamp(500, 60_000);
+        self.last_list = now;
         for addr in list.peers.iter() {
             self.contacts.entry(addr, now);
         }

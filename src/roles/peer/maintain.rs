@@ -49,6 +49,9 @@ const GIVEN_UP_US: u64 = 10_000_000;
 /// Given-up CONNECTs remembered at most.
 const GIVEN_UP_MAX: usize = 64;
 
+/// A peer list that led to no download for this long is asked for again, us.
+const LIST_USEFUL_US: u64 = 5_000_000;
+
 /// Floor of every round-trip based timeout, us.
 const RTO_FLOOR_US: u64 = 200_000;
 
@@ -101,6 +104,7 @@ impl Peer {
         self.keepalives_and_timeouts(now);
         self.resend_or_give_up(now);
         if self.joined {
+            self.ask_tracker_again(now);
             self.discover(now);
             self.keep_targets(now);
         }
@@ -114,6 +118,25 @@ impl Peer {
             self.store
                 .forget_older_than(Time(newest.0.saturating_sub(self.cfg.store_ms * 1000)));
         }
+    }
+
+    /// A list that led to no download in `LIST_USEFUL_US` (its addresses
+    /// gone, or planted by someone flooding the tracker) is asked for again:
+    /// the tracker answers a JOIN of a listed peer with a fresh sample.
+    fn ask_tracker_again(&mut self, now: Time) {
+        if self.cfg.mode == Mode::Source
+            || self.cfg.tracker.is_none()
+            || !self.conns.downloads.is_empty()
+            || now.0 < self.last_list.0 + LIST_USEFUL_US
+            || self
+                .last_join_sent
+                .is_some_and(|t| now.0 < t.0 + LIST_USEFUL_US)
+        {
+            return;
+        }
+        self.last_join_sent = Some(now);
+        self.stats.lists_asked_again += 1;
+        self.send_join();
     }
 
     /// How long a download may carry no block before it is silent

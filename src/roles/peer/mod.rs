@@ -310,6 +310,8 @@ pub struct PeerStats {
     /// BITFIELDs that came within a second of the last catch-up on their
     /// upload: their holdings noted, nothing resent.
     pub catch_ups_refused: u64,
+    /// JOINs sent again because the peer list led to no download for 5 s.
+    pub lists_asked_again: u64,
     /// BLOCKs from banned addresses with no connection, dropped unjudged.
     pub blocks_from_banned: u64,
     /// BLOCKs dropped unjudged because the signature check they needed was
@@ -404,6 +406,8 @@ pub struct Peer {
     joined: bool,
     failed: bool,
     last_join_sent: Option<Time>,
+    /// When the tracker's last PEER_LIST came.
+    last_list: Time,
     joins_sent: u32,
     heartbeat_ms: u64,
     last_heartbeat: Time,
@@ -514,6 +518,7 @@ impl Peer {
             joined,
             failed: false,
             last_join_sent: None,
+            last_list: now,
             joins_sent: 0,
             heartbeat_ms: 5_000,
             last_heartbeat: now,
