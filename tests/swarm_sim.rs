@@ -377,3 +377,70 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
     let s = swarm.summary(&ids, 10.0);
     assert!(s.continuity_min >= 0.999, "{}", s.to_json());
 }
+
+/// Tracker poisoning: 3,000 spoofed JOINs a second for 40 s, each from an
+/// address that never answers its RETRY. None of them is listed, and a
+/// newcomer that joins in the middle of the flood plays within 5 s of the
+/// flood's end (it plays long before).
+#[test]
+fn a_spoofed_join_flood_lists_nobody_and_a_newcomer_plays() {
+    use clubcast::wire::{Join, JoinRole, Message, Token};
+    let mut swarm = Swarm::new(12, 2_000_000, LinkProfile::with_latency_ms(10));
+    for _ in 0..12 {
+        swarm.add_peer();
+    }
+    swarm.run_to_us(3_000_000);
+    let tag = StreamTag::of_key(&swarm.source_key().stream_id().to_bytes());
+    let mut buf = vec![0u8; 64];
+    let (flood_start, flood_end) = (3_000_000u64, 43_000_000u64);
+    let mut newcomer = None;
+    let mut spoofed = 0u32;
+    let mut t = flood_start;
+    while t < flood_end {
+        // 30 JOINs every 10 ms, each from a new address.
+        for _ in 0..30 {
+            spoofed += 1;
+            let from = SocketAddr::from(([10, 200, (spoofed >> 8) as u8, spoofed as u8], 4000));
+            let join = Message::Join(Join {
+                stream: tag,
+                peer_id: u64::from(spoofed),
+                max_peers: 60,
+                role: JoinRole::Viewer,
+                token: Token::NONE,
+            });
+            let len = join.encode(&mut buf).expect("encodes");
+            swarm.net.inject(from, addr(TRACKER), &buf[..len]);
+        }
+        t += 10_000;
+        swarm.run_to_us(t);
+        if newcomer.is_none() && t >= 20_000_000 {
+            newcomer = Some((swarm.add_peer(), t));
+        }
+    }
+    swarm.run_to_us(flood_end + 5_000_000);
+    let tracker = swarm.net.id_of(addr(TRACKER)).expect("tracker");
+    let Some(clubcast::swarm::SwarmNode::Tracker(tr)) = swarm.net.get(tracker) else {
+        panic!("the tracker")
+    };
+    let st = tr.stats();
+    assert_eq!(spoofed, 120_000);
+    assert!(st.retries_sent >= 120_000, "{st:?}");
+    // The 13 viewers and the source, nobody spoofed.
+    assert_eq!(tr.peer_count(), 14, "{st:?}");
+    let (newcomer, joined_net) = newcomer.expect("a newcomer joined");
+    let p = swarm.net.node(newcomer).viewer().expect("the newcomer");
+    let started = p.playback_started_at().expect("the newcomer plays");
+    // Both on the newcomer's own clock.
+    let joined = p.started_at();
+    println!(
+        "newcomer joined {:.1} s into the flood and played {:.2} s later",
+        (joined_net - flood_start) as f64 / 1e6,
+        (started.0 - joined.0) as f64 / 1e6
+    );
+    assert!(
+        started.0 - joined.0 <= 5_000_000,
+        "started {started:?} joined {joined:?}"
+    );
+    let s = swarm.summary(&swarm.peers.clone(), 48.0);
+    assert!(s.continuity_min >= 0.99, "{}", s.to_json());
+}
