@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target in fuzz/ for SECONDS each (default 60):
 # the wire parser (every message), Elias-gamma bit fields, the media
-# header and MPEG-TS ingest. Installs cargo-fuzz on the nightly toolchain
+# header, MPEG-TS ingest, the FLV packer (RTMP message bodies) and batch
+# verification with the proof ledger. Installs cargo-fuzz on the nightly toolchain
 # if it is missing. Crashes are saved under fuzz/artifacts/.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
@@ -14,7 +15,7 @@ shift || true
 cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-    targets=(wire_message bitfield media_header ts_packets)
+    targets=(wire_message bitfield media_header ts_packets flv_tags verify_block)
 fi
 for t in "${targets[@]}"; do
     echo "fuzzing $t for ${secs}s"

@@ -1,0 +1,35 @@
+//! Any datagram that parses as a BLOCK, fed to a batch verifier and a
+//! proof ledger: neither panics, a block of another stream never passes,
+//! and what the ledger plans never asks for more hashes than the batch's
+//! tree has.
+#![no_main]
+
+use clubcast::auth::{BatchVerifier, ProofLedger, SourceKey};
+use clubcast::wire::{Message, StreamTag};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let key = SourceKey::from_seed(&[7; 32]);
+    let tag = StreamTag::of_key(&key.stream_id().to_bytes());
+    let mut verifier = BatchVerifier::new(key.stream_id(), 8);
+    let mut ledger = ProofLedger::new();
+    // One datagram after another, each prefixed by its length byte.
+    let mut rest = data;
+    while let [len, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
+        let (datagram, next) = tail.split_at(n);
+        rest = next;
+        if let Ok(Message::Block(block)) = Message::parse(datagram) {
+            let _ = verifier.needs_signature(&block);
+            let verdict = verifier.verify(&block);
+            if block.stream != tag {
+                assert!(verdict.is_err(), "a block of another stream passed");
+            }
+            let plan = ledger.plan(block.batch, block.count, block.index);
+            assert!(plan.hashes <= 16, "{plan:?}");
+            if datagram.len() % 7 == 0 {
+                ledger.forget(block.batch);
+            }
+        }
+    }
+});
