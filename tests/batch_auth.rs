@@ -462,3 +462,31 @@ fn signer_refuses_payload_that_cannot_travel_with_a_full_proof() {
     assert!(signer.sign(0, 0, 0, &[]).is_err());
     assert!(signer.sign(0, 0, 0, &vec![ok.as_slice(); 65]).is_err());
 }
+
+/// A batch shape no verified block has (found by fuzzing: a count of
+/// 40,000 once overflowed the ledger's node bits) gets the signature and no
+/// hashes, records nothing, and panics nowhere.
+#[test]
+fn the_ledger_refuses_impossible_batch_shapes_without_a_panic() {
+    let mut ledger = ProofLedger::new();
+    for (count, index) in [
+        (0u16, 0u16),
+        (40_000, 39_999),
+        (65, 1),
+        (16, 16),
+        (u16::MAX, 0),
+    ] {
+        let plan = ledger.plan(9, count, index);
+        assert_eq!(
+            plan,
+            ProofPlan {
+                signature: true,
+                hashes: 0
+            },
+            "count {count} index {index}"
+        );
+    }
+    // A real shape afterwards is planned from scratch: nothing was recorded.
+    let plan = ledger.plan(9, 16, 3);
+    assert!(plan.signature && plan.hashes == 4, "{plan:?}");
+}

@@ -1,7 +1,7 @@
 //! Any datagram that parses as a BLOCK, fed to a batch verifier and a
 //! proof ledger: neither panics, a block of another stream never passes,
-//! and what the ledger plans never asks for more hashes than the batch's
-//! tree has.
+//! and what the ledger plans never asks for more than 16 hashes (the
+//! depth of the deepest tree a 16-bit block count makes).
 #![no_main]
 
 use clubcast::auth::{BatchVerifier, ProofLedger, SourceKey};

@@ -85,9 +85,17 @@ impl ProofLedger {
     }
 
     /// Decides what block `index` of a `count`-block batch must carry and
-    /// records that the receiver will hold it. `count` is at most
-    /// [`super::MAX_BATCH_BLOCKS`] and `index < count`.
+    /// records that the receiver will hold it. A batch shape no verified
+    /// block has (`count` 0 or above [`super::MAX_BATCH_BLOCKS`], or
+    /// `index >= count`) gets the signature and no hashes, and nothing is
+    /// recorded.
     pub fn plan(&mut self, batch: u64, count: u16, index: u16) -> ProofPlan {
+        if count == 0 || usize::from(count) > super::MAX_BATCH_BLOCKS || index >= count {
+            return ProofPlan {
+                signature: true,
+                hashes: 0,
+            };
+        }
         let path = Path::new(count, index);
         let steps = path.steps();
         let root = NodeId::of_range(0, count);
