@@ -167,31 +167,49 @@ fn field(line: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
-    if !have_ffmpeg("bad_rtmp_clients_are_cut_off_and_the_source_stays_up") {
-        return;
-    }
-    let (mut source, out, err) = Source::start(
-        "rtmp-bad",
+/// A source taking RTMP with the stream key [`KEY`] for `seconds`: the
+/// source, its stdout and stderr lines, the address it listens on, and
+/// the stdout lines read so far.
+fn rtmp_source(
+    tag: &str,
+    seconds: &str,
+) -> (
+    Source,
+    Receiver<String>,
+    Receiver<String>,
+    String,
+    Vec<String>,
+) {
+    let (source, out, err) = Source::start(
+        tag,
         &[
             "--rtmp-listen",
             "127.0.0.1:0",
             "--stream-key",
             KEY,
             "--duration",
-            "30",
+            seconds,
         ],
         Stdio::null(),
     );
-    let (out, err) = (&out, &err);
-    let (mut seen_out, mut seen_err) = (Vec::new(), Vec::new());
-    let listening = wait_for(out, "rtmp: listening on", 10, &mut seen_out);
+    let mut seen = Vec::new();
+    let listening = wait_for(&out, "rtmp: listening on", 10, &mut seen);
     let addr = listening
         .split_whitespace()
         .nth(3)
         .expect("an address")
         .to_string();
+    (source, out, err, addr, seen)
+}
+
+#[test]
+fn bad_rtmp_clients_are_cut_off_and_the_source_stays_up() {
+    if !have_ffmpeg("bad_rtmp_clients_are_cut_off_and_the_source_stays_up") {
+        return;
+    }
+    let (mut source, out, err, addr, mut seen_out) = rtmp_source("rtmp-bad", "30");
+    let (out, err) = (&out, &err);
+    let mut seen_err = Vec::new();
 
     // Garbage instead of a handshake.
     let mut c = TcpStream::connect(&addr).expect("connect");
@@ -253,26 +271,9 @@ fn only_the_stream_key_publishes_and_idle_connections_cost_little() {
     if !have_ffmpeg("only_the_stream_key_publishes_and_idle_connections_cost_little") {
         return;
     }
-    let (mut source, out, err) = Source::start(
-        "rtmp-key",
-        &[
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--stream-key",
-            KEY,
-            "--duration",
-            "40",
-        ],
-        Stdio::null(),
-    );
+    let (mut source, out, err, addr, mut seen_out) = rtmp_source("rtmp-key", "40");
     let (out, err) = (&out, &err);
-    let (mut seen_out, mut seen_err) = (Vec::new(), Vec::new());
-    let listening = wait_for(out, "rtmp: listening on", 10, &mut seen_out);
-    let addr = listening
-        .split_whitespace()
-        .nth(3)
-        .expect("an address")
-        .to_string();
+    let mut seen_err = Vec::new();
     let pid = source.kid.0.id();
     let rss = || -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
