@@ -116,7 +116,7 @@ pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 47] = [
+    let counters: [(&str, &str, u64); 48] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
@@ -343,6 +343,11 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             "graceful_failures_total",
             "stops after the quality rule ([0063])",
             s.graceful_failures,
+        ),
+        (
+            "quality_windows_excused_total",
+            "quality windows that would have stopped the peer, excused: it was under attack",
+            s.quality_windows_excused,
         ),
     ];
     for (name, help, value) in counters {

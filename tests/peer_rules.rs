@@ -16,7 +16,7 @@ use clubcast::roles::bitrate::BitrateEstimator;
 use clubcast::roles::peer::bans::BanList;
 use clubcast::roles::peer::contacts::{Choice, Contacts};
 use clubcast::roles::peer::playout::{Played, Playout, PlayoutConfig};
-use clubcast::roles::peer::quality::{QualityMonitor, QualityRule};
+use clubcast::roles::peer::quality::{QualityMonitor, QualityRule, QualityTotals, Verdict};
 use clubcast::roles::peer::scheduler::{Lane, SendScheduler};
 use clubcast::roles::peer::store::{BlockStore, StoredBlock};
 use clubcast::roles::{
@@ -2626,6 +2626,16 @@ fn a_paused_feed_is_waited_for_not_skipped() {
 
 // ---- [0063]: quality and graceful failure ------------------------------------------
 
+/// Counters for the quality check: `bad` skips and freezes, `uploaded`
+/// bytes, no hostile datagrams.
+fn totals(bad: u64, uploaded: u64) -> QualityTotals {
+    QualityTotals {
+        bad,
+        uploaded,
+        hostile: 0,
+    }
+}
+
 /// [0063]: each level of skips and freezes per window comes with an
 /// upload threshold; the peer must stop when it uploaded less.
 #[test]
@@ -2640,11 +2650,12 @@ fn quality_monitor_applies_the_upload_threshold_of_the_level_reached() {
     let cap = Some(0.0);
     let check = |bad: u64, up: u64| {
         let mut m = QualityMonitor::new(rule, T0);
-        assert!(
-            !m.check(at(T0, window - 1), bad, up, stream_bps, cap),
+        assert_eq!(
+            m.check(at(T0, window - 1), totals(bad, up), stream_bps, cap),
+            Verdict::Healthy,
             "window not over"
         );
-        m.check(at(T0, window), bad, up, stream_bps, cap)
+        m.check(at(T0, window), totals(bad, up), stream_bps, cap) == Verdict::Stop
     };
     assert!(!check(mild.bad_events - 1, 0), "below every level");
     assert!(check(mild.bad_events, 0));
@@ -2654,14 +2665,13 @@ fn quality_monitor_applies_the_upload_threshold_of_the_level_reached() {
     assert!(!check(worst.bad_events, bytes(worst.min_upload_share)));
     // Windows are separate: a bad window after a good one counts alone.
     let mut m = QualityMonitor::new(rule, T0);
-    assert!(!m.check(at(T0, window), 0, bytes(1.0), stream_bps, cap));
-    assert!(m.check(
-        at(T0, 2 * window),
-        mild.bad_events,
-        bytes(1.0),
-        stream_bps,
-        cap
-    ));
+    let good = m.check(at(T0, window), totals(0, bytes(1.0)), stream_bps, cap);
+    assert_eq!(good, Verdict::Healthy);
+    let bad = totals(mild.bad_events, bytes(1.0));
+    assert_eq!(
+        m.check(at(T0, 2 * window), bad, stream_bps, cap),
+        Verdict::Stop
+    );
 }
 
 /// [0063] kept to its intent: a peer that uploads little only because
@@ -2673,27 +2683,53 @@ fn quality_rule_never_stops_a_peer_whose_uplink_has_room() {
     let stream_bps = 1_000_000.0;
     let [worst, _] = rule.levels;
     let need = worst.min_upload_share * stream_bps;
+    let end = at(T0, rule.window_ms);
     for capacity in [None, Some(need), Some(10.0 * need)] {
         let mut m = QualityMonitor::new(rule, T0);
-        assert!(
-            !m.check(
-                at(T0, rule.window_ms),
-                worst.bad_events * 10,
-                0,
-                stream_bps,
-                capacity
-            ),
+        let verdict = m.check(end, totals(worst.bad_events * 10, 0), stream_bps, capacity);
+        assert_eq!(
+            verdict,
+            Verdict::Healthy,
             "stopped with capacity {capacity:?}"
         );
     }
     let mut m = QualityMonitor::new(rule, T0);
-    assert!(m.check(
-        at(T0, rule.window_ms),
-        worst.bad_events,
-        0,
+    let verdict = m.check(
+        end,
+        totals(worst.bad_events, 0),
         stream_bps,
-        Some(need - 1.0)
-    ));
+        Some(need - 1.0),
+    );
+    assert_eq!(verdict, Verdict::Stop);
+}
+
+/// [0063] under attack: a window with `attack_datagrams` hostile
+/// datagrams or more is excused however bad it was, one with fewer is
+/// not, and the count is per window.
+#[test]
+fn quality_rule_excuses_a_window_under_attack() {
+    let rule = QualityRule::default();
+    let window = rule.window_ms;
+    let [worst, _] = rule.levels;
+    let cap = Some(0.0);
+    let with_hostile = |bad: u64, hostile: u64| QualityTotals {
+        bad,
+        uploaded: 0,
+        hostile,
+    };
+    let mut m = QualityMonitor::new(rule, T0);
+    let attacked = with_hostile(worst.bad_events, rule.attack_datagrams);
+    assert_eq!(
+        m.check(at(T0, window), attacked, 1e6, cap),
+        Verdict::Excused
+    );
+    // The next window: as bad, but only one hostile datagram more.
+    let next = with_hostile(2 * worst.bad_events, rule.attack_datagrams + 1);
+    assert_eq!(m.check(at(T0, 2 * window), next, 1e6, cap), Verdict::Stop);
+    // Hostile traffic alone never stops a healthy peer.
+    let mut m = QualityMonitor::new(rule, T0);
+    let calm = with_hostile(0, 10 * rule.attack_datagrams);
+    assert_eq!(m.check(at(T0, window), calm, 1e6, cap), Verdict::Healthy);
 }
 
 /// The [0063] scenario: a peer with an in-club download A, a foreign
@@ -2702,8 +2738,13 @@ fn quality_rule_never_stops_a_peer_whose_uplink_has_room() {
 /// starts and then skips 140 blocks. Its receivers report `queue_delay_ms`
 /// of queuing in their KEEPALIVEs (500 ms: the uplink is congested, and
 /// what it carries is what it sent). Returns the peer, what it sent and
-/// the connected addresses.
-fn quality_scenario(extra_uploads: u32, queue_delay_ms: u16) -> (Peer, Vec<Out>, [SocketAddr; 3]) {
+/// the connected addresses. `hostile` garbage datagrams from a stranger
+/// come in the same window.
+fn quality_scenario(
+    extra_uploads: u32,
+    queue_delay_ms: u16,
+    hostile: u32,
+) -> (Peer, Vec<Out>, [SocketAddr; 3]) {
     let (a, f, u) = (addr(1), addr(3), addr(2));
     let mut cfg = config(&[0, 1]);
     cfg.quality.window_ms = 2_000;
@@ -2728,6 +2769,9 @@ fn quality_scenario(extra_uploads: u32, queue_delay_ms: u16) -> (Peer, Vec<Out>,
     for seq in (0..10).chain([150]) {
         let from = if seq == 5 { f } else { stranger() };
         out.extend(deliver_raw(&mut p, now, from, &fd.block(seq, now, 40)));
+    }
+    for _ in 0..hostile {
+        out.extend(deliver_raw(&mut p, now, stranger(), &[0xEE; 48]));
     }
     // Receivers keep their downloads alive ([0053]); A, the uploader,
     // is heard from now and then.
@@ -2764,13 +2808,34 @@ fn quality_scenario(extra_uploads: u32, queue_delay_ms: u16) -> (Peer, Vec<Out>,
     (p, out, [a, f, u])
 }
 
+/// [0063] under attack: the same skips, but in a window in which the
+/// peer took a flood of garbage, do not stop it: the window is excused
+/// and counted, and the peer keeps every connection.
+#[test]
+fn skips_during_a_flood_do_not_stop_the_peer() {
+    let (mut p, out, [a, _, u]) = quality_scenario(0, 500, 200);
+    assert!(p.playout_stats().skipped >= 100);
+    let events: Vec<PeerEvent> = std::iter::from_fn(|| p.poll_event()).collect();
+    assert!(!events.contains(&PeerEvent::GracefulFailure), "{events:?}");
+    assert!(!p.has_failed());
+    assert!(p.stats().malformed >= 200);
+    assert!(p.stats().quality_windows_excused >= 1);
+    assert!(
+        out.iter().all(|o| o.drop_msg().is_none()),
+        "a connection was dropped"
+    );
+    let conns = p.connections();
+    assert!(conns.downloads.iter().any(|d| d.from == a && d.club == 0));
+    assert!(conns.uploads.iter().any(|x| x.to == u && x.club == 0));
+}
+
 /// [0063]: with many skips in a window, little upload and an uplink that
 /// cannot carry more, the peer stops all activity: it reports
 /// GracefulFailure, sends DROP(Leaving) on every connection, and sends
 /// nothing until its back-off has passed; then it takes part again.
 #[test]
 fn peer_with_many_skips_and_little_upload_stops_then_comes_back() {
-    let (mut p, out, [a, f, u]) = quality_scenario(0, 500);
+    let (mut p, out, [a, f, u]) = quality_scenario(0, 500, 0);
     assert!(p.playout_stats().skipped >= 100);
     let events: Vec<PeerEvent> = std::iter::from_fn(|| p.poll_event()).collect();
     assert!(events.contains(&PeerEvent::GracefulFailure), "{events:?}");
@@ -2821,7 +2886,7 @@ fn peer_with_many_skips_and_little_upload_stops_then_comes_back() {
 /// on.
 #[test]
 fn peer_with_many_skips_and_little_upload_but_room_on_its_uplink_carries_on() {
-    let (mut p, out, _) = quality_scenario(0, 0);
+    let (mut p, out, _) = quality_scenario(0, 0, 0);
     assert!(p.playout_stats().skipped >= 100);
     let events: Vec<PeerEvent> = std::iter::from_fn(|| p.poll_event()).collect();
     assert!(!events.contains(&PeerEvent::GracefulFailure), "{events:?}");
@@ -2835,7 +2900,7 @@ fn peer_with_many_skips_and_little_upload_but_room_on_its_uplink_carries_on() {
 /// at this level) do not stop the peer.
 #[test]
 fn peer_with_many_skips_and_enough_upload_carries_on() {
-    let (mut p, out, _) = quality_scenario(4, 500);
+    let (mut p, out, _) = quality_scenario(4, 500, 0);
     assert!(p.playout_stats().skipped >= 100);
     assert!(p.stats().block_payload_out >= 4_000);
     let events: Vec<PeerEvent> = std::iter::from_fn(|| p.poll_event()).collect();

@@ -417,6 +417,11 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
                             r.connections_refused.load(Ordering::Relaxed),
                         );
                         e.counter(
+                            "clubcast_rtmp_connections_evicted_total",
+                            "idle RTMP connections closed to make room for a new one at the cap",
+                            r.connections_evicted.load(Ordering::Relaxed),
+                        );
+                        e.counter(
                             "clubcast_rtmp_publishers_refused_total",
                             "RTMP publishes refused: a wrong stream key, or another publisher live",
                             r.publishers_refused.load(Ordering::Relaxed),
@@ -428,8 +433,9 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
                 let i = p.stats();
                 let rtmp = p.rtmp_counters().map_or(String::new(), |r| {
                     format!(
-                        " rtmp-connections-refused {} rtmp-publishers-refused {}",
+                        " rtmp-connections-refused {} rtmp-connections-evicted {} rtmp-publishers-refused {}",
                         r.connections_refused.load(Ordering::Relaxed),
+                        r.connections_evicted.load(Ordering::Relaxed),
                         r.publishers_refused.load(Ordering::Relaxed)
                     )
                 });

@@ -1,7 +1,8 @@
 //! Media in and out: what streamers push and what players play.
 //!
 //! At the source, an ingest turns a live feed into *units*: [`rtmp`] takes
-//! a push from OBS or ffmpeg and [`flv`] wraps its messages in FLV tags;
+//! a push from OBS or ffmpeg (one poll thread; each connection's protocol
+//! state is an [`rtmp_session`]) and [`flv`] wraps its messages in FLV tags;
 //! [`ts`] finds the packets of MPEG-TS over UDP or a pipe, and
 //! [`ts_retime`] keeps their timeline going when a feed restarts. Units that begin
 //! a random-access point (decoder configuration and a key frame) are
@@ -19,6 +20,7 @@ pub mod http;
 pub mod ingest;
 pub mod output;
 pub mod rtmp;
+pub mod rtmp_session;
 pub mod serve;
 pub mod ts;
 pub mod ts_retime;

@@ -1,37 +1,35 @@
 //! The source's RTMP endpoint: OBS or ffmpeg push here.
 //!
-//! [`RtmpServer::start`] listens on a TCP address; each connection gets a
-//! thread that runs the handshake and an `rml_rtmp` server session, within
-//! caps: `MAX_CONNECTIONS` at once and `MAX_PER_IP` from one address
-//! (more are closed at once, counted), so idle connections cannot pile up
-//! threads, and one address cannot fill the listener. Only a publisher
-//! with the source's stream key (the last part of the RTMP URL, as OBS and
-//! ffmpeg send it; compared in constant time) may publish; any other
-//! publish is refused with a reason. One publisher at a time may publish;
-//! a second is refused, so a live publisher cannot be replaced. The publisher's audio and video messages go to the source's
-//! loop as [`Ingest`] events through a bounded channel (a slow loop slows
-//! the publisher down, as TCP does). Whatever goes wrong with a client (a
-//! handshake that fails or does not finish in time, garbage, a codec the
-//! stream cannot carry, a protocol error, silence) ends that connection with
-//! one log line that says why; the listener and the source stay up.
+//! [`RtmpServer::start`] listens on a TCP address and serves every
+//! connection from one thread, with non-blocking sockets on one `mio`
+//! poll: an idle connection costs a socket and a small [`RtmpSession`],
+//! never a thread. Caps still bound what piles up: `MAX_PER_IP` from one
+//! address (more are closed at once) and `MAX_CONNECTIONS` at once (a new
+//! connection then takes the place of the one silent longest that is not
+//! publishing, so idle connections cannot lock the publisher out; both
+//! counted), a handshake must finish within `HANDSHAKE_TIMEOUT`, a silent
+//! connection is closed after `IDLE_TIMEOUT`, and a client that does not
+//! read its answers is closed once `MAX_PENDING_OUT` bytes wait for it.
+//! The protocol (handshake, chunk stream, the stream key, one live
+//! publisher at a time) is [`RtmpSession`]'s. The publisher's audio and
+//! video messages go to the source's loop as [`Ingest`] events through a
+//! bounded channel (a slow loop slows the publisher down, as TCP does).
+//! Whatever goes wrong with a client ends that connection with one log
+//! line that says why; the listener and the source stay up.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::IpAddr;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
-};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
 
-use super::flv;
+use super::rtmp_session::{Ended, RtmpSession};
 
 /// Events queued from the RTMP threads to the source's loop.
 pub const INGEST_QUEUE: usize = 4096;
@@ -48,11 +46,24 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// Connections served at once from one IP address.
 pub const MAX_PER_IP: usize = 8;
 
+/// Bytes that may wait for a client that does not read; more close it.
+const MAX_PENDING_OUT: usize = 1 << 20;
+
+/// How often deadlines are checked when nothing happens.
+const SWEEP: Duration = Duration::from_millis(250);
+
+/// The listener's token; connections count up from 0.
+const LISTENER: Token = Token(usize::MAX);
+
 /// What the listener refused, for the counters.
 #[derive(Debug, Default)]
 pub struct RtmpCounters {
-    /// Connections closed at once: over `MAX_CONNECTIONS` or `MAX_PER_IP`.
+    /// Connections closed at once: over `MAX_PER_IP`, or over
+    /// `MAX_CONNECTIONS` with every held connection active.
     pub connections_refused: AtomicU64,
+    /// Connections closed to make room at `MAX_CONNECTIONS`: the one
+    /// silent longest that is not publishing.
+    pub connections_evicted: AtomicU64,
     /// Publish requests refused: a wrong stream key, or another publisher
     /// live.
     pub publishers_refused: AtomicU64,
@@ -80,61 +91,31 @@ pub struct RtmpServer {
     counters: Arc<RtmpCounters>,
 }
 
-/// What every connection's thread shares.
-struct Shared {
-    tx: SyncSender<Ingest>,
-    publishing: AtomicBool,
-    key: blake3::Hash,
-    open: Mutex<HashMap<IpAddr, usize>>,
-    counters: Arc<RtmpCounters>,
-}
-
 impl RtmpServer {
     /// Listens on `addr` for publishers with the stream key `key`.
     pub fn start(addr: SocketAddr, key: &str) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
+        let mut listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let (tx, events) = mpsc::sync_channel(INGEST_QUEUE);
         let counters = Arc::new(RtmpCounters::default());
-        let shared = Arc::new(Shared {
-            tx,
-            publishing: AtomicBool::new(false),
+        let mut lp = Listener {
+            poll,
+            listener,
+            conns: HashMap::new(),
+            per_ip: HashMap::new(),
+            next_token: 0,
+            live: false,
             key: blake3::hash(key.as_bytes()),
-            open: Mutex::new(HashMap::new()),
+            tx,
             counters: Arc::clone(&counters),
-        });
+            buf: vec![0u8; 16 * 1024],
+        };
         thread::Builder::new()
             .name(format!("rtmp-{addr}"))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    let Ok(stream) = stream else { continue };
-                    let Some(ip) = stream.peer_addr().ok().map(|a| a.ip()) else {
-                        continue;
-                    };
-                    if !shared.admit(ip) {
-                        shared
-                            .counters
-                            .connections_refused
-                            .fetch_add(1, Ordering::Relaxed);
-                        drop(stream);
-                        continue;
-                    }
-                    let shared = Arc::clone(&shared);
-                    let spawned = thread::Builder::new()
-                        .name("rtmp-client".into())
-                        .stack_size(256 * 1024)
-                        .spawn({
-                            let shared = Arc::clone(&shared);
-                            move || {
-                                client(stream, &shared);
-                                shared.release(ip);
-                            }
-                        });
-                    if spawned.is_err() {
-                        shared.release(ip);
-                    }
-                }
-            })?;
+            .spawn(move || lp.run())?;
         Ok(RtmpServer {
             addr,
             events,
@@ -158,216 +139,271 @@ impl RtmpServer {
     }
 }
 
-impl Shared {
-    /// Takes a connection slot for `ip`, if the caps allow.
-    fn admit(&self, ip: IpAddr) -> bool {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = open.values().sum();
-        let mine = open.entry(ip).or_insert(0);
-        if total >= MAX_CONNECTIONS || *mine >= MAX_PER_IP {
-            if *mine == 0 {
-                open.remove(&ip);
+/// One client connection.
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    session: RtmpSession,
+    /// Bytes not yet written.
+    out: Vec<u8>,
+    /// When the connection is closed unless it makes progress.
+    deadline: Instant,
+    /// When it last sent something.
+    last_heard: Instant,
+    /// True while WRITABLE interest is registered.
+    wants_write: bool,
+}
+
+/// The listener's loop state, owned by its thread.
+struct Listener {
+    poll: Poll,
+    listener: TcpListener,
+    conns: HashMap<usize, Conn>,
+    per_ip: HashMap<IpAddr, usize>,
+    next_token: usize,
+    /// True while some connection publishes.
+    live: bool,
+    key: blake3::Hash,
+    tx: SyncSender<Ingest>,
+    counters: Arc<RtmpCounters>,
+    buf: Vec<u8>,
+}
+
+impl Listener {
+    /// Serves until the source goes away.
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, Some(SWEEP)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("clubcast: rtmp listener stopped: {e}");
+                return;
             }
+            for event in events.iter() {
+                if event.token() == LISTENER {
+                    self.accept();
+                } else if let Err(why) = self.serve(event.token().0) {
+                    self.close(event.token().0, &why);
+                }
+            }
+            self.sweep();
+        }
+    }
+
+    /// Accepts every waiting connection the caps allow.
+    fn accept(&mut self) {
+        loop {
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => continue,
+            };
+            if !self.admit(peer.ip()) {
+                self.counters
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let token = self.next_token;
+            self.next_token = self.next_token.wrapping_add(1) % LISTENER.0;
+            let _ = stream.set_nodelay(true);
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, Token(token), Interest::READABLE)
+                .is_err()
+            {
+                self.release(peer.ip());
+                continue;
+            }
+            self.conns.insert(
+                token,
+                Conn {
+                    stream,
+                    peer,
+                    session: RtmpSession::new(self.key),
+                    out: Vec::new(),
+                    deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+                    last_heard: Instant::now(),
+                    wants_write: false,
+                },
+            );
+        }
+    }
+
+    /// Reads what a connection sent, runs its session and writes the
+    /// answers. An `Err` says why the connection must close.
+    fn serve(&mut self, token: usize) -> Result<(), String> {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Ok(());
+        };
+        let mut ingest = Vec::new();
+        let mut result = Ok(());
+        loop {
+            match conn.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    result = Err(if conn.session.handshake_done() {
+                        "the publisher closed the connection".to_string()
+                    } else {
+                        "closed during the handshake".to_string()
+                    });
+                    break;
+                }
+                Ok(n) => {
+                    conn.last_heard = Instant::now();
+                    let before = conn.session.handshake_done();
+                    let fed = conn.session.feed(
+                        &self.buf[..n],
+                        &mut self.live,
+                        &mut conn.out,
+                        &mut ingest,
+                    );
+                    if let Err(Ended {
+                        reason,
+                        refused_publisher,
+                    }) = fed
+                    {
+                        if refused_publisher {
+                            self.counters
+                                .publishers_refused
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        result = Err(reason);
+                        break;
+                    }
+                    if before || conn.session.handshake_done() {
+                        conn.deadline = Instant::now() + IDLE_TIMEOUT;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(format!("read failed: {e}"));
+                    break;
+                }
+            }
+        }
+        for event in ingest {
+            if self.tx.send(event).is_err() {
+                return Err("the source stopped".into());
+            }
+        }
+        // Answers go out even when the session ended (a refusal says why).
+        flush(conn)?;
+        if conn.out.len() > MAX_PENDING_OUT {
+            return Err("the client does not read its answers".into());
+        }
+        let wants_write = !conn.out.is_empty();
+        if wants_write != conn.wants_write {
+            let interest = if wants_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            self.poll
+                .registry()
+                .reregister(&mut conn.stream, Token(token), interest)
+                .map_err(|e| format!("poll failed: {e}"))?;
+            conn.wants_write = wants_write;
+        }
+        result
+    }
+
+    /// Closes connections whose deadline passed.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let mut late: Vec<(usize, bool)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(t, c)| (*t, c.session.handshake_done()))
+            .collect();
+        late.sort_unstable();
+        for (token, shaken) in late {
+            let why = if shaken {
+                format!("publisher silent for {} s", IDLE_TIMEOUT.as_secs())
+            } else {
+                format!(
+                    "handshake not completed within {} s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                )
+            };
+            self.close(token, &why);
+        }
+    }
+
+    /// Closes a connection and logs why.
+    fn close(&mut self, token: usize, why: &str) {
+        if let Some(peer) = self.shut(token, why) {
+            eprintln!("clubcast: rtmp {peer}: disconnected: {why}");
+        }
+    }
+
+    /// Closes a connection without a log line; returns whom it served.
+    fn shut(&mut self, token: usize, why: &str) -> Option<SocketAddr> {
+        let mut conn = self.conns.remove(&token)?;
+        if let Some(stopped) = conn.session.close(why, &mut self.live) {
+            let _ = self.tx.send(stopped);
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        self.release(conn.peer.ip());
+        Some(conn.peer)
+    }
+
+    /// Takes a connection slot for `ip`, if the caps allow; at
+    /// `MAX_CONNECTIONS`, closes the connection silent longest that is not
+    /// publishing to make room.
+    fn admit(&mut self, ip: IpAddr) -> bool {
+        let mine = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if mine >= MAX_PER_IP {
             return false;
         }
-        *mine += 1;
+        if self.conns.len() >= MAX_CONNECTIONS {
+            let quietest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.session.published())
+                .min_by_key(|(t, c)| (c.last_heard, **t))
+                .map(|(t, _)| *t);
+            let Some(token) = quietest else {
+                return false;
+            };
+            self.counters
+                .connections_evicted
+                .fetch_add(1, Ordering::Relaxed);
+            // Counted, not logged: a connection flood must not flood the log.
+            self.shut(token, "closed to make room: silent longest at the cap");
+        }
+        self.per_ip.insert(ip, mine + 1);
         true
     }
 
     /// Gives back a slot of `ip`.
-    fn release(&self, ip: IpAddr) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&ip) {
+    fn release(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                open.remove(&ip);
+                self.per_ip.remove(&ip);
             }
         }
     }
 }
 
-/// Runs one connection to its end and logs why it ended.
-fn client(mut stream: TcpStream, shared: &Shared) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let mut published = false;
-    let why = session(&mut stream, shared, &mut published)
-        .err()
-        .unwrap_or_else(|| "the publisher closed the connection".into());
-    if published {
-        shared.publishing.store(false, Ordering::Release);
-        let _ = shared.tx.send(Ingest::Stopped(why.clone()));
+/// Writes what waits for a connection, as far as the socket takes it.
+fn flush(conn: &mut Conn) -> Result<(), String> {
+    while !conn.out.is_empty() {
+        match conn.stream.write(&conn.out) {
+            Ok(0) => return Err("write failed: the connection closed".into()),
+            Ok(n) => {
+                conn.out.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("write failed: {e}")),
+        }
     }
-    eprintln!("clubcast: rtmp {peer}: disconnected: {why}");
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-}
-
-fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
-    stream
-        .write_all(bytes)
-        .map_err(|e| format!("write failed: {e}"))
-}
-
-/// Reads into `buf`; `Ok(0)` is a closed connection.
-fn read(stream: &mut TcpStream, buf: &mut [u8], what: &str) -> Result<usize, String> {
-    match stream.read(buf) {
-        Ok(n) => Ok(n),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Err(format!("{what}: nothing received in time"))
-        }
-        Err(e) => Err(format!("{what}: read failed: {e}")),
-    }
-}
-
-/// The handshake, then the session until it ends. `Ok` when the client
-/// closed the connection.
-fn session(stream: &mut TcpStream, shared: &Shared, published: &mut bool) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    let deadline = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
-    let mut handshake = Handshake::new(PeerType::Server);
-    let mut buf = vec![0u8; 16 * 1024];
-    let leftover = loop {
-        // A deadline for the whole handshake, not per read: a client that
-        // trickles bytes is cut off too.
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(format!(
-                "handshake not completed within {} s",
-                HANDSHAKE_TIMEOUT.as_secs()
-            ));
-        }
-        let _ = stream.set_read_timeout(Some(left));
-        let n = read(stream, &mut buf, "handshake not completed in time")?;
-        if n == 0 {
-            return Err("closed during the handshake".into());
-        }
-        match handshake.process_bytes(&buf[..n]) {
-            Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
-                write_all(stream, &response_bytes)?;
-            }
-            Ok(HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            }) => {
-                write_all(stream, &response_bytes)?;
-                break remaining_bytes;
-            }
-            Err(e) => return Err(format!("handshake failed (not an RTMP client?): {e:?}")),
-        }
-    };
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let (mut server, results) = ServerSession::new(ServerSessionConfig::new())
-        .map_err(|e| format!("session setup failed: {e:?}"))?;
-    let mut pending = results;
-    let mut input = leftover;
-    loop {
-        if !input.is_empty() {
-            let results = server
-                .handle_input(&input)
-                .map_err(|e| format!("protocol error: {e:?}"))?;
-            pending.extend(results);
-            input.clear();
-        }
-        while !pending.is_empty() {
-            let batch = std::mem::take(&mut pending);
-            for result in batch {
-                match result {
-                    ServerSessionResult::OutboundResponse(packet) => {
-                        write_all(stream, &packet.bytes)?;
-                    }
-                    ServerSessionResult::RaisedEvent(event) => {
-                        pending.extend(on_event(&mut server, event, shared, published)?);
-                    }
-                    ServerSessionResult::UnhandleableMessageReceived(_) => {}
-                }
-            }
-        }
-        let n = read(stream, &mut buf, "publisher silent")?;
-        if n == 0 {
-            return Ok(());
-        }
-        input.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// Handles one session event; returns what the session wants sent.
-fn on_event(
-    server: &mut ServerSession,
-    event: ServerSessionEvent,
-    shared: &Shared,
-    published: &mut bool,
-) -> Result<Vec<ServerSessionResult>, String> {
-    let tx = &shared.tx;
-    let refuse = |server: &mut ServerSession, id: u32, why: &str| {
-        server
-            .reject_request(id, "NetStream.Publish.BadName", why)
-            .map_err(|e| format!("refusing a request failed: {e:?}"))
-    };
-    match event {
-        ServerSessionEvent::ConnectionRequested { request_id, .. } => server
-            .accept_request(request_id)
-            .map_err(|e| format!("accepting the connection failed: {e:?}")),
-        ServerSessionEvent::PublishStreamRequested {
-            request_id,
-            app_name,
-            stream_key,
-            ..
-        } => {
-            // blake3::Hash compares in constant time.
-            if blake3::hash(stream_key.as_bytes()) != shared.key {
-                shared
-                    .counters
-                    .publishers_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                refuse(server, request_id, "wrong stream key")?;
-                return Err(format!(
-                    "refused: wrong stream key for app `{app_name}` (push to rtmp://HOST:PORT/APP/KEY with the source's key)"
-                ));
-            }
-            if *published || shared.publishing.swap(true, Ordering::AcqRel) {
-                shared
-                    .counters
-                    .publishers_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                refuse(server, request_id, "another publisher is live")?;
-                return Err("refused: another publisher is live on this source".into());
-            }
-            *published = true;
-            tx.send(Ingest::Started(app_name.clone()))
-                .map_err(|_| "the source stopped".to_string())?;
-            server
-                .accept_request(request_id)
-                .map_err(|e| format!("accepting the publish failed: {e:?}"))
-        }
-        ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-            refuse(server, request_id, "this source only takes a publish")?;
-            Err("refused: a player asked to play; players connect to a peer's HTTP /stream".into())
-        }
-        ServerSessionEvent::VideoDataReceived {
-            data, timestamp, ..
-        } if *published => {
-            flv::check_video(&data).map_err(|e| e.to_string())?;
-            tx.send(Ingest::Video(timestamp.value, data.to_vec()))
-                .map_err(|_| "the source stopped".to_string())?;
-            Ok(Vec::new())
-        }
-        ServerSessionEvent::AudioDataReceived {
-            data, timestamp, ..
-        } if *published => {
-            flv::check_audio(&data).map_err(|e| e.to_string())?;
-            tx.send(Ingest::Audio(timestamp.value, data.to_vec()))
-                .map_err(|_| "the source stopped".to_string())?;
-            Ok(Vec::new())
-        }
-        ServerSessionEvent::PublishStreamFinished { .. } => {
-            Err("the publisher stopped publishing".into())
-        }
-        _ => Ok(Vec::new()),
-    }
+    Ok(())
 }

@@ -779,14 +779,27 @@ impl Peer {
     fn check_quality(&mut self, now: Time) {
         let s = self.playout.stats();
         let stream_bps = f64::from(self.bitrate_kbps) * 1000.0;
-        if self.quality.check(
-            now,
-            s.skipped + s.freezes,
-            self.stats.block_payload_out,
-            stream_bps,
-            self.pacer.rate_bps(),
-        ) {
-            self.fail_gracefully(now);
+        let st = &self.stats;
+        let totals = super::quality::QualityTotals {
+            bad: s.skipped + s.freezes,
+            uploaded: st.block_payload_out,
+            hostile: st.forged_rejected
+                + st.blocks_from_banned
+                + st.signature_checks_refused
+                + st.malformed
+                + st.wrong_stream
+                + st.wrong_club
+                + st.tokens_failed
+                + st.unsolicited_answers
+                + st.retries_ignored,
+        };
+        match self
+            .quality
+            .check(now, totals, stream_bps, self.pacer.rate_bps())
+        {
+            super::quality::Verdict::Healthy => {}
+            super::quality::Verdict::Stop => self.fail_gracefully(now),
+            super::quality::Verdict::Excused => self.stats.quality_windows_excused += 1,
         }
     }
 

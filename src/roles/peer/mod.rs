@@ -343,6 +343,9 @@ pub struct PeerStats {
     pub repair_refused: u64,
     /// Graceful failures ([0063]).
     pub graceful_failures: u64,
+    /// Quality windows that would have stopped the peer but were excused:
+    /// the peer was under attack then ([0063]).
+    pub quality_windows_excused: u64,
 }
 
 /// Something a driver may want to report.

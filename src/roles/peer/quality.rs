@@ -7,8 +7,12 @@
 //! a struggling swarm than it can give, and it stops all download and
 //! upload activity. A peer whose uplink has room but whom nobody asked for
 //! more is healthy and never stops: the seed's intent is to shed load the
-//! swarm cannot carry, not to punish peers for the demand they meet. A
-//! stopped peer comes back after a back-off (the peer's business).
+//! swarm cannot carry, not to punish peers for the demand they meet. Nor
+//! is a peer punished for an attack: a window in which the peer took
+//! `attack_datagrams` or more hostile datagrams (forged or unparsable
+//! blocks, blocks refused unjudged, failed tokens, unsolicited answers) is
+//! excused, whatever its skips, since an attacker caused them. A stopped
+//! peer comes back after a back-off (the peer's business).
 
 use crate::roles::Time;
 
@@ -31,11 +35,26 @@ pub struct QualityRule {
     pub window_ms: u64,
     /// Levels, checked from the worst down.
     pub levels: [QualityLevel; 2],
+    /// Hostile datagrams in one window that excuse its skips.
+    pub attack_datagrams: u64,
+}
+
+/// What one closed window says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The window is not over, or the peer did its share.
+    Healthy,
+    /// The peer must stop ([0063]).
+    Stop,
+    /// The window would have stopped the peer, but it was under attack.
+    Excused,
 }
 
 impl Default for QualityRule {
     /// 10 s windows; 200 bad events call for half the bit rate uploaded,
-    /// 60 for a quarter. A healthy swarm never comes near either.
+    /// 60 for a quarter. A healthy swarm never comes near either. 100
+    /// hostile datagrams (10 a second) excuse a window: a healthy swarm
+    /// sends none.
     fn default() -> Self {
         QualityRule {
             enabled: true,
@@ -50,6 +69,7 @@ impl Default for QualityRule {
                     min_upload_share: 0.25,
                 },
             ],
+            attack_datagrams: 100,
         }
     }
 }
@@ -67,6 +87,17 @@ pub fn backoff_ms(failures: u32) -> u64 {
     (BACKOFF_MS << doublings).min(BACKOFF_MAX_MS)
 }
 
+/// A peer's counters so far, as the quality check reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QualityTotals {
+    /// Skips plus freezes.
+    pub bad: u64,
+    /// Payload bytes uploaded.
+    pub uploaded: u64,
+    /// Hostile datagrams taken.
+    pub hostile: u64,
+}
+
 /// Applies a [`QualityRule`] window by window.
 #[derive(Debug, Clone)]
 pub struct QualityMonitor {
@@ -74,6 +105,7 @@ pub struct QualityMonitor {
     window_start: Time,
     bad_at_start: u64,
     uploaded_at_start: u64,
+    hostile_at_start: u64,
 }
 
 impl QualityMonitor {
@@ -84,42 +116,49 @@ impl QualityMonitor {
             window_start: now,
             bad_at_start: 0,
             uploaded_at_start: 0,
+            hostile_at_start: 0,
         }
     }
 
-    /// Closes the window if it is over. `bad_total` counts skips and
-    /// freezes so far, `uploaded_total` payload bytes uploaded so far,
-    /// `capacity_bps` what the uplink is estimated to carry (`None` when no
-    /// limit was seen). Returns true when the peer must stop.
+    /// Closes the window if it is over. `totals` are the peer's counters
+    /// so far, `stream_bps` the stream's bit rate, `capacity_bps` what the
+    /// uplink is estimated to carry (`None` when no limit was seen).
     pub fn check(
         &mut self,
         now: Time,
-        bad_total: u64,
-        uploaded_total: u64,
+        totals: QualityTotals,
         stream_bps: f64,
         capacity_bps: Option<f64>,
-    ) -> bool {
+    ) -> Verdict {
         let window_us = self.rule.window_ms * 1000;
         if now.0 < self.window_start.0 + window_us {
-            return false;
+            return Verdict::Healthy;
         }
-        let bad = bad_total - self.bad_at_start.min(bad_total);
-        let uploaded = uploaded_total - self.uploaded_at_start.min(uploaded_total);
+        let bad = totals.bad - self.bad_at_start.min(totals.bad);
+        let uploaded = totals.uploaded - self.uploaded_at_start.min(totals.uploaded);
+        let hostile = totals.hostile - self.hostile_at_start.min(totals.hostile);
         let elapsed_s = (now.0 - self.window_start.0) as f64 / 1e6;
         self.window_start = now;
-        self.bad_at_start = bad_total;
-        self.uploaded_at_start = uploaded_total;
+        self.bad_at_start = totals.bad;
+        self.uploaded_at_start = totals.uploaded;
+        self.hostile_at_start = totals.hostile;
         if !self.rule.enabled || stream_bps <= 0.0 {
-            return false;
+            return Verdict::Healthy;
         }
         let upload_bps = uploaded as f64 * 8.0 / elapsed_s;
-        self.rule
+        let fails = self
+            .rule
             .levels
             .iter()
             .find(|l| bad >= l.bad_events)
             .is_some_and(|l| {
                 let need = l.min_upload_share * stream_bps;
                 upload_bps < need && capacity_bps.is_some_and(|c| c < need)
-            })
+            });
+        match (fails, hostile >= self.rule.attack_datagrams) {
+            (false, _) => Verdict::Healthy,
+            (true, false) => Verdict::Stop,
+            (true, true) => Verdict::Excused,
+        }
     }
 }
