@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target in fuzz/ for SECONDS each (default 60):
 # the wire parser (every message), Elias-gamma bit fields, the media
-# header, MPEG-TS ingest, the FLV packer (RTMP message bodies) and batch
-# verification with the proof ledger. Installs cargo-fuzz on the nightly toolchain
-# if it is missing. Crashes are saved under fuzz/artifacts/.
+# header, MPEG-TS ingest, the FLV packer (RTMP message bodies), the RTMP
+# handshake and chunk stream, and batch verification with the proof ledger.
+# Each starts from its committed corpus in fuzz/corpus/. Installs
+# cargo-fuzz on the nightly toolchain if it is missing. Crashes are saved
+# under fuzz/artifacts/ and fail the script. CI runs it for 10 s a target.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
@@ -15,9 +17,9 @@ shift || true
 cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-    targets=(wire_message bitfield media_header ts_packets flv_tags verify_block)
+    targets=(wire_message bitfield media_header ts_packets flv_tags rtmp_session verify_block)
 fi
 for t in "${targets[@]}"; do
     echo "fuzzing $t for ${secs}s"
-    cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -max_len=2048
+    cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -max_len=4096
 done

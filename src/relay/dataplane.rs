@@ -249,6 +249,12 @@ impl XdpDataPlane {
         self.steering.counters()
     }
 
+    /// The kernel's run statistics for the steering program (see
+    /// [`super::steer::RunStatsGuard`]).
+    pub fn steer_run_stats(&self) -> std::io::Result<super::steer::ProgramRunStats> {
+        self.steering.run_stats()
+    }
+
     /// The workers' counters, summed, as they last shared them (every few
     /// thousand loops).
     pub fn worker_stats(&self) -> WorkerStats {

@@ -412,6 +412,39 @@ pub struct SteeringProgram {
 // the skeleton type itself is `Send`.
 unsafe impl Send for SteeringProgram {}
 
+/// What the kernel counted for a program on live traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgramRunStats {
+    /// Runs (one per received frame for an XDP program).
+    pub runs: u64,
+    /// Their total time, ns.
+    pub run_time_ns: u64,
+}
+
+/// While held, the kernel keeps run statistics for every BPF program
+/// (BPF_ENABLE_STATS: scoped to this descriptor, unlike the global
+/// `kernel.bpf_stats_enabled` sysctl, and gone when it is dropped).
+#[derive(Debug)]
+pub struct RunStatsGuard {
+    _fd: std::os::fd::OwnedFd,
+}
+
+impl RunStatsGuard {
+    /// Turns run statistics on until the guard is dropped.
+    pub fn enable() -> io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscall wrapper; a non-negative result is a new
+        // descriptor that nothing else owns.
+        let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+        if fd < 0 {
+            return Err(io::Error::from_raw_os_error(-fd));
+        }
+        // SAFETY: `fd` was just returned to us and is owned by nobody else.
+        let _fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        Ok(RunStatsGuard { _fd })
+    }
+}
+
 impl SteeringProgram {
     /// Opens the embedded program, sets `relay_port` (host order) as the UDP
     /// port whose BLOCKs are steered, and loads it into the kernel. Nothing is
@@ -613,6 +646,27 @@ impl SteeringProgram {
     /// [`io::ErrorKind::InvalidInput`] before reaching the kernel.
     pub fn test_run(&self, frame: &[u8]) -> io::Result<XdpAction> {
         self.test_run_prog(&self.skel.progs.steer_blocks, frame)
+    }
+
+    /// The kernel's run statistics for the steering program on live
+    /// traffic: runs, and their total time. The kernel counts only while
+    /// some [`RunStatsGuard`] is held (both read 0 otherwise).
+    pub fn run_stats(&self) -> io::Result<ProgramRunStats> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let fd = self.skel.progs.steer_blocks.as_fd().as_raw_fd();
+        let mut info = libbpf_sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of_val(&info) as u32;
+        // SAFETY: `info` is a writable bpf_prog_info of `len` bytes, and
+        // `fd` is the program's open descriptor.
+        let rc =
+            unsafe { libbpf_sys::bpf_obj_get_info_by_fd(fd, (&raw mut info).cast(), &mut len) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        Ok(ProgramRunStats {
+            runs: info.run_cnt,
+            run_time_ns: info.run_time_ns,
+        })
     }
 
     /// The kernel's mean time for one run of the steering program on
