@@ -157,6 +157,11 @@ impl Shard {
         self.driver.local_addr(self.tracker?)
     }
 
+    /// The tracker, if this shard holds it.
+    pub fn tracker(&self) -> Option<&Tracker<SmallRng>> {
+        self.driver.node(self.tracker?)?.tracker()
+    }
+
     /// The kernel-UDP relay's address, if this shard holds one.
     pub fn relay_addr(&self) -> Option<SocketAddr> {
         self.driver.local_addr(self.relay?)

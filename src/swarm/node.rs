@@ -64,6 +64,14 @@ impl SwarmNode {
         }
     }
 
+    /// The tracker, if this is it.
+    pub fn tracker(&self) -> Option<&Tracker<SmallRng>> {
+        match self {
+            SwarmNode::Tracker(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The source, if this is it.
     pub fn source(&self) -> Option<&Source> {
         match self {
