@@ -1,5 +1,7 @@
 //! Any Elias-gamma run coding: decoding never panics, and a field that
-//! decodes encodes back to the same runs (each field has one coding).
+//! decodes encodes back to the same runs (each field has one coding; the
+//! first-bit flag of an empty field says nothing and is not compared, a
+//! case the first long run found).
 #![no_main]
 
 use clubcast::wire::bitfield;
@@ -14,5 +16,8 @@ fuzz_target!(|input: (bool, u16, Vec<u8>)| {
     }
     let mut again = vec![0u8; 2 * nbits + 8];
     let (f, len) = bitfield::encode(&bits, nbits, &mut again).expect("a decoded field encodes");
-    assert_eq!((f, &again[..len]), (first, &runs[..]));
+    assert_eq!(&again[..len], &runs[..]);
+    if nbits > 0 {
+        assert_eq!(f, first);
+    }
 });
