@@ -12,7 +12,7 @@
 /* First byte of every clubcast datagram (wire::MAGIC). */
 #define CLUBCAST_MAGIC 0xCC
 /* Wire format version this program steers (wire::VERSION). */
-#define CLUBCAST_VERSION 3
+#define CLUBCAST_VERSION 4
 /* Message type of a data block, the hot path (wire::MessageType::Block). */
 #define CLUBCAST_MSG_BLOCK 0x40
 /* Common header: magic, version, message type (wire::HEADER_LEN). */

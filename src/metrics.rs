@@ -54,6 +54,21 @@ impl Exposition {
         self.metric("gauge", name, help, value);
     }
 
+    /// A counter with one label: `name{label="key"} value` for each
+    /// `(key, value)`.
+    pub fn labelled_counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(String, u64)],
+    ) {
+        self.head("counter", name, help);
+        for (key, value) in values {
+            let _ = writeln!(self.text, "{name}{{{label}=\"{key}\"}} {value}");
+        }
+    }
+
     /// A histogram of `values` (in the unit of `bounds`) over the upper
     /// bucket bounds `bounds`, ascending; `+Inf` is added.
     pub fn histogram(&mut self, name: &str, help: &str, bounds: &[f64], values: &[f64]) {
@@ -116,7 +131,7 @@ pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 48] = [
+    let counters: [(&str, &str, u64); 53] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
@@ -345,6 +360,31 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             s.graceful_failures,
         ),
         (
+            "clubs_missing_total",
+            "times a club went a second without a block while others came",
+            s.clubs_missing,
+        ),
+        (
+            "punches_requested_total",
+            "PUNCH_REQUESTs sent for contacts that left a PING unanswered",
+            s.punches_requested,
+        ),
+        (
+            "punches_succeeded_total",
+            "contacts that answered a PING after a PUNCH_REQUEST for them",
+            s.punches_succeeded,
+        ),
+        (
+            "punches_answered_total",
+            "PUNCHes from the tracker answered with a PING",
+            s.punches_answered,
+        ),
+        (
+            "punches_ignored_total",
+            "PUNCHes ignored: not from the tracker, or for an address pinged lately",
+            s.punches_ignored,
+        ),
+        (
             "quality_windows_excused_total",
             "quality windows that would have stopped the peer, excused: it was under attack",
             s.quality_windows_excused,
@@ -418,6 +458,35 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
         "clubcast_peer_uploads",
         "upload connections",
         c.uploads.len() as f64,
+    );
+    out.gauge(
+        "clubcast_peer_nat_type",
+        "the router in front of the peer: 0 unknown, 1 public, 2 endpoint-independent, 3 symmetric",
+        peer.nat_type().gauge() as f64,
+    );
+    let clubs: Vec<(String, u64)> = peer
+        .club_blocks()
+        .iter()
+        .enumerate()
+        .map(|(club, n)| (club.to_string(), *n))
+        .collect();
+    out.labelled_counter(
+        "clubcast_peer_club_blocks_total",
+        "fresh verified blocks received, per club (a missing club lags)",
+        "club",
+        &clubs,
+    );
+    let skipped: Vec<(String, u64)> = peer
+        .club_skipped()
+        .iter()
+        .enumerate()
+        .map(|(club, n)| (club.to_string(), *n))
+        .collect();
+    out.labelled_counter(
+        "clubcast_peer_club_skipped_total",
+        "blocks playback skipped, per club",
+        "club",
+        &skipped,
     );
     out.gauge(
         "clubcast_peer_banned",

@@ -78,6 +78,7 @@ fn flood(tracker: SocketAddr, tag: StreamTag) -> u64 {
                 max_peers: 50,
                 role: JoinRole::Viewer,
                 token: Token::NONE,
+                local: None,
             });
             let n = join.encode(&mut buf).expect("encode JOIN");
             let port = 10_000 + (i % 50_000) as u16;

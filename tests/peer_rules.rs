@@ -301,6 +301,8 @@ fn pong(clubs: &[u16], uploads: u16) -> Message<'_> {
         },
         spare_kbps: SPARE_UNLIMITED,
         clubs: ClubList::Items(clubs),
+        reach: 0,
+        observed: None,
     })
 }
 
@@ -650,7 +652,16 @@ fn choice_is_weighted_by_reported_uploads_zero_counting_as_one() {
     const DRAWS: u32 = 100_000;
     for _ in 0..DRAWS {
         let a = book
-            .choose(3, T0, T0, Choice::WeightedByUploads, 0, &mut rng, |_| true)
+            .choose(
+                3,
+                T0,
+                T0,
+                Choice::WeightedByUploads,
+                0,
+                false,
+                &mut rng,
+                |_| true,
+            )
             .expect("a candidate");
         *counts.entry(a).or_default() += 1;
     }
@@ -668,7 +679,16 @@ fn choice_is_weighted_by_reported_uploads_zero_counting_as_one() {
     let mut counts: HashMap<SocketAddr, u32> = HashMap::new();
     for _ in 0..DRAWS {
         let a = book
-            .choose(3, T0, T0, Choice::WeightedByUploads, 0, &mut rng, |_| true)
+            .choose(
+                3,
+                T0,
+                T0,
+                Choice::WeightedByUploads,
+                0,
+                false,
+                &mut rng,
+                |_| true,
+            )
             .expect("a candidate");
         *counts.entry(a).or_default() += 1;
     }
@@ -700,7 +720,7 @@ fn least_loaded_choice_picks_only_among_the_minimum() {
     let mut counts: HashMap<SocketAddr, u32> = HashMap::new();
     for _ in 0..10_000 {
         let x = book
-            .choose(4, T0, T0, Choice::LeastLoaded, 0, &mut rng, |_| true)
+            .choose(4, T0, T0, Choice::LeastLoaded, 0, false, &mut rng, |_| true)
             .expect("a candidate");
         *counts.entry(x).or_default() += 1;
     }
@@ -1591,6 +1611,7 @@ fn a_useless_peer_list_is_asked_for_again() {
         recommended: ClubList::Items(&[0, 1]),
         heartbeat_ms: 5_000,
         peers: AddrList::Items(&planted),
+        observed: None,
     });
     deliver(&mut p, T0, tracker, &list);
     let joins = |out: &[Out]| {
@@ -3503,4 +3524,100 @@ fn a_feed_pause_does_not_make_downloads_silent_when_it_ends() {
     let drops = drops_to(&out, f2);
     assert_eq!(drops.len(), 1, "{drops:?}");
     assert_eq!(drops[0].1.reason, DropReason::Silence);
+}
+
+// ---- NAT traversal (docs/PROTOCOL.md 5.19, 10.11) ----------------------------------
+
+/// A PUNCH from the tracker makes the peer PING the named peer once; the
+/// same PUNCH again within 2 s, or one from anyone else, is ignored and
+/// counted.
+#[test]
+fn a_punch_from_the_tracker_makes_one_ping() {
+    let tracker = addr(500);
+    let mut cfg = config(&[0, 1]);
+    cfg.tracker = Some(tracker);
+    let mut p = peer_with(cfg);
+    drain(&mut p, T0);
+    let asker = addr(42);
+    let punch = Message::Punch(clubcast::wire::Punch {
+        stream: tag(),
+        peer: asker,
+    });
+    let pings_to = |out: &[Out], to: SocketAddr| {
+        out.iter()
+            .filter(|o| o.to == to && matches!(o.msg(), Message::Ping(_)))
+            .count()
+    };
+    let out = deliver(&mut p, T0, tracker, &punch);
+    assert_eq!(pings_to(&out, asker), 1);
+    let out = deliver(&mut p, at(T0, 500), tracker, &punch);
+    assert_eq!(pings_to(&out, asker), 0, "a second PUNCH within 2 s");
+    let out = deliver(&mut p, at(T0, 600), stranger(), &punch);
+    assert_eq!(pings_to(&out, asker), 0, "a PUNCH not from the tracker");
+    let s = p.stats();
+    assert_eq!((s.punches_answered, s.punches_ignored), (1, 2));
+    let out = deliver(&mut p, at(T0, 2_100), tracker, &punch);
+    assert_eq!(pings_to(&out, asker), 1, "again after 2 s");
+}
+
+/// A contact that left a PING unanswered is pinged again only after the
+/// tracker was asked for a PUNCH; a PONG from it then counts the punch as
+/// a success. A PONG says where the answering node saw this peer.
+#[test]
+fn an_unanswered_ping_asks_the_tracker_for_a_punch() {
+    let tracker = addr(500);
+    let mut cfg = config(&[0, 1]);
+    cfg.tracker = Some(tracker);
+    cfg.local_addr = Some(addr(7));
+    let mut p = peer_with(cfg);
+    let far = addr(43);
+    let listed = [far];
+    let list = Message::PeerList(clubcast::wire::PeerList {
+        stream: tag(),
+        club_count: C,
+        recommended: ClubList::Items(&[0, 1]),
+        heartbeat_ms: 5_000,
+        peers: AddrList::Items(&listed),
+        observed: Some(addr(7)),
+    });
+    let mut now = T0;
+    let mut out = deliver(&mut p, now, tracker, &list);
+    let mut requests = 0;
+    while now < at(T0, 12_000) {
+        now = now.plus_ms(10);
+        p.handle_timeout(now);
+        out.extend(drain(&mut p, now));
+    }
+    for o in &out {
+        if let Message::PunchRequest(r) = o.msg() {
+            assert_eq!((o.to, r.target), (tracker, far));
+            requests += 1;
+        }
+    }
+    assert!(requests >= 1, "no PUNCH_REQUEST for a silent contact");
+    assert!(requests <= 3, "{requests} PUNCH_REQUESTs in 12 s");
+    assert_eq!(
+        p.nat_type(),
+        clubcast::roles::peer::traversal::NatType::Public
+    );
+    // The contact answers at last.
+    let nonce = out
+        .iter()
+        .rev()
+        .find_map(|o| match o.msg() {
+            Message::Ping(ping) if o.to == far => Some(ping.nonce),
+            _ => None,
+        })
+        .expect("a PING to the contact");
+    let pong = Message::Pong(Pong {
+        nonce,
+        club: 0,
+        load: Load::default(),
+        spare_kbps: SPARE_UNLIMITED,
+        clubs: ClubList::Items(&[0, 1]),
+        reach: 2,
+        observed: Some(addr(7)),
+    });
+    deliver(&mut p, now, far, &pong);
+    assert_eq!(p.stats().punches_succeeded, 1);
 }

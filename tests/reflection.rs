@@ -103,6 +103,7 @@ fn requests(tag: StreamTag) -> Vec<(&'static str, Vec<u8>)> {
                 max_peers: u16::MAX,
                 role: JoinRole::Viewer,
                 token: Token::NONE,
+                local: None,
             })),
         ),
         (

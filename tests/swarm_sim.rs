@@ -407,6 +407,7 @@ fn a_spoofed_join_flood_lists_nobody_and_a_newcomer_plays() {
                 max_peers: 60,
                 role: JoinRole::Viewer,
                 token: Token::NONE,
+                local: None,
             });
             let len = join.encode(&mut buf).expect("encodes");
             swarm.net.inject(from, addr(TRACKER), &buf[..len]);

@@ -5,11 +5,16 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use clubcast::roles::{ClubRecommender, Time, Tracker, TrackerConfig};
-use clubcast::wire::{ClubList, Heartbeat, Join, JoinRole, Message, StreamTag, Token};
+use clubcast::wire::{
+    ClubList, Heartbeat, Join, JoinRole, Message, PunchRequest, StreamTag, Token,
+};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 const STREAM: StreamTag = StreamTag(*b"trackert");
+
+/// A time for the rendezvous tests.
+const T0: Time = Time(1_000_000);
 
 fn v4(n: u32) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), 4000)
@@ -31,18 +36,24 @@ fn encode(msg: &Message<'_>) -> Vec<u8> {
 }
 
 fn join_with(max_peers: u16, role: JoinRole, token: Token) -> Vec<u8> {
+    join_local(max_peers, role, token, None)
+}
+
+fn join_local(max_peers: u16, role: JoinRole, token: Token, local: Option<SocketAddr>) -> Vec<u8> {
     encode(&Message::Join(Join {
         stream: STREAM,
         peer_id: 7,
         max_peers,
         role,
         token,
+        local,
     }))
 }
 
 /// Joins `from` as a real peer does: a JOIN without a token gets a RETRY
 /// (no bigger than the JOIN) and nothing else, and the JOIN again with its
-/// token is served. Returns the answer to the second JOIN, if any.
+/// token is served. Returns the answer to the second JOIN, if any; what
+/// else the tracker sent meanwhile must be PUNCHes naming `from`.
 fn join_as(
     t: &mut Tracker<SmallRng>,
     now: Time,
@@ -50,7 +61,20 @@ fn join_as(
     max_peers: u16,
     role: JoinRole,
 ) -> Option<Vec<u8>> {
-    let first = join_with(max_peers, role, Token::NONE);
+    join_full(t, now, from, max_peers, role, None).0
+}
+
+/// [`join_as`] announcing `local`; also returns whom the tracker sent a
+/// PUNCH naming `from`.
+fn join_full(
+    t: &mut Tracker<SmallRng>,
+    now: Time,
+    from: SocketAddr,
+    max_peers: u16,
+    role: JoinRole,
+    local: Option<SocketAddr>,
+) -> (Option<Vec<u8>>, Vec<(SocketAddr, SocketAddr)>) {
+    let first = join_local(max_peers, role, Token::NONE, local);
     t.handle_datagram(now, from, &first);
     let tx = t.poll_transmit().expect("a RETRY");
     assert!(t.poll_transmit().is_none());
@@ -63,13 +87,21 @@ fn join_as(
         Ok(Message::Retry(r)) => r.token,
         other => panic!("expected RETRY, got {other:?}"),
     };
-    t.handle_datagram(now, from, &join_with(max_peers, role, token));
-    let answer = t.poll_transmit().map(|tx| {
-        assert_eq!(tx.to, from);
-        tx.payload().to_vec()
-    });
-    assert!(t.poll_transmit().is_none());
-    answer
+    t.handle_datagram(now, from, &join_local(max_peers, role, token, local));
+    let mut answer = None;
+    let mut punched = Vec::new();
+    while let Some(tx) = t.poll_transmit() {
+        if tx.to == from {
+            assert!(answer.is_none(), "two answers");
+            answer = Some(tx.payload().to_vec());
+            continue;
+        }
+        match Message::parse(tx.payload()) {
+            Ok(Message::Punch(p)) => punched.push((tx.to, p.peer)),
+            other => panic!("to {}: {other:?}", tx.to),
+        }
+    }
+    (answer, punched)
 }
 
 fn join(t: &mut Tracker<SmallRng>, now: Time, from: SocketAddr, max_peers: u16) {
@@ -165,8 +197,8 @@ fn list_fits_one_datagram() {
         t.poll_transmit();
     }
     let (listed, _, _) = do_join(&mut t, Time(1), v6(999), u16::MAX);
-    // (1232 - 25) / 19 = 63 IPv6 entries fit.
-    assert_eq!(listed.len(), 63);
+    // (1232 - 25 - 19 for the observed address) / 19 = 62 IPv6 entries fit.
+    assert_eq!(listed.len(), 62);
 }
 
 /// [0030]: the answer carries the club count and two distinct recommended
@@ -240,6 +272,7 @@ fn bad_input_is_counted_and_dropped() {
         max_peers: 5,
         role: JoinRole::Viewer,
         token: Token::NONE,
+        local: None,
     }));
     t.handle_datagram(Time(0), v4(1), &other);
     let ping = encode(&Message::Ping(clubcast::wire::Ping {
@@ -389,4 +422,97 @@ fn one_address_or_prefix_cannot_fill_the_list() {
         }
     }
     assert_eq!(later, 3);
+}
+
+/// The tracker tells a joiner where it sees it, punches for it to the
+/// listed peers that may sit behind a router (not to one whose announced
+/// local address is the one the tracker sees), and lists a peer behind
+/// the joiner's own router (same public IP) by its local address.
+#[test]
+fn joins_learn_their_address_and_natted_peers_are_punched() {
+    let mut t = tracker();
+    let public = v4(1);
+    let natted = SocketAddr::from(([203, 0, 113, 9], 40_000));
+    let natted_local = SocketAddr::from(([192, 168, 1, 5], 4000));
+    let neighbour = SocketAddr::from(([203, 0, 113, 9], 40_007));
+    let neighbour_local = SocketAddr::from(([192, 168, 1, 6], 4000));
+    join_full(&mut t, T0, public, 50, JoinRole::Viewer, Some(public));
+    join_full(&mut t, T0, natted, 50, JoinRole::Viewer, Some(natted_local));
+    let joiner = v4(2);
+    let (answer, punched) = join_full(&mut t, T0, joiner, 50, JoinRole::Viewer, Some(joiner));
+    let answer = answer.expect("a PEER_LIST");
+    let Ok(Message::PeerList(list)) = Message::parse(&answer) else {
+        panic!("not a PEER_LIST");
+    };
+    assert_eq!(list.observed, Some(joiner));
+    assert_eq!(
+        punched,
+        vec![(natted, joiner)],
+        "only the peer behind a router"
+    );
+    // A peer behind the same router as `natted` sees it by its local address
+    // and gets no punch for it.
+    let (answer, punched) = join_full(
+        &mut t,
+        T0,
+        neighbour,
+        50,
+        JoinRole::Viewer,
+        Some(neighbour_local),
+    );
+    let answer = answer.expect("a PEER_LIST");
+    let Ok(Message::PeerList(list)) = Message::parse(&answer) else {
+        panic!("not a PEER_LIST");
+    };
+    let listed: HashSet<SocketAddr> = list.peers.iter().collect();
+    assert!(
+        listed.contains(&natted_local) && !listed.contains(&natted),
+        "{listed:?}"
+    );
+    assert!(punched.iter().all(|(to, _)| *to != natted), "{punched:?}");
+    assert_eq!(t.stats().punches_sent, 1);
+}
+
+/// A PUNCH_REQUEST is served only with the tracker's token, only between
+/// listed peers, and at a bounded rate per address; each refusal is
+/// counted.
+#[test]
+fn punch_requests_need_a_token_listed_peers_and_a_budget() {
+    let mut t = tracker();
+    let (a, b) = (v4(1), v4(2));
+    join_full(&mut t, T0, a, 50, JoinRole::Viewer, Some(a));
+    join_full(&mut t, T0, b, 50, JoinRole::Viewer, Some(b));
+    let request = |token: Token, target: SocketAddr| {
+        encode(&Message::PunchRequest(PunchRequest {
+            stream: STREAM,
+            target,
+            token,
+        }))
+    };
+    // No token: a RETRY for a JOIN, nothing for the target.
+    t.handle_datagram(T0, a, &request(Token::NONE, b));
+    let tx = t.poll_transmit().expect("a RETRY");
+    assert_eq!(tx.to, a);
+    let Ok(Message::Retry(retry)) = Message::parse(tx.payload()) else {
+        panic!("not a RETRY");
+    };
+    assert!(t.poll_transmit().is_none());
+    // With it: b is told to ping a.
+    t.handle_datagram(T0, a, &request(retry.token, b));
+    let tx = t.poll_transmit().expect("a PUNCH");
+    assert_eq!(tx.to, b);
+    assert!(matches!(Message::parse(tx.payload()), Ok(Message::Punch(p)) if p.peer == a));
+    // A target nobody listed gets nothing.
+    t.handle_datagram(T0, a, &request(retry.token, v4(99)));
+    assert!(t.poll_transmit().is_none());
+    // The budget: 2 s worth at once, then nothing more at that instant.
+    let mut served = 1;
+    for _ in 0..200 {
+        t.handle_datagram(T0, a, &request(retry.token, b));
+        while t.poll_transmit().is_some() {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 40, "a burst of two seconds' worth");
+    assert_eq!(t.stats().punch_requests_refused, 1 + 1 + 161);
 }

@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use clubcast::wire::{
     bitfield, Accept, AddrList, BatchSignature, Bitfield, Block, ClubList, ClubPeers,
     ClubPeersRequest, Connect, Direction, Drop, DropReason, Have, Heartbeat, Join, JoinRole,
-    KeepAlive, Load, Message, MessageType, PeerList, Ping, Pong, Refuse, RefuseReason, Request,
-    Retry, SeqList, StreamTag, Token, WireError, MAX_DATAGRAM, MAX_PAYLOAD, REQUEST_MAX_SEQS,
-    VERSION,
+    KeepAlive, Load, Message, MessageType, PeerList, Ping, Pong, Punch, PunchRequest, Refuse,
+    RefuseReason, Request, Retry, SeqList, StreamTag, Token, WireError, MAX_DATAGRAM, MAX_PAYLOAD,
+    REQUEST_MAX_SEQS, VERSION,
 };
 use proptest::prelude::*;
 
@@ -39,7 +39,7 @@ fn addr() -> impl Strategy<Value = SocketAddr> {
 
 fn owned() -> impl Strategy<Value = Owned> {
     (
-        0u8..17,
+        0u8..19,
         any::<[u8; 8]>(),
         any::<[u64; 4]>(),
         prop::collection::vec(any::<u16>(), 0..20),
@@ -100,6 +100,7 @@ fn build(o: &Owned) -> Message<'_> {
             max_peers: b as u16,
             role: [JoinRole::Viewer, JoinRole::Source, JoinRole::Relay][c as usize % 3],
             token,
+            local: o.addrs.first().copied(),
         }),
         1 => Message::PeerList(PeerList {
             stream,
@@ -107,6 +108,7 @@ fn build(o: &Owned) -> Message<'_> {
             recommended: clubs,
             heartbeat_ms: c as u32,
             peers: AddrList::Items(&o.addrs),
+            observed: o.addrs.last().copied(),
         }),
         2 => Message::Heartbeat(Heartbeat {
             stream,
@@ -140,6 +142,8 @@ fn build(o: &Owned) -> Message<'_> {
             },
             spare_kbps: (a >> 32) as u32,
             clubs,
+            reach: (c >> 8) as u8,
+            observed: o.addrs.get(1).copied(),
         }),
         7 => Message::Connect(Connect {
             request_id: a as u32,
@@ -205,6 +209,23 @@ fn build(o: &Owned) -> Message<'_> {
                 MessageType::ClubPeersRequest,
             ][b as usize % 4],
             request_id: c as u32,
+        }),
+        16 => Message::PunchRequest(PunchRequest {
+            stream,
+            target: o
+                .addrs
+                .first()
+                .copied()
+                .unwrap_or(SocketAddr::from(([1, 2, 3, 4], 5))),
+            token,
+        }),
+        17 => Message::Punch(Punch {
+            stream,
+            peer: o
+                .addrs
+                .last()
+                .copied()
+                .unwrap_or(SocketAddr::from(([4, 3, 2, 1], 5))),
         }),
         _ => {
             let count = (b as u16).max(1);

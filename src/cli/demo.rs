@@ -487,6 +487,7 @@ fn start_relay(
     pc.club_count = args.clubs;
     pc.relay_uploads = uploads_per_club;
     pc.peer_id = args.seed + 7;
+    pc.local_addr = Some(local);
     let opts = XdpOptions::veth(RELAY_IF);
     let limits = FanoutLimits {
         max_subscribers_per_club: uploads_per_club,

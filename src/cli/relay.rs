@@ -262,6 +262,7 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
     pc.peer_id = random_id()?;
     let socket = bind_announced(args.listen, "relay", args.stream_id, args.tracker)?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
+    pc.local_addr = super::roles::local_address(&socket, args.tracker);
     let (node, plane) = match args.io {
         IoChoice::Udp => (RelayNode::kernel(pc, clock::now(), os_rng()?), None),
         IoChoice::Xdp => {

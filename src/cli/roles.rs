@@ -215,6 +215,21 @@ pub(super) fn bind_announced(
     Ok(socket)
 }
 
+/// The address `socket` has on its own network, as peers behind the same
+/// router reach it: its bound address, or for a wildcard bind the source
+/// address the kernel picks towards `toward` (a connected probe socket;
+/// nothing is sent). `None` when neither is known.
+pub(super) fn local_address(socket: &UdpSocket, toward: SocketAddr) -> Option<SocketAddr> {
+    let bound = socket.local_addr().ok()?;
+    if !bound.ip().is_unspecified() {
+        return Some(bound);
+    }
+    let probe = UdpSocket::bind(SocketAddr::new(bound.ip(), 0)).ok()?;
+    probe.connect(toward).ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    Some(SocketAddr::new(ip, bound.port()))
+}
+
 /// Runs `node` on `socket` until `duration` passes, calling `between`
 /// after every slice of `slice` and `report` once a second, with the
 /// seconds run and the socket's counters.
@@ -327,6 +342,7 @@ pub fn run_source(args: &SourceArgs) -> Result<ExitCode, String> {
     };
     pc.peer_id = random_id()?;
     let socket = bind_announced(args.listen, "source", stream, args.tracker)?;
+    pc.local_addr = local_address(&socket, args.tracker);
     let source = Source::new(key, sc, pc, clock::now(), os_rng()?);
     let block_bytes = source.block_bytes();
     let pump = if let Some(addr) = args.rtmp_listen {
@@ -485,6 +501,7 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
     pc.delay_threshold_ms = args.delay_threshold_ms;
     pc.peer_id = random_id()?;
     let socket = bind_announced(args.listen, "peer", args.stream_id, args.tracker)?;
+    pc.local_addr = local_address(&socket, args.tracker);
     pc.emit_played = args.http.is_some();
     let peer = Peer::new(pc, clock::now(), os_rng()?);
     let players = match args.http {
@@ -528,6 +545,9 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
                         "clubcast: swarm quality too low for what this peer's uplink carries; stopped all activity for a back-off ([0063])"
                     ),
                     PeerEvent::Resumed => eprintln!("clubcast: back-off over; taking part again"),
+                    PeerEvent::ClubMissing { club } => eprintln!(
+                        "clubcast: no block of club {club} for a second while other clubs come; looking for another way in"
+                    ),
                 }
             }
         },

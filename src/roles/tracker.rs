@@ -15,6 +15,15 @@
 //! One IP address, and one prefix (IPv4 /24, IPv6 /48), may hold only so
 //! many entries, and JOINs from one address are answered at a bounded
 //! rate; each refusal is counted.
+//!
+//! The tracker is also the rendezvous point for peers behind NAT
+//! (`crate::wire::Punch`): it tells each joiner the address it sees it
+//! at, lists a peer behind the joiner's own router (the same public IP)
+//! by the local address that peer announced, since home routers rarely
+//! hairpin, and for the first `PUNCHES_PER_LIST` listed peers that may sit
+//! behind a router it sends a PUNCH naming the joiner, so they PING it and
+//! open their mappings towards it. A listed peer may ask for the same with
+//! a PUNCH_REQUEST, at a bounded rate.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,13 +34,23 @@ use rand::Rng;
 use super::token::TokenKey;
 use super::{ClubRecommender, Node, Outbox, Time, Transmit};
 use crate::wire::{
-    AddrList, ClubList, Heartbeat, Join, JoinRole, Message, MessageType, PeerList, Retry, StreamTag,
+    AddrList, ClubList, Heartbeat, Join, JoinRole, Message, MessageType, PeerList, Punch,
+    PunchRequest, Retry, StreamTag,
 };
 
 /// Bytes a PEER_LIST has for addresses: the datagram budget less the
 /// header (3), stream tag (8), club count (2), two recommended clubs (1 + 4),
-/// heartbeat interval (4) and the address count (1).
-const PEER_LIST_ROOM: usize = crate::wire::MAX_DATAGRAM - 3 - 8 - 2 - 5 - 4 - 1;
+/// heartbeat interval (4), the address count (1) and the observed address
+/// (at most 19).
+const PEER_LIST_ROOM: usize = crate::wire::MAX_DATAGRAM - 3 - 8 - 2 - 5 - 4 - 1 - 19;
+
+/// Listed peers that may sit behind a router and get a PUNCH naming the
+/// joiner, per JOIN.
+pub const PUNCHES_PER_LIST: usize = 24;
+
+/// PUNCH_REQUESTs served per second from one IP address (a burst of twice
+/// that).
+pub const PUNCH_REQUESTS_PER_S: f64 = 20.0;
 
 /// Tracker settings.
 #[derive(Debug, Clone)]
@@ -112,6 +131,11 @@ pub struct TrackerStats {
     pub prefix_full: u64,
     /// JOINs left unanswered over their address's rate.
     pub rate_limited: u64,
+    /// PUNCHes sent: for lists handed out and for PUNCH_REQUESTs.
+    pub punches_sent: u64,
+    /// PUNCH_REQUESTs refused: a bad token, an asker or target not listed,
+    /// or over the asker's rate.
+    pub punch_requests_refused: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +145,16 @@ struct PeerRecord {
     expires: Time,
     /// Position in `Tracker::order`.
     slot: usize,
+    /// The address the peer announced on its own network.
+    local: Option<SocketAddr>,
+}
+
+impl PeerRecord {
+    /// True unless the peer said its socket has the very address the
+    /// tracker sees: then no router stands in front of it.
+    fn may_be_behind_nat(&self, seen: SocketAddr) -> bool {
+        self.local != Some(seen)
+    }
 }
 
 /// The tracker state machine.
@@ -140,6 +174,8 @@ pub struct Tracker<R> {
     /// JOIN budget per IP address: tokens and when last filled (bounded:
     /// the emptiest-used entries go when full).
     join_budget: HashMap<IpAddr, (f64, Time)>,
+    /// PUNCH_REQUEST budget per IP address, the same way.
+    punch_budget: HashMap<IpAddr, (f64, Time)>,
 }
 
 /// IP addresses whose JOIN budget is kept.
@@ -159,6 +195,31 @@ fn prefix_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Takes one token from `ip`'s budget in `budgets` (`rate` a second, a
+/// burst of twice that) at `now`. The map is bounded: when full, budgets
+/// that are full again (they hold nothing) are forgotten, and a new
+/// address gets nothing while none is.
+fn take_from(budgets: &mut HashMap<IpAddr, (f64, Time)>, rate: f64, now: Time, ip: IpAddr) -> bool {
+    let burst = 2.0 * rate;
+    if !budgets.contains_key(&ip) && budgets.len() >= JOIN_BUDGETS_MAX {
+        budgets.retain(|_, (tokens, last)| {
+            *tokens + now.0.saturating_sub(last.0) as f64 / 1e6 * rate < burst
+        });
+        if budgets.len() >= JOIN_BUDGETS_MAX {
+            return false;
+        }
+    }
+    let (tokens, last) = budgets.entry(ip).or_insert((burst, now));
+    *tokens = (*tokens + now.0.saturating_sub(last.0) as f64 / 1e6 * rate).min(burst);
+    *last = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
 impl<R: Rng> Tracker<R> {
     /// A tracker with no peers.
     pub fn new(cfg: TrackerConfig, mut rng: R) -> Self {
@@ -167,6 +228,7 @@ impl<R: Rng> Tracker<R> {
             per_address: HashMap::new(),
             per_prefix: HashMap::new(),
             join_budget: HashMap::new(),
+            punch_budget: HashMap::new(),
             recommender: ClubRecommender::new(cfg.clubs),
             outbox: Outbox::new(cfg.outbox),
             cfg,
@@ -213,6 +275,7 @@ impl<R: Rng> Tracker<R> {
         match Message::parse(datagram) {
             Ok(Message::Join(join)) => self.on_join(now, from, &join),
             Ok(Message::Heartbeat(hb)) => self.on_heartbeat(now, from, &hb),
+            Ok(Message::PunchRequest(req)) => self.on_punch_request(now, from, &req),
             Ok(_) => self.stats.unexpected += 1,
             Err(_) => self.stats.malformed += 1,
         }
@@ -236,26 +299,7 @@ impl<R: Rng> Tracker<R> {
 
     /// Takes one JOIN from `ip`'s budget at `now`.
     fn take_join(&mut self, now: Time, ip: IpAddr) -> bool {
-        let rate = self.cfg.joins_per_address_s;
-        let burst = 2.0 * rate;
-        if !self.join_budget.contains_key(&ip) && self.join_budget.len() >= JOIN_BUDGETS_MAX {
-            // Forget the budgets that are full again: they hold nothing.
-            self.join_budget.retain(|_, (tokens, last)| {
-                *tokens + now.0.saturating_sub(last.0) as f64 / 1e6 * rate < burst
-            });
-            if self.join_budget.len() >= JOIN_BUDGETS_MAX {
-                return false;
-            }
-        }
-        let (tokens, last) = self.join_budget.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + now.0.saturating_sub(last.0) as f64 / 1e6 * rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        take_from(&mut self.join_budget, self.cfg.joins_per_address_s, now, ip)
     }
 
     fn remove(&mut self, addr: SocketAddr) {
@@ -317,6 +361,7 @@ impl<R: Rng> Tracker<R> {
                 club_count,
                 expires,
                 slot: self.order.len(),
+                local: None,
             },
         );
         self.order.push(from);
@@ -353,14 +398,28 @@ impl<R: Rng> Tracker<R> {
             self.order.len(),
             self.order.len().min(want + 1),
         );
+        // A peer behind the joiner's own router is listed by its local
+        // address (routers rarely hairpin); one that may sit behind another
+        // router gets a PUNCH naming the joiner, the first few at least.
+        let mut punch = Vec::new();
         for i in sample {
-            let addr = self.order[i];
+            let seen = self.order[i];
+            let Some(rec) = self.peers.get(&seen) else {
+                continue;
+            };
+            let addr = match rec.local {
+                Some(local) if seen.ip() == from.ip() => local,
+                _ => seen,
+            };
             let size = if addr.is_ipv4() { 7 } else { 19 };
-            if addr == from || listed.len() >= want.min(255) || size > room {
+            if seen == from || listed.len() >= want.min(255) || size > room {
                 continue;
             }
             room -= size;
             listed.push(addr);
+            if addr == seen && rec.may_be_behind_nat(seen) && punch.len() < PUNCHES_PER_LIST {
+                punch.push(seen);
+            }
         }
         // Only viewers take clubs from the recommendation list: the source
         // and relays sit in clubs of their own and must not unbalance it.
@@ -377,6 +436,9 @@ impl<R: Rng> Tracker<R> {
         if !self.upsert(now, from, &[]) {
             return; // counted by the bound that refused it
         }
+        if let Some(rec) = self.peers.get_mut(&from) {
+            rec.local = join.local;
+        }
         self.stats.joins += 1;
         let reply = Message::PeerList(PeerList {
             stream: self.cfg.stream,
@@ -384,8 +446,51 @@ impl<R: Rng> Tracker<R> {
             recommended: ClubList::Items(&recommended[..n]),
             heartbeat_ms: self.cfg.heartbeat_ms,
             peers: AddrList::Items(&listed),
+            observed: Some(from),
         });
         self.outbox.push(from, &reply);
+        for target in punch {
+            self.punch(target, from);
+        }
+    }
+
+    /// A listed peer asks the tracker to have `req.target` open its way to
+    /// it: the target gets a PUNCH naming the asker (by its local address
+    /// when both sit behind one router).
+    fn on_punch_request(&mut self, now: Time, from: SocketAddr, req: &PunchRequest) {
+        if req.stream != self.cfg.stream {
+            self.stats.wrong_stream += 1;
+            return;
+        }
+        if !self.token_key.check(from, &req.token, now) {
+            // A stale token: the RETRY for a JOIN gives the peer a new one.
+            self.stats.punch_requests_refused += 1;
+            self.retry(now, from);
+            return;
+        }
+        let listed = self.peers.contains_key(&from) && self.peers.contains_key(&req.target);
+        if !listed
+            || req.target == from
+            || !take_from(&mut self.punch_budget, PUNCH_REQUESTS_PER_S, now, from.ip())
+        {
+            self.stats.punch_requests_refused += 1;
+            return;
+        }
+        let asker = match self.peers.get(&from).and_then(|r| r.local) {
+            Some(local) if req.target.ip() == from.ip() => local,
+            _ => from,
+        };
+        self.punch(req.target, asker);
+    }
+
+    /// Sends `target` a PUNCH naming `peer`.
+    fn punch(&mut self, target: SocketAddr, peer: SocketAddr) {
+        self.stats.punches_sent += 1;
+        let msg = Message::Punch(Punch {
+            stream: self.cfg.stream,
+            peer,
+        });
+        self.outbox.push(target, &msg);
     }
 
     fn on_heartbeat(&mut self, now: Time, from: SocketAddr, hb: &Heartbeat<'_>) {

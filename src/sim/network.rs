@@ -16,14 +16,22 @@
 //! back, so nodes disagree about the time as real machines do) and an
 //! outage (while it lasts, every datagram to or from the node is lost, as
 //! when a home link or Wi-Fi stalls).
+//!
+//! A node may sit behind a home router ([`Nat`], added with
+//! [`Network::add_nat`] and [`Network::add_behind`]) at a private address:
+//! what it sends to the public side leaves translated to the router's
+//! address and a mapped port, what comes to that port gets in only as the
+//! router's filtering allows, and nodes behind one router reach each other
+//! by their private addresses, which mean nothing from anywhere else.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::nat::{Nat, NatKind, NatStats};
 use crate::roles::{Node, Time, Transmit};
 
 /// The handle of a node in a [`Network`]. Handles are never reused: a
@@ -116,9 +124,10 @@ impl Default for LinkProfile {
 /// Network-wide counters, in datagrams unless named in bytes.
 ///
 /// Every datagram a node sends ends up in exactly one of `delivered`,
-/// `lost`, `queue_dropped`, `outage_dropped`, `to_unknown`, `to_removed`,
-/// or is still in flight: `sent == delivered + lost + queue_dropped +
-/// outage_dropped + to_unknown + to_removed + in_flight`.
+/// `lost`, `queue_dropped`, `outage_dropped`, `nat_dropped`, `to_unknown`,
+/// `to_removed`, or is still in flight: `sent == delivered + lost +
+/// queue_dropped + outage_dropped + nat_dropped + to_unknown + to_removed +
+/// in_flight`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetStats {
     /// Datagrams nodes handed to the network.
@@ -140,6 +149,10 @@ pub struct NetStats {
     pub to_removed: u64,
     /// Datagrams lost because their sender or receiver was in an outage.
     pub outage_dropped: u64,
+    /// Datagrams a router dropped (filtered on the way in, sent to its own
+    /// public address from behind it) or that went to a private address
+    /// from outside its router.
+    pub nat_dropped: u64,
     /// Datagrams placed with [`Network::inject`] (not counted in `sent`).
     pub injected: u64,
     /// Timer calls made into nodes.
@@ -246,6 +259,8 @@ struct Link {
     busy_until_ns: u64,
     /// While the network's time is before this, the node's link is down.
     down_until: Time,
+    /// The router the node sits behind, if any.
+    nat: Option<u32>,
     stats: NodeStats,
 }
 
@@ -258,6 +273,11 @@ struct Core {
     packets: Vec<Option<Packet>>,
     free_packets: Vec<u32>,
     addrs: HashMap<SocketAddr, NodeId>,
+    nats: Vec<Nat>,
+    /// Routers by public address.
+    nat_ips: HashMap<IpAddr, u32>,
+    /// Private addresses, with their router.
+    behind: HashMap<SocketAddr, u32>,
     stats: NetStats,
 }
 
@@ -334,15 +354,51 @@ impl Core {
             0
         };
         let at = Time(depart.0.saturating_add(p.latency_us).saturating_add(jitter));
-        let dest = self.addrs.get(&transmit.to).copied();
+        let Some((from, dest)) = self.path(link, transmit.to) else {
+            self.stats.nat_dropped += 1;
+            return;
+        };
         let slot = self.store(Packet {
-            from: link.addr,
+            from,
             dest,
             transmit,
         });
         self.push(at, EventKind::Deliver(slot));
     }
 }
+
+impl Core {
+    /// Where a datagram from the node behind `link` to `to` comes from, as
+    /// the receiver sees it, and the node it reaches (`None` for an
+    /// address nobody has); `None` when a router drops it.
+    fn path(&mut self, link: &Link, to: SocketAddr) -> Option<(SocketAddr, Option<NodeId>)> {
+        let now = self.now;
+        let mine = link.nat;
+        // Translated on the way out, unless it stays behind the router.
+        let leave = |core: &mut Core| match mine {
+            Some(n) => core.nats[n as usize].outbound(now, link.addr, to),
+            None => link.addr,
+        };
+        if let Some(&router) = self.nat_ips.get(&to.ip()) {
+            if mine == Some(router) {
+                self.nats[router as usize].drop_hairpin();
+                return None;
+            }
+            let from = leave(self);
+            let private = self.nats[router as usize].inbound(now, to.port(), from)?;
+            return Some((from, self.addrs.get(&private).copied()));
+        }
+        match self.behind.get(&to).copied() {
+            Some(router) if mine == Some(router) => Some((link.addr, self.addrs.get(&to).copied())),
+            Some(_) => None,
+            None => Some((leave(self), self.addrs.get(&to).copied())),
+        }
+    }
+}
+
+/// A router's handle in a [`Network`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NatId(u32);
 
 /// A deterministic in-memory network of sans-IO nodes.
 ///
@@ -369,6 +425,9 @@ impl<N: Node> Network<N> {
                 packets: Vec::new(),
                 free_packets: Vec::new(),
                 addrs: HashMap::new(),
+                nats: Vec::new(),
+                nat_ips: HashMap::new(),
+                behind: HashMap::new(),
                 stats: NetStats::default(),
             },
             dirty: Vec::new(),
@@ -401,6 +460,53 @@ impl<N: Node> Network<N> {
         profile: LinkProfile,
         node: N,
     ) -> Result<NodeId, N> {
+        self.place(addr, None, profile, node)
+    }
+
+    /// Adds a home router with public address `public_ip` (which no node
+    /// may have) that maps as `kind` says.
+    pub fn add_nat(&mut self, public_ip: IpAddr, kind: NatKind) -> NatId {
+        let id = self.core.nats.len() as u32;
+        self.core.nats.push(Nat::new(public_ip, kind));
+        self.core.nat_ips.insert(public_ip, id);
+        NatId(id)
+    }
+
+    /// Adds `node` behind router `nat` at the private address `private`
+    /// (unique on the network). Hands the node back when `private` is
+    /// taken or `nat` unknown.
+    pub fn add_behind(
+        &mut self,
+        nat: NatId,
+        private: SocketAddr,
+        profile: LinkProfile,
+        node: N,
+    ) -> Result<NodeId, N> {
+        if nat.0 as usize >= self.core.nats.len() {
+            return Err(node);
+        }
+        let id = self.place(private, Some(nat.0), profile, node)?;
+        self.core.behind.insert(private, nat.0);
+        Ok(id)
+    }
+
+    /// What router `nat` did so far.
+    pub fn nat_stats(&self, nat: NatId) -> Option<NatStats> {
+        self.core.nats.get(nat.0 as usize).map(Nat::stats)
+    }
+
+    /// The public address of router `nat`.
+    pub fn nat_ip(&self, nat: NatId) -> Option<IpAddr> {
+        self.core.nats.get(nat.0 as usize).map(Nat::public_ip)
+    }
+
+    fn place(
+        &mut self,
+        addr: SocketAddr,
+        nat: Option<u32>,
+        profile: LinkProfile,
+        node: N,
+    ) -> Result<NodeId, N> {
         if self.core.addrs.contains_key(&addr) {
             return Err(node);
         }
@@ -416,6 +522,7 @@ impl<N: Node> Network<N> {
                 profile,
                 busy_until_ns: 0,
                 down_until: Time(0),
+                nat,
                 stats: NodeStats::default(),
             },
             timer_gen: 0,
@@ -436,6 +543,7 @@ impl<N: Node> Network<N> {
     pub fn remove(&mut self, id: NodeId) -> Option<N> {
         let slot = self.slots.get_mut(id.index())?.take()?;
         self.core.addrs.remove(&slot.link.addr);
+        self.core.behind.remove(&slot.link.addr);
         self.live -= 1;
         Some(slot.node)
     }

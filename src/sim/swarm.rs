@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-use super::{LinkProfile, Network, NodeId};
+use super::{LinkProfile, NatId, NatKind, Network, NodeId};
 use crate::auth::SourceKey;
 use crate::roles::{Peer, PeerConfig, Source, SourceConfig, Time, Tracker, TrackerConfig};
 use crate::swarm::{SwarmNode, SwarmSummary};
@@ -124,6 +124,11 @@ fn addr(n: u32) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), 4000)
 }
 
+/// The private address of the `n`-th node added, behind some router.
+fn private_addr(n: u32) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 + n)), 4000)
+}
+
 const TRACKER: u32 = 1;
 const SOURCE: u32 = 2;
 
@@ -142,6 +147,8 @@ pub struct SimSwarm {
     outages: Vec<(NodeId, Time, u64)>,
     bitrate_kbps: u64,
     profile: LinkProfile,
+    /// Routers added.
+    nats: u32,
 }
 
 impl SimSwarm {
@@ -164,6 +171,7 @@ impl SimSwarm {
         net.set_clock_offset(tracker, BASE_CLOCK_US);
         let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
         pc.peer_id = 2;
+        pc.local_addr = Some(addr(SOURCE));
         let sc = SourceConfig {
             synthetic_bps: Some(bitrate_bps),
             ..SourceConfig::default()
@@ -182,6 +190,7 @@ impl SimSwarm {
             outages: Vec::new(),
             bitrate_kbps: bitrate_bps / 1000,
             profile,
+            nats: 0,
         }
     }
 
@@ -203,6 +212,7 @@ impl SimSwarm {
         let stream = self.source_key().stream_id();
         let mut pc = PeerConfig::new(stream, Some(addr(TRACKER)));
         pc.peer_id = 3;
+        pc.local_addr = Some(addr(3));
         let now = Time(self.net.now().0.saturating_add_signed(BASE_CLOCK_US));
         let relay = crate::relay::inline_plane(pc, now, SmallRng::seed_from_u64(3));
         let id = self
@@ -222,14 +232,47 @@ impl SimSwarm {
 
     /// Adds a viewer with `cfg` suffering `imp`; it starts now.
     pub fn add_peer_with(&mut self, cfg: PeerConfig, imp: Impairment) -> NodeId {
+        self.add_viewer(cfg, imp, None)
+    }
+
+    /// Adds a home router of `kind`; the `n`-th has the public address
+    /// 203.0.113.(n + 1).
+    pub fn add_nat(&mut self, kind: NatKind) -> NatId {
+        self.nats += 1;
+        let ip = Ipv4Addr::new(203, 0, 113, self.nats as u8);
+        self.net.add_nat(IpAddr::V4(ip), kind)
+    }
+
+    /// Adds a viewer with the default settings behind router `nat`, at a
+    /// private address in 192.168.0.0/16 (port 4000), suffering `imp`.
+    pub fn add_peer_behind(&mut self, nat: NatId, imp: Impairment) -> NodeId {
+        let cfg = self.peer_config();
+        self.add_viewer(cfg, imp, Some(nat))
+    }
+
+    /// Adds a viewer with `cfg` behind router `nat` (see
+    /// [`SimSwarm::add_peer_behind`]).
+    pub fn add_peer_behind_with(&mut self, nat: NatId, cfg: PeerConfig, imp: Impairment) -> NodeId {
+        self.add_viewer(cfg, imp, Some(nat))
+    }
+
+    fn add_viewer(&mut self, mut cfg: PeerConfig, imp: Impairment, nat: Option<NatId>) -> NodeId {
+        let at = match nat {
+            None => addr(self.next_addr),
+            Some(_) => private_addr(self.next_addr),
+        };
+        cfg.local_addr.get_or_insert(at);
         let offset = BASE_CLOCK_US + imp.clock_offset_us;
         let now = Time(self.net.now().0.saturating_add_signed(offset));
         let peer = Peer::new(cfg, now, SmallRng::seed_from_u64(u64::from(self.next_addr)));
-        let id = self.net.add(
-            addr(self.next_addr),
-            imp.link,
-            SwarmNode::Peer(Box::new(peer)),
-        );
+        let node = SwarmNode::Peer(Box::new(peer));
+        let id = match nat {
+            None => self.net.add(at, imp.link, node),
+            Some(nat) => match self.net.add_behind(nat, at, imp.link, node) {
+                Ok(id) => id,
+                Err(_) => panic!("no room behind router {nat:?} at {at}"),
+            },
+        };
         self.net.set_clock_offset(id, offset);
         if let Some((at, ms)) = imp.outage {
             self.outages.push((id, at, ms));

@@ -100,9 +100,10 @@ impl Shard {
             synthetic_bps: (bitrate_bps > 0).then_some(bitrate_bps),
             ..SourceConfig::default()
         };
-        let source = Source::new(key, sc, pc, clock::now(), SmallRng::seed_from_u64(seed));
         let socket = socket_on(self.ip)?;
         let addr = socket.local_addr()?;
+        pc.local_addr = Some(addr);
+        let source = Source::new(key, sc, pc, clock::now(), SmallRng::seed_from_u64(seed));
         let id = self
             .driver
             .add(socket, SwarmNode::Source(Box::new(source)))?;
@@ -124,10 +125,10 @@ impl Shard {
     /// `seed`).
     pub fn add_peer_with(&mut self, mut pc: PeerConfig, seed: u64) -> io::Result<NodeId> {
         pc.peer_id = seed;
+        let socket = socket_on(self.ip)?;
+        pc.local_addr = Some(socket.local_addr()?);
         let peer = Peer::new(pc, clock::now(), SmallRng::seed_from_u64(seed));
-        let id = self
-            .driver
-            .add(socket_on(self.ip)?, SwarmNode::Peer(Box::new(peer)))?;
+        let id = self.driver.add(socket, SwarmNode::Peer(Box::new(peer)))?;
         self.peers.push(id);
         Ok(id)
     }
@@ -144,9 +145,10 @@ impl Shard {
         let mut pc = PeerConfig::new(stream, Some(tracker));
         pc.peer_id = seed;
         pc.relay_uploads = uploads_per_club;
-        let relay = crate::relay::inline_plane(pc, clock::now(), SmallRng::seed_from_u64(seed));
         let socket = socket_on(self.ip)?;
         let addr = socket.local_addr()?;
+        pc.local_addr = Some(addr);
+        let relay = crate::relay::inline_plane(pc, clock::now(), SmallRng::seed_from_u64(seed));
         let id = self.driver.add(socket, SwarmNode::Relay(Box::new(relay)))?;
         self.relay = Some(id);
         Ok(addr)

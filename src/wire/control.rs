@@ -8,11 +8,13 @@
 
 use super::bitfield;
 use super::byte_enum::byte_enum;
+use super::list::{read_opt_addr, write_opt_addr};
 use super::{
     AddrList, ClubList, Reader, SeqList, StreamTag, Token, WireError, Writer, STREAM_TAG_LEN,
 };
+use std::net::SocketAddr;
 
-fn read_tag(r: &mut Reader<'_>) -> Result<StreamTag, WireError> {
+pub(super) fn read_tag(r: &mut Reader<'_>) -> Result<StreamTag, WireError> {
     Ok(StreamTag(*r.array::<STREAM_TAG_LEN>("stream tag")?))
 }
 
@@ -43,6 +45,9 @@ pub struct Join {
     pub role: JoinRole,
     /// The tracker's address-validation token for the sender, or none.
     pub token: Token,
+    /// The address the peer's socket has on its own network, when it
+    /// knows it: peers behind the same router reach each other there.
+    pub local: Option<SocketAddr>,
 }
 
 impl Join {
@@ -53,6 +58,7 @@ impl Join {
             max_peers: r.u16("max peers")?,
             role: JoinRole::from_u8(r.u8("join role")?)?,
             token: Token::read(r)?,
+            local: read_opt_addr(r)?,
         })
     }
 
@@ -61,7 +67,8 @@ impl Join {
         w.u64(self.peer_id)?;
         w.u16(self.max_peers)?;
         w.u8(self.role as u8)?;
-        self.token.write(w)
+        self.token.write(w)?;
+        write_opt_addr(w, self.local)
     }
 }
 
@@ -79,6 +86,8 @@ pub struct PeerList<'a> {
     pub heartbeat_ms: u32,
     /// Peers in the swarm.
     pub peers: AddrList<'a>,
+    /// The requester's address as the tracker sees it.
+    pub observed: Option<SocketAddr>,
 }
 
 impl<'a> PeerList<'a> {
@@ -97,6 +106,7 @@ impl<'a> PeerList<'a> {
             recommended: ClubList::read(r, "recommended clubs")?,
             heartbeat_ms: r.u32("heartbeat interval")?,
             peers: AddrList::read(r, "peers")?,
+            observed: read_opt_addr(r)?,
         })
     }
 
@@ -105,7 +115,8 @@ impl<'a> PeerList<'a> {
         w.u16(self.club_count)?;
         self.recommended.write(w, "recommended clubs")?;
         w.u32(self.heartbeat_ms)?;
-        self.peers.write(w, "peers")
+        self.peers.write(w, "peers")?;
+        write_opt_addr(w, self.observed)
     }
 }
 
@@ -254,6 +265,11 @@ pub struct Pong<'a> {
     pub spare_kbps: u32,
     /// The clubs the responder sits in.
     pub clubs: ClubList<'a>,
+    /// What the responder knows of the router in front of it: 0 unknown,
+    /// 1 none (public), 2 endpoint-independent, 3 symmetric.
+    pub reach: u8,
+    /// The prober's address as the responder sees it.
+    pub observed: Option<SocketAddr>,
 }
 
 impl<'a> Pong<'a> {
@@ -269,6 +285,8 @@ impl<'a> Pong<'a> {
             },
             spare_kbps: r.u32("spare upload")?,
             clubs: ClubList::read(r, "clubs")?,
+            reach: r.u8("reach")?,
+            observed: read_opt_addr(r)?,
         })
     }
 
@@ -280,7 +298,9 @@ impl<'a> Pong<'a> {
         w.u16(self.load.downloads_in_club)?;
         w.u16(self.load.downloads_out_of_club)?;
         w.u32(self.spare_kbps)?;
-        self.clubs.write(w, "clubs")
+        self.clubs.write(w, "clubs")?;
+        w.u8(self.reach)?;
+        write_opt_addr(w, self.observed)
     }
 }
 

@@ -194,3 +194,25 @@ impl ListItem for SocketAddr {
         w.u16(self.port())
     }
 }
+
+/// Family tag of an absent optional address.
+const FAMILY_NONE: u8 = 0;
+
+/// Reads an optional address: family 0 alone for none, else one address
+/// entry.
+pub fn read_opt_addr(r: &mut Reader<'_>) -> Result<Option<SocketAddr>, WireError> {
+    let mut probe = r.clone();
+    if probe.u8("address family")? == FAMILY_NONE {
+        *r = probe;
+        return Ok(None);
+    }
+    SocketAddr::read(r).map(Some)
+}
+
+/// Writes an optional address (see [`read_opt_addr`]).
+pub fn write_opt_addr(w: &mut Writer<'_>, addr: Option<SocketAddr>) -> Result<(), WireError> {
+    match addr {
+        None => w.u8(FAMILY_NONE),
+        Some(a) => a.write(w),
+    }
+}

@@ -1,4 +1,4 @@
-//! The clubcast wire format, version 2 (specified byte by byte in `docs/PROTOCOL.md`).
+//! The clubcast wire format, version 4 (specified byte by byte in `docs/PROTOCOL.md`).
 //!
 //! Every datagram starts with a three-byte header (magic `0xCC`, version,
 //! message type) followed by the message body in big-endian fields. Parsing
@@ -14,6 +14,7 @@ mod byte_enum;
 mod control;
 mod cursor;
 mod list;
+mod rendezvous;
 mod token;
 
 pub use block::{
@@ -26,7 +27,8 @@ pub use control::{
     Request, DELAY_UNKNOWN, REQUEST_MAX_SEQS, SPARE_UNLIMITED,
 };
 pub use cursor::{Reader, Writer};
-pub use list::{AddrList, ClubList, List, ListItem, SeqList};
+pub use list::{read_opt_addr, write_opt_addr, AddrList, ClubList, List, ListItem, SeqList};
+pub use rendezvous::{Punch, PunchRequest};
 pub use token::{Retry, Token};
 
 use thiserror::Error;
@@ -35,7 +37,7 @@ use thiserror::Error;
 pub const MAGIC: u8 = 0xCC;
 
 /// Wire format version spoken by this build.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// Largest UDP payload clubcast ever sends or accepts. 1232 bytes fits the
 /// IPv6 minimum MTU of 1280 after a 40-byte IPv6 and an 8-byte UDP header, so
@@ -147,6 +149,10 @@ byte_enum::byte_enum! {
         Heartbeat = 0x03,
         /// Answer to a request from an address not validated yet.
         Retry = 0x04,
+        /// Peer -> tracker: introduce me to a peer I cannot reach.
+        PunchRequest = 0x05,
+        /// Tracker -> peer: PING this peer (it wants to reach you).
+        Punch = 0x06,
         /// Ask a peer for members of a club.
         ClubPeersRequest = 0x10,
         /// Members of a club.
@@ -226,6 +232,10 @@ pub enum Message<'a> {
     Heartbeat(Heartbeat<'a>),
     /// See [`Retry`].
     Retry(Retry),
+    /// See [`PunchRequest`].
+    PunchRequest(PunchRequest),
+    /// See [`Punch`].
+    Punch(Punch),
     /// See [`ClubPeersRequest`].
     ClubPeersRequest(ClubPeersRequest),
     /// See [`ClubPeers`].
@@ -264,6 +274,8 @@ impl<'a> Message<'a> {
             MessageType::PeerList => Message::PeerList(PeerList::read(r)?),
             MessageType::Heartbeat => Message::Heartbeat(Heartbeat::read(r)?),
             MessageType::Retry => Message::Retry(Retry::read(r)?),
+            MessageType::PunchRequest => Message::PunchRequest(PunchRequest::read(r)?),
+            MessageType::Punch => Message::Punch(Punch::read(r)?),
             MessageType::ClubPeersRequest => Message::ClubPeersRequest(ClubPeersRequest::read(r)?),
             MessageType::ClubPeers => Message::ClubPeers(ClubPeers::read(r)?),
             MessageType::Ping => Message::Ping(Ping::read(r)?),
@@ -289,6 +301,8 @@ impl<'a> Message<'a> {
             Message::PeerList(_) => MessageType::PeerList,
             Message::Heartbeat(_) => MessageType::Heartbeat,
             Message::Retry(_) => MessageType::Retry,
+            Message::PunchRequest(_) => MessageType::PunchRequest,
+            Message::Punch(_) => MessageType::Punch,
             Message::ClubPeersRequest(_) => MessageType::ClubPeersRequest,
             Message::ClubPeers(_) => MessageType::ClubPeers,
             Message::Ping(_) => MessageType::Ping,
@@ -315,6 +329,8 @@ impl<'a> Message<'a> {
             Message::PeerList(m) => m.write(w)?,
             Message::Heartbeat(m) => m.write(w)?,
             Message::Retry(m) => m.write(w)?,
+            Message::PunchRequest(m) => m.write(w)?,
+            Message::Punch(m) => m.write(w)?,
             Message::ClubPeersRequest(m) => m.write(w)?,
             Message::ClubPeers(m) => m.write(w)?,
             Message::Ping(m) => m.write(w)?,
@@ -341,6 +357,8 @@ impl MessageType {
             MessageType::PeerList => "PEER_LIST",
             MessageType::Heartbeat => "HEARTBEAT",
             MessageType::Retry => "RETRY",
+            MessageType::PunchRequest => "PUNCH_REQUEST",
+            MessageType::Punch => "PUNCH",
             MessageType::ClubPeersRequest => "CLUB_PEERS_REQUEST",
             MessageType::ClubPeers => "CLUB_PEERS",
             MessageType::Ping => "PING",

@@ -265,6 +265,18 @@ impl Peer {
     fn accept_block(&mut self, now: Time, from: SocketAddr, block: &Block<'_>, source_time: Time) {
         self.stats.unique_blocks += 1;
         self.stats.unique_payload += block.payload.len() as u64;
+        let club = (block.seq % u64::from(self.club_count.max(1))) as usize;
+        if self.club_blocks.len() < usize::from(self.club_count) {
+            self.club_blocks.resize(usize::from(self.club_count), 0);
+            self.club_seen
+                .resize(usize::from(self.club_count), (now, false));
+        }
+        if let Some(n) = self.club_blocks.get_mut(club) {
+            *n += 1;
+        }
+        if let Some(seen) = self.club_seen.get_mut(club) {
+            *seen = (now, false);
+        }
         // The first fresh block after a pause of the feed (or of this
         // peer's own link) restarts every download's silence clock.
         if self

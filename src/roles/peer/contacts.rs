@@ -52,6 +52,10 @@ pub struct Contact {
     pub heard: Time,
     /// Refused us until then; not chosen meanwhile.
     pub refused_until: Time,
+    /// When the tracker was last asked to have it punch, until it answers.
+    pub punch_asked: Option<Time>,
+    /// Its PONG said no router stands in front of it.
+    pub public: bool,
 }
 
 /// Bounded address book.
@@ -128,7 +132,9 @@ impl Contacts {
 
     /// Picks a member of `club` with a PONG newer than `fresh_since`,
     /// for which `allowed` holds, preferring those with at least
-    /// `need_kbps` of upload capacity left.
+    /// `need_kbps` of upload capacity left, then (with `spare_public`)
+    /// those behind a router: public peers are the only uploaders peers
+    /// behind symmetric routers can reach, so others leave them room.
     #[allow(clippy::too_many_arguments)]
     pub fn choose(
         &self,
@@ -137,10 +143,11 @@ impl Contacts {
         fresh_since: Time,
         how: Choice,
         need_kbps: u32,
+        spare_public: bool,
         rng: &mut impl Rng,
         allowed: impl Fn(&SocketAddr) -> bool,
     ) -> Option<SocketAddr> {
-        let mut candidates: Vec<(SocketAddr, u32, bool)> = self
+        let mut candidates: Vec<(SocketAddr, u32, bool, bool)> = self
             .members(club)
             .filter(|(a, c)| c.refused_until <= now && allowed(a))
             .filter_map(|(a, c)| {
@@ -148,17 +155,20 @@ impl Contacts {
                 (at >= fresh_since).then(|| {
                     let uploads =
                         u32::from(load.uploads_in_club) + u32::from(load.uploads_out_of_club);
-                    (*a, uploads, c.spare_kbps >= need_kbps)
+                    (*a, uploads, c.spare_kbps >= need_kbps, c.public)
                 })
             })
             .collect();
         if candidates.iter().any(|c| c.2) {
             candidates.retain(|c| c.2);
         }
+        if spare_public && candidates.iter().any(|c| !c.3) {
+            candidates.retain(|c| !c.3);
+        }
         // In address order (the book's), so a seeded RNG gives a
         // repeatable choice.
         let candidates: Vec<(SocketAddr, u32)> =
-            candidates.into_iter().map(|(a, u, _)| (a, u)).collect();
+            candidates.into_iter().map(|(a, u, _, _)| (a, u)).collect();
         match how {
             Choice::WeightedByUploads => {
                 let total: u64 = candidates.iter().map(|(_, u)| u64::from((*u).max(1))).sum();

@@ -13,6 +13,7 @@ use rand::Rng;
 use super::conns::Download;
 use super::rtt;
 use super::scheduler::Lane;
+use super::traversal::NatType;
 use super::{validation, Mode, Peer, PeerEvent, SendItem};
 use crate::roles::Time;
 use crate::wire::{
@@ -58,7 +59,11 @@ impl Peer {
             }
             Message::Bitfield(bf) => self.on_bitfield(from, bf),
             Message::Request(req) => self.on_request(now, from, req),
-            Message::Join(_) | Message::Heartbeat(_) | Message::Block(_) => {
+            Message::Punch(punch) => self.on_punch(now, from, punch),
+            Message::Join(_)
+            | Message::Heartbeat(_)
+            | Message::PunchRequest(_)
+            | Message::Block(_) => {
                 self.stats.malformed += 1;
             }
         }
@@ -71,6 +76,7 @@ impl Peer {
         }
         self.heartbeat_ms = u64::from(list.heartbeat_ms).clamp(500, 60_000);
         self.last_list = now;
+        self.traversal.tracker_saw(list.observed);
         for addr in list.peers.iter() {
             self.contacts.entry(addr, now);
         }
@@ -182,8 +188,11 @@ impl Peer {
             load: self.load(ping.club),
             spare_kbps: self.pacer.spare_kbps(),
             clubs: ClubList::Items(&clubs),
+            reach: self.nat_type().gauge() as u8,
+            observed: Some(from),
         });
         self.send(from, &pong);
+        self.reping_if_waiting(now, from);
     }
 
     fn on_pong(&mut self, now: Time, from: SocketAddr, pong: &Pong<'_>) {
@@ -201,6 +210,12 @@ impl Peer {
         c.clubs.extend(pong.clubs.iter().take(64));
         c.pong = Some((now, pong.load));
         c.spare_kbps = pong.spare_kbps;
+        c.public = pong.reach == NatType::Public.gauge() as u8;
+        self.traversal.peer_saw(from, pong.observed);
+        self.note_punch_success(from);
+        let Some(c) = self.contacts.get_mut(&from) else {
+            return;
+        };
         if let Some(sent) = c
             .pinged
             .filter(|_| c.ping_nonce == pong.nonce && pong.nonce != 0)

@@ -14,6 +14,7 @@ use rand::Rng;
 use super::pacer::UploadFeedback;
 use super::playout::Played;
 use super::quality::backoff_ms;
+use super::traversal::NatType;
 use super::{Mode, Peer, PeerEvent};
 use super::{PlayedBlock, PLAYED_MAX};
 use crate::roles::Time;
@@ -94,6 +95,10 @@ const DISCOVERY_PINGS_PER_TICK: usize = 16;
 /// Pings per club and tick while looking for a connection.
 const CLUB_PINGS_PER_TICK: usize = 4;
 
+/// A club with no fresh block for this long, while others come, is
+/// missing, µs.
+const CLUB_MISSING_US: u64 = 1_000_000;
+
 impl Peer {
     pub(super) fn tick(&mut self, now: Time) {
         self.talk_to_tracker(now);
@@ -113,6 +118,7 @@ impl Peer {
             self.play(now);
             self.ask_for_repairs(now);
             self.check_quality(now);
+            self.notice_missing_clubs(now);
         }
         if let Some(newest) = self.store.newest().and_then(|n| self.store.source_time(n)) {
             self.store
@@ -233,6 +239,7 @@ impl Peer {
             max_peers: self.cfg.tracker_peers,
             role,
             token,
+            local: self.cfg.local_addr,
         });
         self.send(tracker, &join);
     }
@@ -519,13 +526,42 @@ impl Peer {
         }
     }
 
-    fn ping(&mut self, now: Time, to: SocketAddr, club: u16) {
+    pub(super) fn ping(&mut self, now: Time, to: SocketAddr, club: u16) {
+        self.punch_if_unanswered(now, to);
         let nonce = self.fresh_id();
         let c = self.contacts.entry(to, now);
         c.pinged = Some(now);
         c.ping_nonce = nonce;
         c.ping_club = club;
         self.send_ping(to, nonce, club);
+    }
+
+    /// A club with no fresh block for `CLUB_MISSING_US` while others come
+    /// is missing: reported once, and `keep_targets` wants a second
+    /// download of it until a block comes.
+    fn notice_missing_clubs(&mut self, now: Time) {
+        let flowing = self
+            .last_fresh
+            .is_some_and(|t| now.0 < t.0 + CLUB_MISSING_US / 4);
+        if !flowing {
+            return;
+        }
+        for club in 0..self.club_seen.len() {
+            let (last, missing) = self.club_seen[club];
+            if !missing && now.0 >= last.0 + CLUB_MISSING_US {
+                self.club_seen[club].1 = true;
+                self.stats.clubs_missing += 1;
+                self.events
+                    .push_back(PeerEvent::ClubMissing { club: club as u16 });
+            }
+        }
+    }
+
+    /// True while `club` is missing (see `notice_missing_clubs`).
+    fn club_missing(&self, club: u16) -> bool {
+        self.club_seen
+            .get(usize::from(club))
+            .is_some_and(|(_, missing)| *missing)
     }
 
     fn pending_for(&self, club: u16, direction: Direction) -> usize {
@@ -567,7 +603,11 @@ impl Peer {
         }
         for club in 0..self.club_count {
             let own = self.in_club(club);
-            let want_down = if own { self.cfg.in_club_min } else { 1 };
+            let want_down = match (own, self.club_missing(club)) {
+                (true, _) => self.cfg.in_club_min,
+                (false, false) => 1,
+                (false, true) => 2,
+            };
             let have_down =
                 self.conns.downloads_of(club) + self.pending_for(club, Direction::Download);
             if have_down < want_down {
@@ -622,15 +662,32 @@ impl Peer {
             Direction::Download => self.bitrate_kbps / u32::from(self.club_count.max(1)),
             Direction::Upload => 0,
         };
-        let mut chosen =
-            self.contacts
-                .choose(club, now, fresh_since, how, need, &mut self.rng, |a| {
-                    !bans.is_banned(a) && free(a)
-                });
+        // Downloads leave public uploaders to those behind symmetric
+        // routers, who can reach no one else, when another will do.
+        let spare_public = direction == Direction::Download
+            && self.cfg.mode == Mode::Peer
+            && self.nat_type() != NatType::Symmetric;
+        let mut chosen = self.contacts.choose(
+            club,
+            now,
+            fresh_since,
+            how,
+            need,
+            spare_public,
+            &mut self.rng,
+            |a| !bans.is_banned(a) && free(a),
+        );
         if chosen.is_none() && self.cfg.mode != Mode::Source {
-            chosen = self
-                .contacts
-                .choose(club, now, fresh_since, how, need, &mut self.rng, free);
+            chosen = self.contacts.choose(
+                club,
+                now,
+                fresh_since,
+                how,
+                need,
+                spare_public,
+                &mut self.rng,
+                free,
+            );
         }
         match chosen {
             Some(to) => {
@@ -714,10 +771,20 @@ impl Peer {
         let emit = self.cfg.emit_played;
         let store = &self.store;
         let played = &mut self.played;
+        let clubs = usize::from(self.club_count.max(1));
+        if self.club_skipped.len() < clubs {
+            self.club_skipped.resize(clubs, 0);
+        }
+        let club_skipped = &mut self.club_skipped;
         self.playout
             .advance(now, self.block_us, floor, store, awaited, |p| {
                 if first.is_none() {
                     first = Some(p);
+                }
+                if let Played::Skipped(seq) = p {
+                    if let Some(n) = club_skipped.get_mut((seq % clubs as u64) as usize) {
+                        *n += 1;
+                    }
                 }
                 if emit {
                     if played.len() >= PLAYED_MAX {

@@ -32,6 +32,7 @@ pub mod repair;
 pub mod rtt;
 pub mod scheduler;
 pub mod store;
+pub mod traversal;
 mod validation;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -78,6 +79,10 @@ pub struct PeerConfig {
     pub stream: StreamId,
     /// The tracker to join through; `None` to rely on `bootstrap`.
     pub tracker: Option<SocketAddr>,
+    /// The address this peer's socket has on its own network, when known:
+    /// announced to the tracker, so peers behind the same router reach it
+    /// there, and compared with what others see to tell a public peer.
+    pub local_addr: Option<SocketAddr>,
     /// Peers to contact without a tracker.
     pub bootstrap: Vec<SocketAddr>,
     /// Viewer or source.
@@ -190,6 +195,7 @@ impl PeerConfig {
         PeerConfig {
             stream,
             tracker,
+            local_addr: None,
             bootstrap: Vec::new(),
             mode: Mode::Peer,
             clubs: None,
@@ -343,6 +349,17 @@ pub struct PeerStats {
     pub repair_refused: u64,
     /// Graceful failures ([0063]).
     pub graceful_failures: u64,
+    /// PUNCH_REQUESTs sent for contacts that did not answer a PING.
+    pub punches_requested: u64,
+    /// Of those contacts, the ones that answered a PING afterwards.
+    pub punches_succeeded: u64,
+    /// PUNCHes from the tracker answered with a PING.
+    pub punches_answered: u64,
+    /// PUNCHes ignored: not from the tracker, or for an address pinged
+    /// for a punch lately.
+    pub punches_ignored: u64,
+    /// Times a club went missing for a second while others came.
+    pub clubs_missing: u64,
     /// Quality windows that would have stopped the peer but were excused:
     /// the peer was under attack then ([0063]).
     pub quality_windows_excused: u64,
@@ -382,6 +399,12 @@ pub enum PeerEvent {
     /// The back-off after a graceful failure passed: the peer takes part
     /// again.
     Resumed,
+    /// No block of `club` came for a second while other clubs' did: the
+    /// peer looks for another way in (a second download of it).
+    ClubMissing {
+        /// The club.
+        club: u16,
+    },
 }
 
 /// A block waiting to be forwarded.
@@ -462,6 +485,15 @@ pub struct Peer {
     live_since: Time,
     stats: PeerStats,
     next_tick: Time,
+    /// What others see of this peer's address; whom punches made it ping.
+    traversal: traversal::Traversal,
+    /// Fresh verified blocks per club.
+    club_blocks: Vec<u64>,
+    /// Blocks skipped by playback, per club.
+    club_skipped: Vec<u64>,
+    /// When a fresh block of each club last came, and whether the club is
+    /// missing now.
+    club_seen: Vec<(Time, bool)>,
 }
 
 /// Signature checks a peer makes a second at most: a stream's batches need
@@ -566,12 +598,28 @@ impl Peer {
             live_since: now,
             stats: PeerStats::default(),
             next_tick: now,
+            traversal: traversal::Traversal::default(),
+            club_blocks: Vec::new(),
+            club_skipped: Vec::new(),
+            club_seen: Vec::new(),
             cfg,
         };
         for addr in peer.cfg.bootstrap.clone() {
             peer.contacts.entry(addr, now);
         }
         peer
+    }
+
+    /// Fresh verified blocks received so far, per club (index = club): a
+    /// club missing from a peer's stream shows as a count that lags.
+    pub fn club_blocks(&self) -> &[u64] {
+        &self.club_blocks
+    }
+
+    /// Blocks playback skipped so far, per club (index = club): a club the
+    /// peer does not get shows here.
+    pub fn club_skipped(&self) -> &[u64] {
+        &self.club_skipped
     }
 
     /// Counters so far.
