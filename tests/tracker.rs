@@ -479,9 +479,10 @@ fn joins_learn_their_address_and_natted_peers_are_punched() {
 #[test]
 fn punch_requests_need_a_token_listed_peers_and_a_budget() {
     let mut t = tracker();
+    // b announced no local address: it may sit behind a router.
     let (a, b) = (v4(1), v4(2));
     join_full(&mut t, T0, a, 50, JoinRole::Viewer, Some(a));
-    join_full(&mut t, T0, b, 50, JoinRole::Viewer, Some(b));
+    join_full(&mut t, T0, b, 50, JoinRole::Viewer, None);
     let request = |token: Token, target: SocketAddr| {
         encode(&Message::PunchRequest(PunchRequest {
             stream: STREAM,
@@ -502,8 +503,19 @@ fn punch_requests_need_a_token_listed_peers_and_a_budget() {
     let tx = t.poll_transmit().expect("a PUNCH");
     assert_eq!(tx.to, b);
     assert!(matches!(Message::parse(tx.payload()), Ok(Message::Punch(p)) if p.peer == a));
-    // A target nobody listed gets nothing.
+    // A target nobody listed gets nothing, nor one that said it sits
+    // behind no router (b asking about a).
     t.handle_datagram(T0, a, &request(retry.token, v4(99)));
+    assert!(t.poll_transmit().is_none());
+    let b_token = {
+        t.handle_datagram(T0, b, &request(Token::NONE, a));
+        let tx = t.poll_transmit().expect("a RETRY");
+        match Message::parse(tx.payload()) {
+            Ok(Message::Retry(r)) => r.token,
+            other => panic!("{other:?}"),
+        }
+    };
+    t.handle_datagram(T0, b, &request(b_token, a));
     assert!(t.poll_transmit().is_none());
     // The budget: 2 s worth at once, then nothing more at that instant.
     let mut served = 1;
@@ -514,5 +526,5 @@ fn punch_requests_need_a_token_listed_peers_and_a_budget() {
         }
     }
     assert_eq!(served, 40, "a burst of two seconds' worth");
-    assert_eq!(t.stats().punch_requests_refused, 1 + 1 + 161);
+    assert_eq!(t.stats().punch_requests_refused, 1 + 1 + 1 + 1 + 161);
 }

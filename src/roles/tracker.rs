@@ -134,7 +134,7 @@ pub struct TrackerStats {
     /// PUNCHes sent: for lists handed out and for PUNCH_REQUESTs.
     pub punches_sent: u64,
     /// PUNCH_REQUESTs refused: a bad token, an asker or target not listed,
-    /// or over the asker's rate.
+    /// a target with no router in front of it, or over the asker's rate.
     pub punch_requests_refused: u64,
 }
 
@@ -468,7 +468,13 @@ impl<R: Rng> Tracker<R> {
             self.retry(now, from);
             return;
         }
-        let listed = self.peers.contains_key(&from) && self.peers.contains_key(&req.target);
+        // A target that said it sits behind no router needs no punch: a
+        // PING to it that went unanswered was lost.
+        let listed = self.peers.contains_key(&from)
+            && self
+                .peers
+                .get(&req.target)
+                .is_some_and(|t| t.may_be_behind_nat(req.target));
         if !listed
             || req.target == from
             || !take_from(&mut self.punch_budget, PUNCH_REQUESTS_PER_S, now, from.ip())
