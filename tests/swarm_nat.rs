@@ -204,3 +204,56 @@ fn two_peers_behind_two_routers_connect_directly() {
     assert!(after <= 1_000, "connected only {after} ms after b joined");
     assert!(pa.stats().punches_answered >= 1, "a was never punched");
 }
+
+/// A tracker restart with peers behind routers: the new tracker knows
+/// nobody, the peers' HEARTBEATs get RETRYs and they join again, the swarm
+/// plays on, and newcomers behind routers join through the new tracker
+/// and start within 2 s.
+#[test]
+fn a_tracker_restart_leaves_the_natted_swarm_playing() {
+    let link = || Impairment::link(LinkProfile::with_latency_ms(10).jitter_ms(2));
+    let mut s = SimSwarm::new(11, BITRATE, LinkProfile::with_latency_ms(10));
+    let eim: Vec<_> = (0..3).map(|_| s.add_nat(NatKind::PortPreserving)).collect();
+    let sym = s.add_nat(NatKind::Symmetric);
+    let mut peers = Vec::new();
+    for i in 0..15usize {
+        peers.push(match i % 5 {
+            0 => s.add_peer(link()),
+            4 => s.add_peer_behind(sym, link()),
+            _ => s.add_peer_behind(eim[i % 3], link()),
+        });
+    }
+    s.run_until(Time(10_000_000));
+    s.restart_tracker(99);
+    s.run_until(Time(12_000_000));
+    let newcomers = [
+        s.add_peer_behind(eim[0], link()),
+        s.add_peer_behind(eim[2], link()),
+        s.add_peer_behind(sym, link()),
+    ];
+    s.run_until(Time(30_000_000));
+    let t = s.net.node(s.tracker).tracker().expect("the tracker");
+    println!(
+        "after the restart: tracker lists {}, stats {:?}",
+        t.peer_count(),
+        t.stats()
+    );
+    assert!(
+        t.peer_count() >= 18,
+        "the new tracker lists {}",
+        t.peer_count()
+    );
+    for id in peers.iter().chain(&newcomers) {
+        let p = s.net.node(*id).viewer().expect("a viewer");
+        let c = p.playout_stats().continuity();
+        assert!(c >= 0.999, "a peer fell to {c:.4}");
+    }
+    for id in newcomers {
+        let p = s.net.node(id).viewer().expect("a newcomer");
+        let start = p
+            .playback_started_at()
+            .map(|t| (t.0 - p.started_at().0) / 1000);
+        println!("newcomer started after {start:?} ms");
+        assert!(start.is_some_and(|ms| ms <= 2_000), "{start:?}");
+    }
+}

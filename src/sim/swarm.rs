@@ -194,6 +194,23 @@ impl SimSwarm {
         }
     }
 
+    /// Restarts the tracker: the old one goes with everything it knew, and
+    /// a fresh one (a new token key, an empty list) takes its address.
+    pub fn restart_tracker(&mut self, seed: u64) {
+        self.net.remove(self.tracker);
+        let stream = self.source_key().stream_id();
+        let tracker = Tracker::new(
+            TrackerConfig::new(StreamTag::of_key(&stream.to_bytes())),
+            SmallRng::seed_from_u64(seed),
+        );
+        self.tracker = self.net.add(
+            addr(TRACKER),
+            self.profile,
+            SwarmNode::Tracker(Box::new(tracker)),
+        );
+        self.net.set_clock_offset(self.tracker, BASE_CLOCK_US);
+    }
+
     /// The stream's source key (to sign blocks as the source would).
     pub fn source_key(&self) -> SourceKey {
         SourceKey::from_seed(&self.key_seed)
