@@ -667,17 +667,14 @@ impl Peer {
         let spare_public = direction == Direction::Download
             && self.cfg.mode == Mode::Peer
             && self.nat_type() != NatType::Symmetric;
-        let mut chosen = self.contacts.choose(
-            club,
-            now,
-            fresh_since,
-            how,
-            need,
-            spare_public,
-            &mut self.rng,
-            |a| !bans.is_banned(a) && free(a),
-        );
-        if chosen.is_none() && self.cfg.mode != Mode::Source {
+        // Banned peers only on a second pass, which the source never makes.
+        let passes: &[bool] = if self.cfg.mode == Mode::Source {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        let mut chosen = None;
+        for &banned_too in passes {
             chosen = self.contacts.choose(
                 club,
                 now,
@@ -686,8 +683,11 @@ impl Peer {
                 need,
                 spare_public,
                 &mut self.rng,
-                free,
+                |a| (banned_too || !bans.is_banned(a)) && free(a),
             );
+            if chosen.is_some() {
+                break;
+            }
         }
         match chosen {
             Some(to) => {
