@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 use tiny_http::{Header, Response, Server};
 
 use crate::io::udp::UdpStats;
+use crate::roles::peer::traversal::NatType;
 use crate::roles::Peer;
 
 /// Prometheus text exposition being written.
@@ -63,7 +64,29 @@ impl Exposition {
         label: &str,
         values: &[(String, u64)],
     ) {
-        self.head("counter", name, help);
+        self.labelled("counter", name, help, label, values);
+    }
+
+    /// A gauge with one label, written like [`Self::labelled_counter`].
+    pub fn labelled_gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(String, u64)],
+    ) {
+        self.labelled("gauge", name, help, label, values);
+    }
+
+    fn labelled(
+        &mut self,
+        kind: &str,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(String, u64)],
+    ) {
+        self.head(kind, name, help);
         for (key, value) in values {
             let _ = writeln!(self.text, "{name}{{{label}=\"{key}\"}} {value}");
         }
@@ -131,7 +154,7 @@ pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 53] = [
+    let counters: [(&str, &str, u64); 54] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
@@ -365,6 +388,11 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             s.clubs_missing,
         ),
         (
+            "handovers_total",
+            "out-of-club downloads moved off a public uploader to one behind a router",
+            s.handovers,
+        ),
+        (
             "punches_requested_total",
             "PUNCH_REQUESTs sent for contacts that left a PING unanswered",
             s.punches_requested,
@@ -463,6 +491,27 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
         "clubcast_peer_nat_type",
         "the router in front of the peer: 0 unknown, 1 public, 2 endpoint-independent, 3 symmetric",
         peer.nat_type().gauge() as f64,
+    );
+    // The peer's uploads under its own reachability class: summed over
+    // a swarm by `reach`, what each class carries.
+    let own = peer.nat_type();
+    let by_reach: Vec<(String, u64)> = [
+        NatType::Unknown,
+        NatType::Public,
+        NatType::EndpointIndependent,
+        NatType::Symmetric,
+    ]
+    .iter()
+    .map(|t| {
+        let n = if *t == own { c.uploads.len() as u64 } else { 0 };
+        (t.name().to_string(), n)
+    })
+    .collect();
+    out.labelled_gauge(
+        "clubcast_peer_uploads_by_reach",
+        "upload connections, under the peer's reachability class (sum by reach for a swarm)",
+        "reach",
+        &by_reach,
     );
     let clubs: Vec<(String, u64)> = peer
         .club_blocks()

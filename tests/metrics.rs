@@ -153,6 +153,8 @@ fn source_and_peer_serve_prometheus_metrics() {
         "clubcast_peer_drops_trimmed_total",
         "clubcast_peer_drops_forged_total",
         "clubcast_peer_drops_shed_total",
+        "clubcast_peer_handovers_total",
+        "clubcast_peer_clubs_missing_total",
         "clubcast_peer_bans_added_total",
         "clubcast_peer_repair_asked_total",
         "clubcast_peer_repaired_total",
@@ -164,6 +166,23 @@ fn source_and_peer_serve_prometheus_metrics() {
         "clubcast_udp_send_errors_total",
     ] {
         assert!(value(&peer, name).is_some(), "no {name}");
+    }
+    // On loopback the tracker sees the peer's own address: it is public,
+    // and its uploads are counted under that class alone.
+    assert_eq!(value(&peer, "clubcast_peer_nat_type"), Some(1.0));
+    let by_reach = |reach: &str| {
+        value(
+            &peer,
+            &format!("clubcast_peer_uploads_by_reach{{reach=\"{reach}\"}}"),
+        )
+    };
+    assert_eq!(
+        by_reach("public"),
+        value(&peer, "clubcast_peer_uploads"),
+        "{peer}"
+    );
+    for other in ["unknown", "endpoint-independent", "symmetric"] {
+        assert_eq!(by_reach(other), Some(0.0), "{peer}");
     }
     assert_eq!(
         value(&peer, "clubcast_peer_startup_seconds_count"),

@@ -6,7 +6,8 @@
 //! fully-random`); no router hairpins. Late joiners of every class come
 //! at 35 s. Each class must play with continuity >= 0.999 and start within
 //! 2 s, every peer must play at least 99.9% of every club's blocks, and
-//! peers behind endpoint-independent routers must carry uploads.
+//! peers behind endpoint-independent routers must carry at least 80% as
+//! many uploads as public peers.
 
 use std::collections::BTreeMap;
 
@@ -24,13 +25,13 @@ enum Class {
     Symmetric,
 }
 
-/// Per class: (worst continuity, slowest start ms, mean uploads at the
-/// end, worst share of a club's blocks due that played, never started).
+/// Per class: (worst continuity, slowest start ms, mean uploads held (over
+/// time for the early peers, at the end for late joiners), worst share of a club's blocks due that played, never started).
 type ClassFigures = (f64, u64, f64, f64, usize);
 
-/// Per peer: (continuity, start ms, uploads at the end, worst club share,
+/// Per peer: (continuity, start ms, uploads held, worst club share,
 /// started).
-type PeerFigures = (f64, u64, usize, f64, bool);
+type PeerFigures = (f64, u64, f64, f64, bool);
 
 fn run(
     seed: u64,
@@ -55,7 +56,24 @@ fn run(
         };
         early.push((id, class));
     }
-    s.run_until(Time(LATE_AT_S * 1_000_000));
+    // Uploads held by each early peer, summed over samples every 5 s
+    // from 20 s on: a mean over time, not one snapshot.
+    let mut held = vec![0usize; early.len()];
+    let mut samples = 0usize;
+    let sample = |s: &SimSwarm, held: &mut Vec<usize>| {
+        for (h, (id, _)) in held.iter_mut().zip(&early) {
+            *h += s
+                .net
+                .node(*id)
+                .viewer()
+                .map_or(0, |p| p.connections().uploads.len());
+        }
+    };
+    for t in (20..=LATE_AT_S).step_by(5) {
+        s.run_until(Time(t * 1_000_000));
+        sample(&s, &mut held);
+        samples += 1;
+    }
     let late = vec![
         (s.add_peer(link()), Class::Public),
         (
@@ -68,10 +86,14 @@ fn run(
         ),
         (s.add_peer_behind(sym[1], link()), Class::Symmetric),
     ];
-    s.run_until(Time(SECONDS * 1_000_000));
-    let figures = |set: &[(NodeId, Class)]| {
+    for t in (LATE_AT_S + 5..=SECONDS).step_by(5) {
+        s.run_until(Time(t * 1_000_000));
+        sample(&s, &mut held);
+        samples += 1;
+    }
+    let figures = |set: &[(NodeId, Class)], held: Option<&[usize]>| {
         let mut by: BTreeMap<Class, Vec<PeerFigures>> = BTreeMap::new();
-        for (id, class) in set {
+        for (i, (id, class)) in set.iter().enumerate() {
             let p = s.net.node(*id).viewer().expect("a viewer");
             let ps = p.playout_stats();
             let start = p
@@ -93,7 +115,9 @@ fn run(
             by.entry(*class).or_default().push((
                 ps.continuity(),
                 start,
-                p.connections().uploads.len(),
+                held.map_or(p.connections().uploads.len() as f64, |h| {
+                    h[i] as f64 / samples as f64
+                }),
                 share,
                 ps.started,
             ));
@@ -102,14 +126,14 @@ fn run(
             .map(|(class, v)| {
                 let worst = v.iter().map(|x| x.0).fold(1.0, f64::min);
                 let slowest = v.iter().map(|x| x.1).max().unwrap_or(0);
-                let uploads = v.iter().map(|x| x.2 as f64).sum::<f64>() / v.len() as f64;
+                let uploads = v.iter().map(|x| x.2).sum::<f64>() / v.len() as f64;
                 let share = v.iter().map(|x| x.3).fold(1.0, f64::min);
                 let never = v.iter().filter(|x| !x.4).count();
                 (class, (worst, slowest, uploads, share, never))
             })
             .collect::<BTreeMap<_, _>>()
     };
-    (figures(&early), figures(&late), s)
+    (figures(&early, Some(&held)), figures(&late, None), s)
 }
 
 #[test]
@@ -138,10 +162,10 @@ fn a_swarm_mostly_behind_nat_plays_in_every_class() {
             );
         }
     }
-    // Peers behind endpoint-independent routers carry uploads: the issue's
-    // target is 80% of what public peers carry; this run gives about 67%
-    // (public peers also serve every peer behind a symmetric router), so
-    // the bar here is 60%, below which punching has stopped working.
+    // Peers behind endpoint-independent routers carry at least 80% as
+    // many uploads as public ones, on average over the run (seeds 1-9
+    // give 1.14-1.27): public uploaders are left to the peers behind
+    // symmetric routers, who can reach no one else.
     let (public, eim) = (
         early[&Class::Public].2,
         early[&Class::EndpointIndependent].2,
@@ -151,7 +175,7 @@ fn a_swarm_mostly_behind_nat_plays_in_every_class() {
         eim / public
     );
     assert!(
-        eim >= 0.6 * public,
+        eim >= 0.8 * public,
         "peers behind endpoint-independent routers upload {eim:.1} on average, public ones {public:.1}"
     );
 }

@@ -163,7 +163,9 @@ pub struct Tracker<R> {
     rng: R,
     peers: HashMap<SocketAddr, PeerRecord>,
     order: Vec<SocketAddr>,
-    recommender: ClubRecommender,
+    /// Club recommendations for joiners behind a router (0) and public
+    /// ones (1).
+    recommenders: [ClubRecommender; 2],
     outbox: Outbox,
     next_sweep: Option<Time>,
     stats: TrackerStats,
@@ -229,7 +231,10 @@ impl<R: Rng> Tracker<R> {
             per_prefix: HashMap::new(),
             join_budget: HashMap::new(),
             punch_budget: HashMap::new(),
-            recommender: ClubRecommender::new(cfg.clubs),
+            recommenders: [
+                ClubRecommender::new(cfg.clubs),
+                ClubRecommender::new(cfg.clubs),
+            ],
             outbox: Outbox::new(cfg.outbox),
             cfg,
             rng,
@@ -424,8 +429,12 @@ impl<R: Rng> Tracker<R> {
         // Only viewers take clubs from the recommendation list: the source
         // and relays sit in clubs of their own and must not unbalance it.
         let mut recommended = [0u16; 8];
+        // Public joiners and those behind routers each get a list of
+        // their own, so every club gets its share of both, and no club's
+        // outside viewers depend on public uploaders alone.
+        let public = join.local == Some(from);
         let n = if join.role == JoinRole::Viewer {
-            self.recommender.next(
+            self.recommenders[usize::from(public)].next(
                 self.cfg.clubs_per_peer.min(2),
                 &mut self.rng,
                 &mut recommended,

@@ -335,6 +335,29 @@ impl Peer {
         }
     }
 
+    /// A download of foreign `club` from `from`, behind a router, was
+    /// accepted: downloads of the club from public uploaders are dropped
+    /// (see `hand_over_from_public`), unless the club is missing and
+    /// wants them all.
+    fn release_public_uploaders(&mut self, club: u16, from: SocketAddr) {
+        let public =
+            |c: &super::contacts::Contacts, a: &SocketAddr| c.get(a).is_some_and(|c| c.public);
+        if public(&self.contacts, &from) || self.club_missing(club) {
+            return;
+        }
+        let released: Vec<SocketAddr> = self
+            .conns
+            .downloads
+            .iter()
+            .filter(|d| d.club == club && public(&self.contacts, &d.from))
+            .map(|d| d.from)
+            .collect();
+        for to in released {
+            self.stats.handovers += 1;
+            self.drop_connection(to, club, Direction::Download, DropReason::Trimmed);
+        }
+    }
+
     /// Drops one random in-club connection of `club` in `direction`, other
     /// than the one just made with `keep` ([0059]).
     fn trim(&mut self, club: u16, direction: Direction, keep: SocketAddr) {
@@ -459,6 +482,9 @@ impl Peer {
                 }
                 if self.in_club(p.club) && self.conns.downloads_of(p.club) > self.cfg.in_club_max {
                     self.trim(p.club, Direction::Download, from);
+                }
+                if !self.in_club(p.club) {
+                    self.release_public_uploaders(p.club, from);
                 }
             }
             Direction::Upload => {

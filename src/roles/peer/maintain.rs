@@ -95,6 +95,17 @@ const DISCOVERY_PINGS_PER_TICK: usize = 16;
 /// Pings per club and tick while looking for a connection.
 const CLUB_PINGS_PER_TICK: usize = 4;
 
+/// A download runs this long from a public uploader before it may move
+/// to one behind a router, µs (see `hand_over_from_public`).
+const HANDOVER_AFTER_US: u64 = 5_000_000;
+
+/// At most one download begins to move off a public uploader per this
+/// long, µs.
+const HANDOVER_EVERY_US: u64 = 1_000_000;
+
+/// Members behind routers pinged when a handover finds none fresh.
+const HANDOVER_PINGS: usize = 2;
+
 /// A club with no fresh block for this long, while others come, is
 /// missing, µs.
 const CLUB_MISSING_US: u64 = 1_000_000;
@@ -558,7 +569,7 @@ impl Peer {
     }
 
     /// True while `club` is missing (see `notice_missing_clubs`).
-    fn club_missing(&self, club: u16) -> bool {
+    pub(super) fn club_missing(&self, club: u16) -> bool {
         self.club_seen
             .get(usize::from(club))
             .is_some_and(|(_, missing)| *missing)
@@ -612,6 +623,8 @@ impl Peer {
                 self.conns.downloads_of(club) + self.pending_for(club, Direction::Download);
             if have_down < want_down {
                 self.try_connect(now, club, Direction::Download);
+            } else if !own && have_down == 1 {
+                self.hand_over_from_public(now, club);
             }
             if own {
                 let have_up = self.live_in_club_uploads_of(club, now)
@@ -690,23 +703,86 @@ impl Peer {
             }
         }
         match chosen {
-            Some(to) => {
-                let request_id = self.fresh_id();
-                let deadline = Time(now.0 + self.rto_us(&to));
-                let p = Pending {
-                    request_id,
-                    to,
-                    club,
-                    direction,
-                    sent: now,
-                    attempts: 1,
-                    deadline,
-                };
-                self.pending.push(p);
-                self.stats.connects += 1;
-                self.send_connect(&p);
-            }
+            Some(to) => self.connect(now, to, club, direction),
             None => self.look_for_members(now, club),
+        }
+    }
+
+    /// Sends a CONNECT to `to` for `club` in `direction` and waits for
+    /// its answer.
+    fn connect(&mut self, now: Time, to: SocketAddr, club: u16, direction: Direction) {
+        let request_id = self.fresh_id();
+        let deadline = Time(now.0 + self.rto_us(&to));
+        let p = Pending {
+            request_id,
+            to,
+            club,
+            direction,
+            sent: now,
+            attempts: 1,
+            deadline,
+        };
+        self.pending.push(p);
+        self.stats.connects += 1;
+        self.send_connect(&p);
+    }
+
+    /// Public uploaders are the only ones peers behind symmetric routers
+    /// can reach. A peer that can reach others moves the one download of
+    /// a foreign club off a public uploader, once it has run a while, when
+    /// a fresh member behind a router has room: it asks the new uploader
+    /// first and drops the public one when accepted (`on_accept`), so the
+    /// club never goes without.
+    fn hand_over_from_public(&mut self, now: Time, club: u16) {
+        if self.cfg.mode != Mode::Peer
+            || self.nat_type() == NatType::Symmetric
+            || now.0 < self.last_handover.0 + HANDOVER_EVERY_US
+            || self.pending_for(club, Direction::Download) > 0
+        {
+            return;
+        }
+        let contacts = &self.contacts;
+        let public = |a: &SocketAddr| contacts.get(a).is_some_and(|c| c.public);
+        let Some(d) = self.conns.downloads.iter().find(|d| d.club == club) else {
+            return;
+        };
+        if !public(&d.from) || now.0 < d.since.0 + HANDOVER_AFTER_US {
+            return;
+        }
+        let fresh_since = Time(now.0.saturating_sub(self.cfg.pong_fresh_ms * 1000));
+        let need = self.bitrate_kbps / u32::from(self.club_count.max(1));
+        let bans = &self.bans;
+        let pending = &self.pending;
+        let chosen = contacts.choose(
+            club,
+            now,
+            fresh_since,
+            self.cfg.choice,
+            need,
+            true,
+            &mut self.rng,
+            |a| {
+                !public(a)
+                    && !bans.is_banned(a)
+                    && !pending.iter().any(|p| p.to == *a && p.club == club)
+            },
+        );
+        self.last_handover = now;
+        if let Some(to) = chosen {
+            self.connect(now, to, club, Direction::Download);
+            return;
+        }
+        // None fresh: ping members behind routers (punching where they
+        // stay silent), so one may be chosen next time.
+        let stale: Vec<SocketAddr> = contacts
+            .members(club)
+            .filter(|(a, c)| !c.public && !bans.is_banned(a))
+            .filter(|(_, c)| c.pinged.is_none_or(|t| now.0 >= t.0 + HANDOVER_EVERY_US))
+            .map(|(a, _)| *a)
+            .take(HANDOVER_PINGS)
+            .collect();
+        for to in stale {
+            self.ping(now, to, club);
         }
     }
 

@@ -360,6 +360,9 @@ pub struct PeerStats {
     pub punches_ignored: u64,
     /// Times a club went missing for a second while others came.
     pub clubs_missing: u64,
+    /// Out-of-club downloads moved from a public uploader to one behind a
+    /// router, leaving public uploaders to peers behind symmetric routers.
+    pub handovers: u64,
     /// Quality windows that would have stopped the peer but were excused:
     /// the peer was under attack then ([0063]).
     pub quality_windows_excused: u64,
@@ -462,6 +465,8 @@ pub struct Peer {
     /// Block sends waited for the pacer since the last control period.
     backlogged: bool,
     last_shed: Time,
+    /// When a download last began to move off a public uploader.
+    last_handover: Time,
     repair: RepairQueue,
     repair_budgets: BTreeMap<SocketAddr, TokenBucket>,
     /// CONNECTs given up lately, so a late ACCEPT can be taken or undone.
@@ -581,6 +586,7 @@ impl Peer {
             pacer: UplinkPacer::new(cfg.pacer, now),
             backlogged: false,
             last_shed: now,
+            last_handover: now,
             repair: RepairQueue::new(REPAIR_WANTED_MAX),
             repair_budgets: BTreeMap::new(),
             given_up: VecDeque::new(),
