@@ -35,6 +35,7 @@ use crate::swarm::netns::{add_veth, bring_up, NamespaceThread};
 use crate::swarm::SwarmSummary;
 
 use super::demo_media::{push_testsrc, MediaSource, MediaSummary, ShardMedia};
+use super::roles::Latency;
 use crate::media::IngestPump;
 
 /// The relay's veth end, in the relay's namespace.
@@ -116,6 +117,9 @@ pub struct Args {
     /// When the late peers join, in seconds from the start.
     #[arg(long, default_value_t = 10)]
     late_after: u64,
+    /// How far behind the source the peers play (see `clubcast peer`).
+    #[arg(long, value_enum, default_value_t = Latency::Normal)]
+    latency: Latency,
 }
 
 impl Args {
@@ -260,6 +264,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         stream,
         tracker: tracker.ok_or("the demo has no tracker")?,
         emit_played: args.media(),
+        latency: args.latency,
     };
     let outcome = run_shards(shards, media, late, started, end);
     if let Some(child) = &mut pusher {
@@ -331,6 +336,7 @@ struct ShardArgs {
     seed: u64,
     /// A real feed: no synthetic one, and peers keep what they play.
     media: bool,
+    latency: Latency,
 }
 
 impl ShardArgs {
@@ -343,6 +349,7 @@ impl ShardArgs {
             relay_uploads_per_club: args.relay_uploads_per_club,
             seed: args.seed,
             media: args.media(),
+            latency: args.latency,
         }
     }
 }
@@ -388,6 +395,7 @@ fn build_shards(
         let mut pc = PeerConfig::new(stream, Some(tracker));
         pc.bootstrap.extend(bootstrap);
         pc.emit_played = args.media;
+        pc.playout = args.latency.playout();
         shards[i % threads]
             .add_peer_with(pc, args.seed * 1_000_003 + i as u64 + 2)
             .map_err(err)?;
@@ -518,6 +526,7 @@ struct LatePeers {
     stream: StreamId,
     tracker: SocketAddr,
     emit_played: bool,
+    latency: Latency,
 }
 
 /// Starts the source's ingest and every peer's stream, and ffmpeg for
@@ -555,7 +564,7 @@ fn start_media(
         for (k, id) in ids.into_iter().enumerate() {
             let i = k * threads + s;
             let port = args.http_base_port.saturating_add(i as u16);
-            media[s].serve(id, port)?;
+            media[s].serve(id, port, args.latency.segment_target_us())?;
         }
     }
     let last = args.http_base_port as usize + args.peers.saturating_sub(1);
@@ -671,11 +680,16 @@ fn add_late_peers(
     for j in 0..late.count {
         let mut pc = PeerConfig::new(late.stream, Some(late.tracker));
         pc.emit_played = late.emit_played;
+        pc.playout = late.latency.playout();
         let id = shard
             .add_peer_with(pc, late.first_seed + j as u64)
             .map_err(|e| format!("cannot add a late peer: {e}"))?;
         if let Some(m) = media.as_deref_mut() {
-            let at = m.serve(id, late.first_port.saturating_add(j as u16))?;
+            let at = m.serve(
+                id,
+                late.first_port.saturating_add(j as u16),
+                late.latency.segment_target_us(),
+            )?;
             println!("late peer {j} joined; it serves http://{at}/stream");
         } else {
             println!("late peer {j} joined");

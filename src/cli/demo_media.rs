@@ -49,11 +49,17 @@ impl ShardMedia {
         }
     }
 
-    /// Serves peer `id` of this shard on 127.0.0.1:`port`.
-    pub fn serve(&mut self, id: NodeId, port: u16) -> Result<SocketAddr, String> {
+    /// Serves peer `id` of this shard on 127.0.0.1:`port`, with HLS
+    /// segments of about `segment_target_us`.
+    pub fn serve(
+        &mut self,
+        id: NodeId,
+        port: u16,
+        segment_target_us: u64,
+    ) -> Result<SocketAddr, String> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let stream =
-            PeerStream::start(addr).map_err(|e| format!("cannot serve HTTP on {addr}: {e}"))?;
+        let stream = PeerStream::start(addr, segment_target_us)
+            .map_err(|e| format!("cannot serve HTTP on {addr}: {e}"))?;
         let at = stream.addr();
         self.streams.push((id, stream));
         Ok(at)

@@ -18,6 +18,7 @@ use crate::io::clock;
 use crate::io::udp::{UdpDriver, UdpStats};
 use crate::media::{IngestPump, PeerStream};
 use crate::metrics::{peer_metrics, udp_metrics, Exposition, MetricsServer};
+use crate::roles::peer::playout::PlayoutConfig;
 use crate::roles::{
     Node, Peer, PeerConfig, PeerEvent, Source, SourceConfig, Tracker, TrackerConfig,
 };
@@ -105,6 +106,36 @@ pub struct SourceArgs {
     duration: Option<u64>,
 }
 
+/// How far behind the source viewers play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Latency {
+    /// A play delay of 1.5 to 4 s and HLS segments of about 2 s: room to
+    /// repair losses and ride out slow uploaders.
+    Normal,
+    /// A play delay of 0.6 to 1.5 s and segments of about 1 s, for
+    /// viewers on good networks: glass-to-glass about a second, but less
+    /// time to repair a loss.
+    Low,
+}
+
+impl Latency {
+    /// The playback settings.
+    pub fn playout(self) -> PlayoutConfig {
+        match self {
+            Latency::Normal => PlayoutConfig::default(),
+            Latency::Low => PlayoutConfig::low_latency(),
+        }
+    }
+
+    /// What HLS segments aim at, µs.
+    pub fn segment_target_us(self) -> u64 {
+        match self {
+            Latency::Normal => 2_000_000,
+            Latency::Low => 1_000_000,
+        }
+    }
+}
+
 /// Arguments of `clubcast peer`.
 #[derive(Debug, clap::Args)]
 pub struct PeerArgs {
@@ -132,10 +163,15 @@ pub struct PeerArgs {
     /// lasting a second) above which a download is dropped, ms ([0051]).
     #[arg(long, default_value_t = 1_000)]
     delay_threshold_ms: u32,
-    /// Serve the stream to players (VLC, mpv, ffplay) at
-    /// http://ADDR/stream: HTTP-FLV for an RTMP source, MPEG-TS otherwise.
+    /// Serve the stream at http://ADDR: a page that plays it in the
+    /// browser (/), HLS (/live.m3u8), and /stream for players (VLC, mpv,
+    /// ffplay): HTTP-FLV for an RTMP source, MPEG-TS otherwise.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// How far behind the source to play: `low` trims the play delay to
+    /// about a second for viewers on good networks.
+    #[arg(long, value_enum, default_value_t = Latency::Normal)]
+    latency: Latency,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
@@ -503,12 +539,16 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
     let socket = bind_announced(args.listen, "peer", args.stream_id, args.tracker)?;
     pc.local_addr = local_address(&socket, args.tracker);
     pc.emit_played = args.http.is_some();
+    pc.playout = args.latency.playout();
     let peer = Peer::new(pc, clock::now(), os_rng()?);
     let players = match args.http {
         Some(addr) => {
-            let s =
-                PeerStream::start(addr).map_err(|e| format!("cannot serve HTTP on {addr}: {e}"))?;
-            println!("players: http://{}/stream", s.addr());
+            let s = PeerStream::start(addr, args.latency.segment_target_us())
+                .map_err(|e| format!("cannot serve HTTP on {addr}: {e}"))?;
+            println!(
+                "players: http://{0}/ (browser), http://{0}/live.m3u8 (HLS), http://{0}/stream",
+                s.addr()
+            );
             Some(s)
         }
         None => None,

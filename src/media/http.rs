@@ -1,29 +1,42 @@
-//! The peer's HTTP endpoint: `/stream` for players.
+//! The peer's HTTP endpoint: the stream for players and browsers.
 //!
 //! [`HttpServer::start`] listens on an address with `tiny_http` and answers
-//! each request on its own thread. `GET /stream` registers a bounded queue
-//! with the peer's [`super::MediaOutput`] (through [`HttpServer::accept`],
-//! which the peer's loop calls) and waits for the stream to start; the
-//! response then carries the container's Content-Type and streams the
-//! queue's bytes with chunked encoding until the player leaves or the peer
-//! drops it. Anything else gets 404 or 405. When no media comes within
-//! `start_timeout` the player gets 503. The number of players is bounded;
-//! one more gets 503 at once. Nothing a player does reaches the peer's
-//! loop except a registration, which never blocks it. Closing the server
-//! (once the output has let go of the queues) waits, for at most
-//! [`DRAIN`], until every player has been written what was queued for it,
-//! so that a stream ends whole when its peer stops.
+//! each request on its own thread, at most [`MAX_REQUESTS`] at once (one
+//! more gets 503 at once). Routes:
+//! - `GET /stream`: registers a bounded queue with the peer's
+//!   [`super::MediaOutput`] (through [`HttpServer::accept`], which the
+//!   peer's loop calls) and waits for the stream to start; the response
+//!   then carries the container's Content-Type and streams the queue's
+//!   bytes with chunked encoding until the player leaves or the peer drops
+//!   it. When no media comes within `start_timeout` the player gets 503.
+//!   The number of players is bounded; one more gets 503 at once.
+//! - `GET /live.m3u8` and `GET /seg/<n>.ts`: HLS ([`super::hls`]); a
+//!   segment that does not exist or has expired gets 404, a playlist
+//!   before the first segment 503.
+//! - `GET /`: a page that plays the HLS stream and shows the peer's
+//!   health, refreshed each second from `GET /status.json`, which the
+//!   peer's loop publishes ([`HttpServer::publish_status`]). The page's
+//!   script is part of the page, inside the binary.
+//!
+//! Anything else gets 404 or 405. Nothing a request does reaches the
+//! peer's loop except a registration, which never blocks it; HLS and
+//! status are read under a lock held only to copy out an `Arc` or a
+//! string, never while writing to a client. Closing the server (once the
+//! output has let go of the queues) waits, for at most [`DRAIN`], until
+//! every player has been written what was queued for it, so that a stream
+//! ends whole when its peer stops.
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
+use super::hls::HlsSegmenter;
 use super::output::{Chunk, MediaOutput};
 
 /// Chunks queued per player: about four seconds of a 2 Mbit/s stream, or
@@ -32,6 +45,21 @@ pub const PLAYER_QUEUE: usize = 1024;
 
 /// Most players at once.
 pub const MAX_PLAYERS: usize = 64;
+
+/// Most requests answered at once (each holds a thread).
+pub const MAX_REQUESTS: usize = 256;
+
+/// The page at `/`.
+const PAGE: &str = include_str!("page.html");
+
+/// What the server shares with the peer's loop besides registrations.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The HLS segments.
+    pub hls: Arc<Mutex<HlsSegmenter>>,
+    /// The latest `/status.json`.
+    pub status: Arc<Mutex<String>>,
+}
 
 /// Longest a closing server waits for its players to be written what was
 /// queued for them.
@@ -46,6 +74,7 @@ pub struct HttpServer {
     /// Requests being answered (threads alive).
     busy: Arc<AtomicUsize>,
     addr: SocketAddr,
+    status: Arc<Mutex<String>>,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -57,9 +86,13 @@ impl std::fmt::Debug for HttpServer {
 }
 
 impl HttpServer {
-    /// Listens on `addr`; a player waits at most `start_timeout` for the
-    /// stream to begin.
-    pub fn start(addr: SocketAddr, start_timeout: Duration) -> io::Result<Self> {
+    /// Listens on `addr`, serving HLS from `hls`; a player waits at most
+    /// `start_timeout` for the stream to begin.
+    pub fn start(
+        addr: SocketAddr,
+        start_timeout: Duration,
+        hls: Arc<Mutex<HlsSegmenter>>,
+    ) -> io::Result<Self> {
         let server = Server::http(addr).map_err(|e| io::Error::other(e.to_string()))?;
         let addr = server
             .server_addr()
@@ -70,6 +103,11 @@ impl HttpServer {
         let stop = Arc::new(AtomicBool::new(false));
         let players = Arc::new(AtomicUsize::new(0));
         let busy = Arc::new(AtomicUsize::new(0));
+        let status = Arc::new(Mutex::new(String::from("{}")));
+        let site = Site {
+            hls,
+            status: Arc::clone(&status),
+        };
         let thread = {
             let (server, stop, busy) = (Arc::clone(&server), Arc::clone(&stop), Arc::clone(&busy));
             thread::Builder::new()
@@ -80,13 +118,18 @@ impl HttpServer {
                         else {
                             continue;
                         };
+                        if busy.load(Ordering::Acquire) >= MAX_REQUESTS {
+                            let _ = request.respond(text(503, "too many requests\n"));
+                            continue;
+                        }
                         let (reg_tx, players) = (reg_tx.clone(), Arc::clone(&players));
+                        let site = site.clone();
                         let answering = Busy::enter(&busy);
                         let _ =
                             thread::Builder::new()
-                                .name("http-player".into())
+                                .name("http-request".into())
                                 .spawn(move || {
-                                    serve(request, &reg_tx, &players, start_timeout);
+                                    serve(request, &reg_tx, &players, &site, start_timeout);
                                     drop(answering);
                                 });
                     }
@@ -99,7 +142,15 @@ impl HttpServer {
             stop,
             busy,
             addr,
+            status,
         })
+    }
+
+    /// Sets what `/status.json` answers.
+    pub fn publish_status(&self, json: String) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = json;
+        }
     }
 
     /// The address it listens on.
@@ -170,17 +221,60 @@ fn serve(
     request: Request,
     reg_tx: &SyncSender<SyncSender<Chunk>>,
     players: &AtomicUsize,
+    site: &Site,
     start_timeout: Duration,
 ) {
-    let path = request.url().split('?').next().unwrap_or("");
-    if path != "/stream" {
-        let _ = request.respond(text(404, "not found: the stream is at /stream\n"));
-        return;
-    }
     if !matches!(request.method(), Method::Get | Method::Head) {
         let _ = request.respond(text(405, "only GET and HEAD\n"));
         return;
     }
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    let body = |content_type: &str, bytes: Vec<u8>| {
+        Response::from_data(bytes)
+            .with_header(header("Content-Type", content_type))
+            .with_header(header("Cache-Control", "no-cache"))
+    };
+    let _ = match path.as_str() {
+        "/stream" => return stream(request, reg_tx, players, start_timeout),
+        "/" | "/index.html" => request.respond(body("text/html; charset=utf-8", PAGE.into())),
+        "/status.json" => {
+            let json = site.status.lock().map(|s| s.clone()).unwrap_or_default();
+            request.respond(body("application/json", json.into_bytes()))
+        }
+        "/live.m3u8" => match site.hls.lock().ok().and_then(|h| h.playlist()) {
+            Some(p) => request.respond(body("application/vnd.apple.mpegurl", p.into_bytes())),
+            None => request.respond(text(503, "no stream yet: no segment is ready\n")),
+        },
+        _ => {
+            let seg = path
+                .strip_prefix("/seg/")
+                .and_then(|s| s.strip_suffix(".ts"))
+                .and_then(|n| n.parse::<u64>().ok())
+                .and_then(|n| site.hls.lock().ok().and_then(|h| h.segment(n)));
+            match seg {
+                Some(bytes) => {
+                    let len = bytes.len();
+                    request.respond(Response::new(
+                        StatusCode(200),
+                        vec![header("Content-Type", "video/mp2t")],
+                        io::Cursor::new(bytes),
+                        Some(len),
+                        None,
+                    ))
+                }
+                None => request.respond(text(404, "not found\n")),
+            }
+        }
+    };
+}
+
+/// Streams the played stream to one player until it leaves.
+fn stream(
+    request: Request,
+    reg_tx: &SyncSender<SyncSender<Chunk>>,
+    players: &AtomicUsize,
+    start_timeout: Duration,
+) {
     if players.fetch_add(1, Ordering::AcqRel) >= MAX_PLAYERS {
         players.fetch_sub(1, Ordering::AcqRel);
         let _ = request.respond(text(503, "too many players on this peer\n"));
@@ -281,7 +375,7 @@ mod tests {
 
     /// A server with one player connected to `output`; the player's socket.
     fn one_player(output: &mut MediaOutput) -> (HttpServer, TcpStream) {
-        let server = HttpServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), DRAIN)
+        let server = HttpServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), DRAIN, output.hls())
             .expect("listen on loopback");
         let mut s = TcpStream::connect(server.addr()).expect("connect");
         s.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -15,7 +15,9 @@
 
 pub mod cutter;
 pub mod flv;
+pub mod flv_ts;
 pub mod header;
+pub mod hls;
 pub mod http;
 pub mod ingest;
 pub mod output;

@@ -17,12 +17,13 @@
 //! histogram: glass-to-glass, up to the player's own buffer.
 
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
 
 use super::flv::FILE_HEADER;
 use super::header::{Container, MediaHeader};
+use super::hls::HlsSegmenter;
 use super::ts::TS_PACKET;
 
 /// Most bytes kept of the group since the last random-access block.
@@ -120,7 +121,11 @@ pub struct MediaOutput {
     players: Vec<Player>,
     latency: Histogram<u64>,
     stats: OutputStats,
+    hls: Arc<Mutex<HlsSegmenter>>,
 }
+
+/// HLS segments aim at this long by default, µs.
+pub const SEGMENT_TARGET_US: u64 = 2_000_000;
 
 impl std::fmt::Debug for MediaOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,8 +144,14 @@ impl Default for MediaOutput {
 }
 
 impl MediaOutput {
-    /// An output with no player and no media yet.
+    /// An output with no player and no media yet, cutting HLS segments
+    /// of [`SEGMENT_TARGET_US`].
     pub fn new() -> Self {
+        Self::with_segment_target(SEGMENT_TARGET_US)
+    }
+
+    /// An output whose HLS segments aim at `target_us`.
+    pub fn with_segment_target(target_us: u64) -> Self {
         MediaOutput {
             container: None,
             group: Vec::new(),
@@ -150,7 +161,13 @@ impl MediaOutput {
             latency: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
                 .unwrap_or_else(|_| unreachable!("constant, valid bounds")),
             stats: OutputStats::default(),
+            hls: Arc::new(Mutex::new(HlsSegmenter::new(target_us))),
         }
+    }
+
+    /// The HLS segments, shared with the HTTP server (held only briefly).
+    pub fn hls(&self) -> Arc<Mutex<HlsSegmenter>> {
+        Arc::clone(&self.hls)
     }
 
     /// Counters so far.
@@ -201,6 +218,9 @@ impl MediaOutput {
     /// playback clock skipped it.
     pub fn play(&mut self, now_us: u64, payload: Option<&[u8]>) {
         let Some(payload) = payload else {
+            if let Ok(mut hls) = self.hls.lock() {
+                hls.skip();
+            }
             self.stats.skipped += 1;
             self.group_valid = false;
             self.group.clear();
@@ -220,6 +240,9 @@ impl MediaOutput {
                 .saturating_sub(header.ingest_us)
                 .clamp(1, LATENCY_MAX_US),
         );
+        if let Ok(mut hls) = self.hls.lock() {
+            hls.push(&header, data);
+        }
         let chunk: Arc<[u8]> = Arc::from(data);
         if header.rap {
             self.container = Some(header.container);

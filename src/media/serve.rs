@@ -3,9 +3,10 @@
 //!
 //! [`PeerStream`] pairs a [`MediaOutput`] with an [`HttpServer`]. The
 //! driver calls [`PeerStream::service`] between runs of the peer (every few
-//! milliseconds): new players are connected and every block the peer's
+//! milliseconds): new players are connected, every block the peer's
 //! playback clock released (`Peer::poll_played`; the peer must be made with
-//! `emit_played`) goes to them.
+//! `emit_played`) goes to them and to the HLS segmenter, and twice a second
+//! the peer's health is published for `/status.json`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +15,9 @@ use std::time::Duration;
 use super::http::HttpServer;
 use super::output::{MediaOutput, OutputStats};
 use crate::roles::Peer;
+
+/// How often the status is published, µs.
+const STATUS_EVERY_US: u64 = 500_000;
 
 /// How long a player waits for the stream to begin before it gets 503.
 pub const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -25,14 +29,18 @@ pub struct PeerStream {
     // them to be written out.
     output: MediaOutput,
     server: HttpServer,
+    status_at: u64,
 }
 
 impl PeerStream {
-    /// Serves `/stream` on `addr`.
-    pub fn start(addr: SocketAddr) -> io::Result<Self> {
+    /// Serves `/stream`, HLS with segments of about `segment_target_us`,
+    /// and the page on `addr`.
+    pub fn start(addr: SocketAddr, segment_target_us: u64) -> io::Result<Self> {
+        let output = MediaOutput::with_segment_target(segment_target_us);
         Ok(PeerStream {
-            server: HttpServer::start(addr, START_TIMEOUT)?,
-            output: MediaOutput::new(),
+            server: HttpServer::start(addr, START_TIMEOUT, output.hls())?,
+            output,
+            status_at: 0,
         })
     }
 
@@ -47,6 +55,11 @@ impl PeerStream {
         while let Some(block) = peer.poll_played() {
             self.output.play(now_us, block.payload.as_deref());
         }
+        if now_us >= self.status_at + STATUS_EVERY_US {
+            self.status_at = now_us;
+            self.server
+                .publish_status(status_json(peer, self.output.players()));
+        }
     }
 
     /// The output's counters.
@@ -58,4 +71,24 @@ impl PeerStream {
     pub fn output(&self) -> &MediaOutput {
         &self.output
     }
+}
+
+/// The peer's health for the page: clubs, reachability, connections,
+/// continuity, upload rate and block delay.
+pub fn status_json(peer: &Peer, players: usize) -> String {
+    let c = peer.connections();
+    let d = peer.delays_us();
+    let clubs: Vec<String> = peer.clubs().iter().map(u16::to_string).collect();
+    format!(
+        "{{\"clubs\":[{}],\"reach\":\"{}\",\"downloads\":{},\"uploads\":{},\"continuity\":{:.4},\"upload_bps\":{:.0},\"delay_ms_p50\":{:.1},\"delay_ms_p99\":{:.1},\"players\":{}}}",
+        clubs.join(","),
+        peer.nat_type().name(),
+        c.downloads.len(),
+        c.uploads.len(),
+        peer.playout_stats().continuity(),
+        peer.upload_bps(),
+        d.value_at_quantile(0.5) as f64 / 1000.0,
+        d.value_at_quantile(0.99) as f64 / 1000.0,
+        players,
+    )
 }

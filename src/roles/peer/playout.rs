@@ -64,6 +64,21 @@ impl Default for PlayoutConfig {
     }
 }
 
+impl PlayoutConfig {
+    /// For viewers on good networks: half a second of start buffer and a
+    /// play delay kept between 0.6 and 1.5 s, so glass-to-glass falls to
+    /// about a second; a block has less time to arrive or be repaired, so
+    /// a lossy or slow link skips more.
+    pub fn low_latency() -> Self {
+        PlayoutConfig {
+            start_buffer_us: 500_000,
+            min_delay_us: 600_000,
+            max_delay_us: 1_500_000,
+            ..Self::default()
+        }
+    }
+}
+
 /// Playback counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlayoutStats {
