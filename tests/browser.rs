@@ -15,7 +15,7 @@
 //! peers and browser.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -92,9 +92,9 @@ struct PageRun {
 }
 
 /// Watches `url` in Chromium for `seconds` on a thread of its own.
-fn watch(modules: &PathBuf, url: String, seconds: u64) -> thread::JoinHandle<PageRun> {
+fn watch(modules: &Path, url: String, seconds: u64) -> thread::JoinHandle<PageRun> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/play.js");
-    let modules = modules.clone();
+    let modules = modules.to_path_buf();
     thread::spawn(move || {
         let out = Command::new("node")
             .arg(&script)
