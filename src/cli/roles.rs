@@ -1,13 +1,15 @@
 //! `clubcast tracker`, `clubcast source` and `clubcast peer`: one role per
 //! process on a UDP socket, with a status line every second; the helpers
-//! here also run `clubcast relay` (`super::relay`).
+//! here also run `clubcast relay` (`super::relay`). SIGTERM or SIGINT makes
+//! a role DROP its connections (reason Leaving), send that, and exit.
 
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -279,18 +281,29 @@ pub(super) fn drive<N: Node>(
 ) -> Result<(), String> {
     let mut driver = UdpDriver::new().map_err(|e| e.to_string())?;
     let id = driver.add(socket, node).map_err(|e| e.to_string())?;
+    let stop = stop_flag()?;
     let start = Instant::now();
     let end = duration.map(|d| start + Duration::from_secs(d));
     let mut next_report = start + Duration::from_secs(1);
     loop {
         let now = Instant::now();
+        if stop.load(Ordering::Relaxed) {
+            // Goodbyes, and a moment to send them.
+            if let Some(node) = driver.node_mut(id) {
+                node.leave(clock::now());
+                between(node);
+            }
+            driver
+                .run_until(now + LEAVE_FLUSH, &AtomicBool::new(false))
+                .map_err(|e| e.to_string())?;
+            eprintln!("clubcast: stopped by a signal; left cleanly");
+            return Ok(());
+        }
         if end.is_some_and(|e| now >= e) {
             return Ok(());
         }
         let until = (now + slice).min(end.unwrap_or(now + slice));
-        driver
-            .run_until(until, &std::sync::atomic::AtomicBool::new(false))
-            .map_err(|e| e.to_string())?;
+        driver.run_until(until, &stop).map_err(|e| e.to_string())?;
         let Some(node) = driver.node_mut(id) else {
             return Err("the node disappeared from its driver".into());
         };
@@ -303,6 +316,24 @@ pub(super) fn drive<N: Node>(
             }
         }
     }
+}
+
+/// How long a leaving role keeps sending its goodbyes.
+const LEAVE_FLUSH: Duration = Duration::from_millis(100);
+
+/// The flag SIGTERM and SIGINT set (registered on the first call): the
+/// role then leaves cleanly and the process exits.
+pub(super) fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    if let Some(f) = FLAG.get() {
+        return Ok(Arc::clone(f));
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&flag))
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    Ok(Arc::clone(FLAG.get_or_init(|| flag)))
 }
 
 /// Runs a tracker.

@@ -63,7 +63,7 @@ pub struct Site {
 
 /// Longest a closing server waits for its players to be written what was
 /// queued for them.
-pub const DRAIN: Duration = Duration::from_secs(2);
+pub const DRAIN: Duration = Duration::from_millis(1_500);
 
 /// The HTTP endpoint of one peer.
 pub struct HttpServer {

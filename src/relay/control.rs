@@ -376,4 +376,11 @@ impl Node for ControlPlane {
             .unwrap_or(drain),
         )
     }
+
+    fn leave(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        self.peer.leave(now);
+        // No connection left: the data plane forwards to no one.
+        self.sync_senders();
+    }
 }

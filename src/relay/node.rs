@@ -143,4 +143,8 @@ impl Node for RelayNode {
     fn poll_timeout(&self) -> Option<Time> {
         self.plane().poll_timeout()
     }
+
+    fn leave(&mut self, now: Time) {
+        self.plane_mut().leave(now);
+    }
 }

@@ -32,6 +32,10 @@ pub trait Node {
     fn poll_transmit(&mut self) -> Option<Transmit>;
     /// When [`Node::handle_timeout`] should next be called.
     fn poll_timeout(&self) -> Option<Time>;
+    /// The process is about to exit: say goodbye to everyone this node
+    /// holds a connection with (a DROP with reason Leaving each), queued
+    /// for [`Node::poll_transmit`]. Nothing by default.
+    fn leave(&mut self, _now: Time) {}
 }
 
 /// A point in time in microseconds on the driver's clock: wall-clock time

@@ -264,4 +264,8 @@ impl Node for Source {
         let flush = self.cut_since.map(|t| t.plus_ms(self.cfg.flush_ms));
         [peer, feed, flush].into_iter().flatten().min()
     }
+
+    fn leave(&mut self, now: Time) {
+        self.peer.leave(now);
+    }
 }

@@ -125,4 +125,13 @@ impl Node for SwarmNode {
             SwarmNode::Relay(r) => r.poll_timeout(),
         }
     }
+
+    fn leave(&mut self, now: Time) {
+        match self {
+            SwarmNode::Tracker(t) => t.leave(now),
+            SwarmNode::Source(s) => s.leave(now),
+            SwarmNode::Peer(p) => p.leave(now),
+            SwarmNode::Relay(r) => r.leave(now),
+        }
+    }
 }

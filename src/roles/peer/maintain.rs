@@ -946,9 +946,9 @@ impl Peer {
         }
     }
 
-    /// Stops all download and upload activity ([0063]) until a back-off
-    /// that doubles with each failure in a row has passed.
-    fn fail_gracefully(&mut self, now: Time) {
+    /// Drops every connection with reason Leaving (the DROPs queued for
+    /// sending), forgets pending requests and queued block sends.
+    pub(super) fn drop_everything(&mut self) {
         let downloads: Vec<(SocketAddr, u16)> = self
             .conns
             .downloads
@@ -965,6 +965,12 @@ impl Peer {
         }
         self.pending.clear();
         self.sends = super::scheduler::SendScheduler::new(16_384, self.cfg.in_club_run);
+    }
+
+    /// Stops all download and upload activity ([0063]) until a back-off
+    /// that doubles with each failure in a row has passed.
+    fn fail_gracefully(&mut self, now: Time) {
+        self.drop_everything();
         self.failures += 1;
         self.stats.graceful_failures += 1;
         self.resume_at = Some(now.plus_ms(backoff_ms(self.failures)));

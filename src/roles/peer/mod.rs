@@ -886,4 +886,13 @@ impl Node for Peer {
             .min();
         Some(held.map_or(self.next_tick, |due| due.min(self.next_tick)))
     }
+
+    /// DROPs every connection (reason Leaving) and goes quiet for good:
+    /// no tick, no reconnection.
+    fn leave(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        self.drop_everything();
+        self.failed = true;
+        self.resume_at = None;
+    }
 }
