@@ -377,6 +377,36 @@ fn relay_backend_choice_is_explicit() {
         "--duration",
         "1",
     ];
+    // The preflight reads the veth: its driver, native XDP (veth has it,
+    // and no AF_XDP zero-copy), and what the relay would use; with no
+    // stream id or tracker needed.
+    let out = topo.run("relay", &["relay", "--check", "--listen", "10.77.0.1:7100"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    for want in [
+        "driver           veth",
+        "XDP              native yes, redirect yes, AF_XDP zero-copy no",
+        "MTU              1500",
+        "would use        RX queues 0..0",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    // An advice line per problem, and the exit code says so.
+    let advice = text.lines().filter(|l| l.starts_with("advice: ")).count();
+    assert_eq!(out.status.success(), advice == 0, "{text}");
+    let out = topo.run(
+        "relay",
+        &[
+            "relay",
+            "--check",
+            "--interface",
+            "nosuch0",
+            "--bind",
+            "zero-copy",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("advice: name an existing interface"));
     // No such interface: --io xdp is an error that names it.
     let mut args = common.to_vec();
     args.extend(["--io", "xdp", "--interface", "nosuch0"]);

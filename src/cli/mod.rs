@@ -3,10 +3,12 @@
 //! Each subcommand lives in its own file and returns an `ExitCode`; errors
 //! are printed as one line a user can act on.
 
+mod config;
 mod demo;
 mod demo_media;
 mod keygen;
 mod relay;
+mod relay_check;
 mod roles;
 mod selfcheck;
 mod simulate;
@@ -21,6 +23,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "clubcast", version, about, long_about = None, args_override_self = true)]
 struct Cli {
+    /// Read flags from this TOML file first (keys are flag names; flags
+    /// on the command line win). `packaging/config/` has one per role.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,7 +61,14 @@ enum Command {
 
 /// Parses the arguments and runs the chosen subcommand.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv = match config::expand(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(message) => {
+            eprintln!("clubcast: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(argv);
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Keygen(args) => keygen::run(&args),

@@ -21,6 +21,7 @@ use crate::relay::{
 };
 use crate::roles::{PeerConfig, PeerEvent};
 
+use super::relay_check;
 use super::roles::{bind_announced, drive, metrics_server, os_rng, publish_metrics, random_id};
 use crate::metrics::Exposition;
 
@@ -72,11 +73,16 @@ pub enum IdleChoice {
 #[derive(Debug, clap::Args)]
 pub struct RelayArgs {
     /// The stream id to relay (64 hex digits).
-    #[arg(long)]
-    stream_id: StreamId,
+    #[arg(long, required_unless_present = "check")]
+    stream_id: Option<StreamId>,
     /// The tracker's address.
+    #[arg(long, required_unless_present = "check")]
+    tracker: Option<SocketAddr>,
+    /// Check the interface (driver, queues, XDP and zero-copy support,
+    /// offloads, MTU, huge pages) and what the relay would use, print
+    /// advice, and exit: 0 when nothing needs fixing.
     #[arg(long)]
-    tracker: SocketAddr,
+    check: bool,
     /// Address to listen on (the control socket; BLOCKs to its port go to
     /// the AF_XDP workers).
     #[arg(long, default_value = "0.0.0.0:7100")]
@@ -253,16 +259,40 @@ fn start_xdp(
     Ok((node, plane))
 }
 
-/// Runs a super-peer relay.
+/// Runs a super-peer relay (or, with `--check`, its preflight).
 pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
-    let mut pc = PeerConfig::new(args.stream_id, Some(args.tracker));
+    if args.check {
+        let ifname = match &args.interface {
+            Some(name) => name.clone(),
+            None => interface_of(args.listen.ip())?,
+        };
+        return Ok(relay_check::run(&relay_check::Plan {
+            ifname,
+            first_queue: args.first_queue,
+            queues: args.queues,
+            cores: args.cores.clone().unwrap_or_default(),
+            attach: format!("{:?}", args.xdp_mode).to_lowercase(),
+            bind: match args.bind {
+                BindChoice::Copy => "copy",
+                BindChoice::ZeroCopy => "zero-copy",
+                BindChoice::Auto => "auto",
+            }
+            .into(),
+            frame_size: args.frame_size,
+            huge_pages: args.huge_pages,
+        }));
+    }
+    let (Some(stream_id), Some(tracker)) = (args.stream_id, args.tracker) else {
+        return Err("give --stream-id and --tracker".into());
+    };
+    let mut pc = PeerConfig::new(stream_id, Some(tracker));
     pc.clubs = args.clubs.clone();
     pc.club_count = args.club_count.max(1);
     pc.relay_uploads = args.peers_per_club.max(1);
     pc.peer_id = random_id()?;
-    let socket = bind_announced(args.listen, "relay", args.stream_id, args.tracker)?;
+    let socket = bind_announced(args.listen, "relay", stream_id, tracker)?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
-    pc.local_addr = super::roles::local_address(&socket, args.tracker);
+    pc.local_addr = super::roles::local_address(&socket, tracker);
     let (node, plane) = match args.io {
         IoChoice::Udp => (RelayNode::kernel(pc, clock::now(), os_rng()?), None),
         IoChoice::Xdp => {
@@ -291,12 +321,12 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
                 match event {
                     PeerEvent::TrackerSilent { tracker } => eprintln!(
                         "clubcast: no answer from the tracker at {tracker} for stream {}: is it running, and serving this --stream-id?",
-                        args.stream_id
+                        stream_id
                     ),
                     PeerEvent::WrongStream { seen } => eprintln!(
                         "clubcast: blocks arrive signed for another stream (tag {}), not {}; check --stream-id",
                         hex::encode(seen.0),
-                        args.stream_id
+                        stream_id
                     ),
                     _ => {}
                 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use sd_notify::NotifyState;
 
 use crate::auth::{SourceKey, StreamId};
 use crate::io::clock;
@@ -285,9 +286,19 @@ pub(super) fn drive<N: Node>(
     let start = Instant::now();
     let end = duration.map(|d| start + Duration::from_secs(d));
     let mut next_report = start + Duration::from_secs(1);
+    // Under systemd (Type=notify): ready now, and a watchdog ping from
+    // this loop at half the watchdog's interval. Outside it, nothing.
+    let _ = sd_notify::notify(&[NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut next_ping = start;
     loop {
         let now = Instant::now();
+        if let Some(every) = watchdog.filter(|_| now >= next_ping) {
+            next_ping = now + every;
+            let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+        }
         if stop.load(Ordering::Relaxed) {
+            let _ = sd_notify::notify(&[NotifyState::Stopping]);
             // Goodbyes, and a moment to send them.
             if let Some(node) = driver.node_mut(id) {
                 node.leave(clock::now());
