@@ -27,6 +27,9 @@ struct Cli {
     /// on the command line win). `packaging/config/` has one per role.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// Log lines as readable text or as JSON objects (standard error).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(argv);
+    init_logs(cli.log_format);
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Keygen(args) => keygen::run(&args),
@@ -82,8 +86,33 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("clubcast: {message}");
+            tracing::error!("{message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// How log lines are written (to standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One readable line per event: time, level, message and fields.
+    Human,
+    /// One JSON object per event, for log collectors.
+    Json,
+}
+
+/// Sends the `tracing` events of every role to standard error in
+/// `format`. The roles log events (a fallback, a tracker gone silent, a
+/// missing club, a refused publisher), never per datagram; the status
+/// line each second stays on standard output.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -302,8 +302,8 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
         IoChoice::Auto => match start_xdp(args, pc.clone(), local) {
             Ok((node, plane)) => (node, Some(plane)),
             Err(why) => {
-                eprintln!(
-                    "clubcast: relay falls back to kernel UDP: {why} (--io xdp makes this an error)"
+                tracing::warn!(
+                    "relay falls back to kernel UDP: {why} (--io xdp makes this an error)"
                 );
                 (RelayNode::kernel(pc, clock::now(), os_rng()?), None)
             }
@@ -319,12 +319,13 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
         |n| {
             while let Some(event) = n.poll_event() {
                 match event {
-                    PeerEvent::TrackerSilent { tracker } => eprintln!(
-                        "clubcast: no answer from the tracker at {tracker} for stream {}: is it running, and serving this --stream-id?",
+                    PeerEvent::TrackerSilent { tracker } => tracing::warn!(
+                        %tracker,
+                        "no answer from the tracker at {tracker} for stream {}: is it running, and serving this --stream-id?",
                         stream_id
                     ),
-                    PeerEvent::WrongStream { seen } => eprintln!(
-                        "clubcast: blocks arrive signed for another stream (tag {}), not {}; check --stream-id",
+                    PeerEvent::WrongStream { seen } => tracing::error!(
+                        "blocks arrive signed for another stream (tag {}), not {}; check --stream-id",
                         hex::encode(seen.0),
                         stream_id
                     ),

@@ -307,7 +307,7 @@ pub(super) fn drive<N: Node>(
             driver
                 .run_until(now + LEAVE_FLUSH, &AtomicBool::new(false))
                 .map_err(|e| e.to_string())?;
-            eprintln!("clubcast: stopped by a signal; left cleanly");
+            tracing::info!("stopped by a signal; left cleanly");
             return Ok(());
         }
         if end.is_some_and(|e| now >= e) {
@@ -614,21 +614,23 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
                         println!("joined: clubs {clubs:?} of {club_count}")
                     }
                     PeerEvent::PlaybackStarted { seq } => println!("playback started at block {seq}"),
-                    PeerEvent::WrongStream { seen } => eprintln!(
-                        "clubcast: blocks arrive signed for another stream (tag {}), not {}: nothing will play; check --stream-id",
+                    PeerEvent::WrongStream { seen } => tracing::error!(
+                        "blocks arrive signed for another stream (tag {}), not {}: nothing will play; check --stream-id",
                         hex::encode(seen.0),
                         args.stream_id
                     ),
-                    PeerEvent::TrackerSilent { tracker } => eprintln!(
-                        "clubcast: no answer from the tracker at {tracker} for stream {}: is it running, and serving this --stream-id?",
+                    PeerEvent::TrackerSilent { tracker } => tracing::warn!(
+                        %tracker,
+                        "no answer from the tracker at {tracker} for stream {}: is it running, and serving this --stream-id?",
                         args.stream_id
                     ),
-                    PeerEvent::GracefulFailure => eprintln!(
-                        "clubcast: swarm quality too low for what this peer's uplink carries; stopped all activity for a back-off ([0063])"
+                    PeerEvent::GracefulFailure => tracing::warn!(
+                        "swarm quality too low for what this peer's uplink carries; stopped all activity for a back-off ([0063])"
                     ),
-                    PeerEvent::Resumed => eprintln!("clubcast: back-off over; taking part again"),
-                    PeerEvent::ClubMissing { club } => eprintln!(
-                        "clubcast: no block of club {club} for a second while other clubs come; looking for another way in"
+                    PeerEvent::Resumed => tracing::info!("back-off over; taking part again"),
+                    PeerEvent::ClubMissing { club } => tracing::warn!(
+                        club,
+                        "no block of club {club} for a second while other clubs come; looking for another way in"
                     ),
                 }
             }
@@ -645,7 +647,7 @@ pub fn run_peer(args: &PeerArgs) -> Result<ExitCode, String> {
                 let written =
                     std::fs::write(&tmp, e.into_text()).and_then(|()| std::fs::rename(&tmp, path));
                 if let Err(err) = written {
-                    eprintln!("clubcast: cannot write {}: {err}", path.display());
+                    tracing::warn!("cannot write {}: {err}", path.display());
                 }
             }
             publish_metrics(metrics.as_ref(), p, udp, |e| {

@@ -239,10 +239,7 @@ impl Packing {
         if let Err(e) = result {
             self.stats.refused += 1;
             if self.stats.refused.is_power_of_two() {
-                eprintln!(
-                    "clubcast: rtmp: message refused ({} so far): {e}",
-                    self.stats.refused
-                );
+                tracing::warn!(refused = self.stats.refused, "rtmp message refused: {e}");
             }
         }
     }

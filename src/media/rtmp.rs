@@ -178,7 +178,7 @@ impl Listener {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                eprintln!("clubcast: rtmp listener stopped: {e}");
+                tracing::error!("rtmp listener stopped: {e}");
                 return;
             }
             for event in events.iter() {
@@ -337,7 +337,7 @@ impl Listener {
     /// Closes a connection and logs why.
     fn close(&mut self, token: usize, why: &str) {
         if let Some(peer) = self.shut(token, why) {
-            eprintln!("clubcast: rtmp {peer}: disconnected: {why}");
+            tracing::info!(%peer, "rtmp connection closed: {why}");
         }
     }
 
