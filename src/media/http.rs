@@ -356,7 +356,7 @@ mod tests {
     use super::*;
     use crate::media::flv::FILE_HEADER;
     use crate::media::header::{Container, MediaHeader};
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::net::TcpStream;
 
     /// An FLV media block of `len` bytes of `fill`.
@@ -430,6 +430,72 @@ mod tests {
         assert_eq!(&body[..FILE_HEADER.len()], &FILE_HEADER);
         assert_eq!(body.len(), FILE_HEADER.len() + 64 * (64 << 10));
         assert!(body.ends_with(&[63u8; 64 << 10]));
+    }
+
+    /// Status line and body of `GET path`.
+    fn get(server: &HttpServer, path: &str) -> (String, Vec<u8>) {
+        let mut s = TcpStream::connect(server.addr()).expect("connect");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("response");
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        let status = String::from_utf8_lossy(&raw[..end])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        (status, raw.get(end + 4..).unwrap_or(&[]).to_vec())
+    }
+
+    #[test]
+    fn hls_the_page_and_status_are_served_and_unknown_segments_get_404() {
+        let mut output = MediaOutput::with_segment_target(1_000_000);
+        let server = HttpServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), DRAIN, output.hls())
+            .expect("listen on loopback");
+        let (status, _) = get(&server, "/live.m3u8");
+        assert!(status.contains(" 503"), "no segment yet: {status}");
+        let (status, page) = get(&server, "/");
+        assert!(status.contains(" 200"), "{status}");
+        assert!(String::from_utf8_lossy(&page).contains("<video"));
+        server.publish_status("{\"continuity\":1}".into());
+        let (_, status_json) = get(&server, "/status.json");
+        assert_eq!(status_json, b"{\"continuity\":1}");
+        // Three seconds of a TS feed, a random-access block each second.
+        for i in 0..30u64 {
+            let mut b = MediaHeader {
+                container: Container::Ts,
+                rap: i % 10 == 0,
+                restart: false,
+                ingest_us: i * 100_000,
+            }
+            .to_bytes()
+            .to_vec();
+            b.extend_from_slice(&[0x47; 188]);
+            output.play(0, Some(&b));
+        }
+        let (status, playlist) = get(&server, "/live.m3u8");
+        assert!(status.contains(" 200"), "{status}");
+        assert!(String::from_utf8_lossy(&playlist).contains("seg/1.ts"));
+        let (status, seg) = get(&server, "/seg/1.ts");
+        assert!(status.contains(" 200"), "{status}");
+        assert_eq!(seg.len(), 10 * 188);
+        for missing in [
+            "/seg/2.ts",
+            "/seg/99.ts",
+            "/seg/x.ts",
+            "/seg/-1.ts",
+            "/nothing",
+        ] {
+            let (status, _) = get(&server, missing);
+            assert!(status.contains(" 404"), "{missing}: {status}");
+        }
     }
 
     #[test]
