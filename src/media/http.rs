@@ -499,6 +499,47 @@ mod tests {
     }
 
     #[test]
+    fn stalled_hls_clients_hold_neither_the_output_nor_other_requests() {
+        let mut output = MediaOutput::with_segment_target(1_000_000);
+        let server = HttpServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), DRAIN, output.hls())
+            .expect("listen on loopback");
+        // Segments of 8 MiB: far more than socket buffers hold.
+        let mut play = |output: &mut MediaOutput, from: u64, to: u64| {
+            for i in from..to {
+                let mut b = MediaHeader {
+                    container: Container::Ts,
+                    rap: i % 2 == 0,
+                    restart: false,
+                    ingest_us: i * 500_000,
+                }
+                .to_bytes()
+                .to_vec();
+                b.extend_from_slice(&[0x47; 4 << 20]);
+                output.play(0, Some(&b));
+            }
+        };
+        play(&mut output, 0, 6);
+        // Clients that ask for a segment and never read.
+        let stalled: Vec<TcpStream> = (0..8)
+            .map(|_| {
+                let mut s = TcpStream::connect(server.addr()).expect("connect");
+                s.write_all(b"GET /seg/0.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .expect("request");
+                s
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(200));
+        // The output plays on at once, and others are answered.
+        let t = Instant::now();
+        play(&mut output, 6, 12);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        let (status, playlist) = get(&server, "/live.m3u8");
+        assert!(status.contains(" 200"), "{status}");
+        assert!(String::from_utf8_lossy(&playlist).contains("seg/4.ts"));
+        drop(stalled);
+    }
+
+    #[test]
     fn closing_gives_up_on_a_stalled_player_at_the_deadline() {
         let mut output = MediaOutput::new();
         let (server, _never_read) = one_player(&mut output);
