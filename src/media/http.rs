@@ -504,7 +504,7 @@ mod tests {
         let server = HttpServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), DRAIN, output.hls())
             .expect("listen on loopback");
         // Segments of 8 MiB: far more than socket buffers hold.
-        let mut play = |output: &mut MediaOutput, from: u64, to: u64| {
+        let play = |output: &mut MediaOutput, from: u64, to: u64| {
             for i in from..to {
                 let mut b = MediaHeader {
                     container: Container::Ts,
