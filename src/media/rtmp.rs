@@ -337,7 +337,7 @@ impl Listener {
     /// Closes a connection and logs why.
     fn close(&mut self, token: usize, why: &str) {
         if let Some(peer) = self.shut(token, why) {
-            tracing::info!(%peer, "rtmp connection closed: {why}");
+            tracing::info!("rtmp {peer}: disconnected: {why}");
         }
     }
 
