@@ -54,26 +54,31 @@
 //!    each block the core's verdict and one `sendmmsg` of its copies.
 //!    Latency: from `recvmmsg` returning to the block's `sendmmsg`
 //!    returning.
-//! 3. `txonly`: a plain xsk-rs TX loop of prebuilt 1200-byte frames to the
-//!    subscribers, kicked with `sendto`: the transmit ceiling (completed
-//!    frames per second).
+//! 3. `txonly`: a plain xsk-rs TX loop of prebuilt frames to the
+//!    subscribers, each as long as a relay copy (1274 bytes: headers and a
+//!    1232-byte datagram), kicked with `sendto`: the transmit ceiling
+//!    (completed frames per second).
 //! 4. `xdp_half_load`: the AF_XDP worker again, spinning on core 1, while
 //!    the sender, on core 0, sends one block at a time at half the ingress
 //!    rate phase 1 reached: the latency of a relay that is not saturated,
-//!    from the worker taking a block's RX batch to kicking its copies.
+//!    from the worker taking a block's RX batch to the return of the kick
+//!    that sent its copies (in copy mode the kick transmits them, and on
+//!    veth the far end's tc drop runs inside it too).
 //!
 //! `egress_pps` in the JSON is the copies that reached the subscribers' end
 //! of the veth, the same measurement for every backend; the relay-side
-//! count is printed beside it. With `--sink xdp` (the default) an XDP
+//! count is printed beside it. With `--sink tc` (the default) a tc ingress
 //! program on that end (`sink_port` in `bpf/relay.bpf.c`) counts and drops
-//! them, as another machine's NIC would take them off the wire; with
-//! `--sink socket` the kernel delivers them to the subscribers' UDP
-//! sockets, drained by one thread with `recvmmsg` and `MSG_TRUNC`. `egress_gbps`
-//! counts Ethernet frame bytes (14+20+8+datagram). `cpu_per_mpps` is relay
-//! CPU seconds per million egress packets. On veth the receive work of the
-//! far end runs on the transmitting CPU, so the relay's CPU figure includes
-//! the far end's work for every backend: an XDP drop with `--sink xdp`, the
-//! whole socket delivery with `--sink socket`.
+//! them as they arrive, as another machine would take them off the wire;
+//! with `--sink socket` the kernel delivers them to the subscribers' UDP
+//! sockets, drained by one thread with `recvmmsg` and `MSG_TRUNC`.
+//! `egress_gbps` counts Ethernet frame bytes (14+20+8+datagram).
+//! `cpu_per_mpps` is relay CPU seconds per million egress packets. On veth
+//! the receive work of the far end runs on the transmitting CPU, so the
+//! relay's CPU figure includes the far end's work for every backend: a tc
+//! drop with `--sink tc` (the least the far end can do; an XDP program
+//! there would first copy each frame into a page of its own), the whole
+//! socket delivery with `--sink socket`.
 //!
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN). Without it it says
 //! why and exits with status 1.
@@ -104,8 +109,8 @@ use clubcast::io::udp_batch::UdpBatchIo;
 use clubcast::relay::frame::{self, UdpChecksum, UdpHeaders, HEADERS_LEN};
 use clubcast::relay::{
     fanout_channel, has_bpf_privileges, BindMode, FanoutLimits, FanoutTable, IdlePolicy,
-    LocalEndpoint, SteeringProgram, Subscriber, Worker, WorkerConfig, WorkerStats, XdpAttachment,
-    XdpMode, XskConfig, XskError, XskSocket,
+    LocalEndpoint, SteeringProgram, Subscriber, Worker, WorkerConfig, WorkerStats, XdpMode,
+    XskConfig, XskError, XskSocket,
 };
 use clubcast::wire::MAX_DATAGRAM;
 use hdrhistogram::Histogram;
@@ -151,19 +156,20 @@ struct Args {
     /// serves.
     #[arg(long)]
     full_stream: bool,
-    /// Where egress is counted: `xdp` (an XDP program on the subscribers'
-    /// veth end counts and drops the copies, as another machine's NIC
-    /// would take them) or `socket` (the kernel delivers them to the
-    /// subscribers' UDP sockets, which on veth costs the relay's CPU).
-    #[arg(long, value_enum, default_value_t = Sink::Xdp)]
+    /// Where egress is counted: `tc` (a tc ingress program on the
+    /// subscribers' veth end counts and drops the copies as they arrive,
+    /// as another machine would take them off the wire) or `socket` (the
+    /// kernel delivers them to the subscribers' UDP sockets, which on veth
+    /// costs the relay's CPU).
+    #[arg(long, value_enum, default_value_t = Sink::Tc)]
     sink: Sink,
 }
 
 /// Where the subscribers' copies are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Sink {
-    /// XDP program on the far veth end: count and drop.
-    Xdp,
+    /// tc ingress program on the far veth end: count and drop.
+    Tc,
     /// Subscriber UDP sockets drained with recvmmsg.
     Socket,
 }
@@ -190,7 +196,7 @@ const SOCKET_BUF: usize = 16 << 20;
 /// Ethernet + IPv4 + UDP header bytes in front of every datagram.
 const L2_OVERHEAD: u64 = HEADERS_LEN as u64;
 /// Frame length of the TX-only phase.
-const TXONLY_FRAME: usize = 1200;
+const TXONLY_FRAME: usize = HEADERS_LEN + MAX_DATAGRAM;
 
 fn subscriber_ip(i: usize) -> Ipv4Addr {
     // `--peers` is capped at MAX_PEERS in `main`.
@@ -246,7 +252,7 @@ fn set_buffers(socket: &UdpSocket) {
 struct PeerSockets {
     sender: UdpSocket,
     subscribers: Vec<UdpSocket>,
-    sink: Option<(SteeringProgram, XdpAttachment)>,
+    sink: Option<(SteeringProgram, std::os::fd::OwnedFd)>,
 }
 
 /// Makes the peer namespace, moves `PEER_IF` into it, configures it and
@@ -272,12 +278,10 @@ fn start_peer_namespace(peers: usize, sink: Sink) -> (NamespaceThread, PeerSocke
                 socket
             })
             .collect();
-        let sink = (sink == Sink::Xdp).then(|| {
+        let sink = (sink == Sink::Tc).then(|| {
             let prog = SteeringProgram::load(SUBSCRIBER_PORT).expect("load the sink program");
             let ifindex = nix::net::if_::if_nametoindex(PEER_IF).expect("peer ifindex");
-            let link = prog
-                .attach_sink(ifindex, XdpMode::Native)
-                .expect("attach the sink program");
+            let link = prog.attach_sink(ifindex).expect("attach the sink program");
             (prog, link)
         });
         PeerSockets {

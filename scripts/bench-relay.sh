@@ -9,8 +9,8 @@
 # A sender thread replays genuinely signed blocks (979-byte payloads,
 # 16-block batches, clubs 0..11) as fast as the relay absorbs them; by
 # default the relay serves all 12 clubs with 20 subscribers each (240), and
-# an XDP program on the subscribers' veth end counts and drops the copies
-# (--sink socket delivers them to UDP sockets instead).
+# a tc ingress program on the subscribers' veth end counts and drops the
+# copies (--sink socket delivers them to UDP sockets instead).
 # It prints figures per phase and one JSON line per backend; the LAST line
 # is one JSON object: {"xdp_over_udp_egress":...,"xdp_over_txonly_ceiling":...,
 # "lat_us_p99_half_load":...}.
@@ -25,7 +25,7 @@
 #
 # Usage: scripts/bench-relay.sh [--seconds S] [--peers N] [--clubs C]
 #        [--warmup-ms MS] [--pool-blocks B] [--window W] [--batch B]
-#        [--full-stream] [--sink xdp|socket]
+#        [--full-stream] [--sink tc|socket]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then

@@ -277,6 +277,15 @@ pub enum SteerError {
         #[source]
         source: io::Error,
     },
+    /// Attaching the sink program at tc ingress failed.
+    #[error("attaching the sink program to interface {ifindex} at tc ingress failed: {source}")]
+    AttachSink {
+        /// The interface.
+        ifindex: u32,
+        /// The kernel's error.
+        #[source]
+        source: io::Error,
+    },
     /// An rx queue beyond the XSKMAP's slots.
     #[error(
         "rx queue {queue} is beyond the XSKMAP's {MAX_QUEUES} slots: reduce the \
@@ -493,12 +502,31 @@ impl SteeringProgram {
         self.attach_fd(self.skel.progs.steer_blocks.as_fd(), ifindex, mode)
     }
 
-    /// Attaches the object's other program, `sink_port`, instead: the far
-    /// end of a bench or test link, which counts
-    /// ([`SteerCounters::sink_dropped`]) and drops every UDP datagram to
-    /// this program's port and passes the rest. Not for a relay.
-    pub fn attach_sink(&self, ifindex: u32, mode: XdpMode) -> Result<XdpAttachment, SteerError> {
-        self.attach_fd(self.skel.progs.sink_port.as_fd(), ifindex, mode)
+    /// Attaches the object's other program, `sink_port`, instead, at tc
+    /// ingress (a tcx bpf_link): the far end of a bench or test link,
+    /// which counts ([`SteerCounters::sink_dropped`]) and drops every UDP
+    /// datagram to this program's port and passes the rest. Not for a
+    /// relay. Detached when the returned link drops.
+    pub fn attach_sink(&self, ifindex: u32) -> Result<OwnedFd, SteerError> {
+        let opts = libbpf_sys::bpf_link_create_opts {
+            sz: mem::size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
+            ..Default::default()
+        };
+        let target = i32::try_from(ifindex).map_err(|_| SteerError::NoSuchInterface { ifindex })?;
+        let prog_fd = self.skel.progs.sink_port.as_fd().as_raw_fd();
+        // SAFETY: `prog_fd` is this program's open fd and `opts` is a fully
+        // initialised options struct whose `sz` is its own size.
+        let fd = unsafe {
+            libbpf_sys::bpf_link_create(prog_fd, target, libbpf_sys::BPF_TCX_INGRESS, &opts)
+        };
+        if fd < 0 {
+            return Err(SteerError::AttachSink {
+                ifindex,
+                source: io::Error::from_raw_os_error(-fd),
+            });
+        }
+        // SAFETY: bpf_link_create returned a new fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     fn attach_fd(
@@ -693,9 +721,19 @@ impl SteeringProgram {
         Ok(output.duration)
     }
 
-    /// [`SteeringProgram::test_run`] for the sink program.
-    pub fn test_run_sink(&self, frame: &[u8]) -> io::Result<XdpAction> {
-        self.test_run_prog(&self.skel.progs.sink_port, frame)
+    /// Runs the sink program (a tc program) once on `frame` with
+    /// BPF_PROG_TEST_RUN: `true` if it dropped the frame (TC_ACT_SHOT),
+    /// `false` if it passed it (TC_ACT_OK).
+    pub fn test_run_sink(&self, frame: &[u8]) -> io::Result<bool> {
+        let code = self.test_run_raw(&self.skel.progs.sink_port, frame)?;
+        match code {
+            0 => Ok(false),
+            2 => Ok(true),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the sink program returned unknown tc verdict {other}"),
+            )),
+        }
     }
 
     fn test_run_prog(
@@ -703,6 +741,16 @@ impl SteeringProgram {
         prog: &libbpf_rs::ProgramMut<'_>,
         frame: &[u8],
     ) -> io::Result<XdpAction> {
+        let code = self.test_run_raw(prog, frame)?;
+        XdpAction::from_raw(code).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("XDP program returned unknown action {code}"),
+            )
+        })
+    }
+
+    fn test_run_raw(&self, prog: &libbpf_rs::ProgramMut<'_>, frame: &[u8]) -> io::Result<u32> {
         if frame.len() < ETH_HLEN {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -718,15 +766,7 @@ impl SteeringProgram {
             ..Default::default()
         };
         let output = prog.test_run(input).map_err(to_io_error)?;
-        XdpAction::from_raw(output.return_value).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "XDP program returned unknown action {}",
-                    output.return_value
-                ),
-            )
-        })
+        Ok(output.return_value)
     }
 }
 
