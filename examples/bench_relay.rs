@@ -495,6 +495,8 @@ fn run_sender(
 /// Copies the sink program's drop count into `received` every
 /// millisecond until `stop`.
 fn run_sink_reader(prog: &SteeringProgram, received: &AtomicU64, stop: &AtomicBool) {
+    // Off the core the latency phase gives the worker.
+    pin_to(0);
     while !stop.load(Ordering::Relaxed) {
         if let Ok(c) = prog.counters() {
             received.store(c.sink_dropped, Ordering::Relaxed);
@@ -698,9 +700,9 @@ struct Snapshot {
 
 /// Pins the calling thread to core `index`, if there is one.
 fn pin_to(index: usize) {
-    if let Some(core) = core_affinity::get_core_ids().and_then(|c| c.get(index).copied()) {
-        core_affinity::set_for_current(core);
-    }
+    // By number, not from `get_core_ids`, which lists only the cores of
+    // the (inherited) affinity mask.
+    core_affinity::set_for_current(core_affinity::CoreId { id: index });
 }
 
 /// Phase 1 (and the latency phase, `spin` on a core of its own): the
@@ -1185,7 +1187,9 @@ fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
     thread::sleep(Duration::from_millis(200));
 
     // Phase 4: latency at half of the AF_XDP relay's capacity, the worker
-    // spinning on core 1 and the sender paced on core 0.
+    // spinning on core 1 and the sender paced on core 0, where this thread
+    // and the sink reader wait too.
+    pin_to(0);
     let half = xdp.relay.ingress as f64 / xdp.relay.seconds / 2.0;
     let lat = xdp_phase(
         "xdp_half_load",
