@@ -174,6 +174,11 @@ enum Sink {
     Socket,
 }
 
+/// The core the sender (and every helper thread) runs on.
+const SENDER_CORE: usize = 0;
+/// The core each phase's relay (or transmit loop) has to itself.
+const RELAY_CORE: usize = 1;
+
 const RELAY_PORT: u16 = 7411;
 const SUBSCRIBER_PORT: u16 = 9101;
 const RELAY_IF: &str = "ccbr-r0";
@@ -495,8 +500,8 @@ fn run_sender(
 /// Copies the sink program's drop count into `received` every
 /// millisecond until `stop`.
 fn run_sink_reader(prog: &SteeringProgram, received: &AtomicU64, stop: &AtomicBool) {
-    // Off the core the latency phase gives the worker.
-    pin_to(0);
+    // Off the relay's core.
+    pin_to(SENDER_CORE);
     while !stop.load(Ordering::Relaxed) {
         if let Ok(c) = prog.counters() {
             received.store(c.sink_dropped, Ordering::Relaxed);
@@ -633,7 +638,7 @@ fn drive_phase(
     absorbed: &Arc<AtomicU64>,
     mark: &AtomicU8,
     relay: JoinHandle<RelayWindow>,
-    pace: Option<(f64, usize)>,
+    pace: Option<f64>,
 ) -> PhaseResult {
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -649,11 +654,8 @@ fn drive_phase(
         );
         let window = args.window;
         thread::spawn(move || {
-            if let Some((_, core)) = pace {
-                pin_to(core);
-            }
-            let rate = pace.map(|(r, _)| r);
-            run_sender(&sender, &pool, window, rate, &absorbed, &sent, &done, &stop)
+            pin_to(SENDER_CORE);
+            run_sender(&sender, &pool, window, pace, &absorbed, &sent, &done, &stop)
         })
     };
     thread::sleep(Duration::from_millis(args.warmup_ms));
@@ -711,11 +713,9 @@ fn xdp_relay(
     mut worker: Worker,
     absorbed: Arc<AtomicU64>,
     mark: Arc<AtomicU8>,
-    spin: Option<usize>,
+    spin: bool,
 ) -> RelayWindow {
-    if let Some(core) = spin {
-        pin_to(core);
-    }
+    pin_to(RELAY_CORE);
     let fd = worker.fd();
     let snap = |w: &Worker| Snapshot {
         at: Instant::now(),
@@ -733,7 +733,7 @@ fn xdp_relay(
         }
         let n = worker.poll_once();
         absorbed.store(worker.stats().rx_frames, Ordering::Relaxed);
-        if n == 0 && spin.is_some() {
+        if n == 0 && spin {
             std::hint::spin_loop();
         } else if n == 0 {
             empty += 1;
@@ -790,6 +790,7 @@ fn udp_relay(
     absorbed: Arc<AtomicU64>,
     mark: Arc<AtomicU8>,
 ) -> RelayWindow {
+    pin_to(RELAY_CORE);
     // The product's forwarding core and loop on the product's kernel-UDP
     // backend: recvmmsg in, one sendmmsg per block out.
     let mut fwd = BlockForwarder::new(stream, clubcast::auth::verifier::DEFAULT_WINDOW);
@@ -847,6 +848,7 @@ fn udp_relay(
 /// Phase 3: a plain AF_XDP TX loop of prebuilt frames. Returns (frames
 /// completed, seconds, CPU seconds, frames delivered to subscribers).
 fn txonly(args: &Args, delivered: &AtomicU64) -> (u64, f64, f64, u64) {
+    pin_to(RELAY_CORE);
     const FRAMES: u32 = 8192;
     const RING: u32 = 8192;
     let ring = |n| QueueSize::new(n).expect("ring size");
@@ -1126,6 +1128,9 @@ fn main() -> ExitCode {
 
 /// Builds the topology and runs the three phases.
 fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
+    // This thread waits beside the sender; the relay of each phase has the
+    // other core to itself.
+    pin_to(SENDER_CORE);
     enter_private_netns();
     setup_relay_end(args.peers);
     let (peer_ns, mut peers) = start_peer_namespace(args.peers, args.sink);
@@ -1187,9 +1192,8 @@ fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
     thread::sleep(Duration::from_millis(200));
 
     // Phase 4: latency at half of the AF_XDP relay's capacity, the worker
-    // spinning on core 1 and the sender paced on core 0, where this thread
-    // and the sink reader wait too.
-    pin_to(0);
+    // spinning on its core and the sender paced on the other.
+    pin_to(SENDER_CORE);
     let half = xdp.relay.ingress as f64 / xdp.relay.seconds / 2.0;
     let lat = xdp_phase(
         "xdp_half_load",
@@ -1260,19 +1264,11 @@ fn xdp_phase(
     let mark = Arc::new(AtomicU8::new(MARK_WARMUP));
     let relay = {
         let (absorbed, mark) = (Arc::clone(&absorbed), Arc::clone(&mark));
-        let spin = half.map(|_| 1);
+        let spin = half.is_some();
         thread::spawn(move || xdp_relay(worker, absorbed, mark, spin))
     };
     let r = drive_phase(
-        io,
-        args,
-        sender,
-        pool,
-        delivered,
-        &absorbed,
-        &mark,
-        relay,
-        half.map(|h| (h, 0)),
+        io, args, sender, pool, delivered, &absorbed, &mark, relay, half,
     );
     drop(attachment);
     drop(publisher);
