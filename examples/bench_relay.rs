@@ -40,6 +40,9 @@
 //! the veth is not flooded into drops. A burst goes out anyway after 2 ms
 //! without progress, so losses cannot stall it.
 //!
+//! Every phase runs its relay (or transmit loop) on core 1 and the sender
+//! and helper threads on core 0.
+//!
 //! Phases, each `--warmup-ms` of warm-up and then `--seconds` measured
 //! (shorter only if the pool runs out, which is reported):
 //! 1. `xdp`: the crate's `Worker` (steering program attached in native mode,
@@ -60,7 +63,8 @@
 //!    (completed frames per second).
 //! 4. `xdp_half_load`: the AF_XDP worker again, spinning on core 1, while
 //!    the sender, on core 0, sends one block at a time at half the ingress
-//!    rate phase 1 reached: the latency of a relay that is not saturated,
+//!    rate phase 1 reached (after falling behind, at most 4 back to back):
+//!    the latency of a relay that is not saturated,
 //!    from the worker taking a block's RX batch to the return of the kick
 //!    that sent its copies (in copy mode the kick transmits them, and on
 //!    veth the far end's tc drop runs inside it too).
