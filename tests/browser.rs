@@ -14,9 +14,13 @@
 //! feeds run one after the other: each takes both cores' worth of ffmpeg,
 //! peers and browser.
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::Kid;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::thread;
@@ -26,16 +30,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_clubcast");
 
 /// One feed at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// A child killed on drop.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// playwright-core's node_modules, installed if need be; `None` (after
 /// saying why) when it cannot be had outside CI.

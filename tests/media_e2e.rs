@@ -18,6 +18,10 @@
 //! and otherwise print `SKIPPED` and return. They run one at a time (each
 //! keeps both cores busy) on ports derived from the process id.
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::Kid;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -55,16 +59,6 @@ fn have_ffmpeg(test: &str) -> bool {
     }
     eprintln!("SKIPPED {test}: ffmpeg or ffprobe is not installed");
     false
-}
-
-/// A child process killed by its PID on drop.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What one player recorded.

@@ -7,10 +7,14 @@
 //! ffmpeg makes the pushes and the piped stream (without it: a failure
 //! under `CI=true`, else `SKIPPED`).
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::Kid;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,16 +35,6 @@ fn have_ffmpeg(test: &str) -> bool {
         eprintln!("SKIPPED {test}: ffmpeg is not installed");
     }
     ok
-}
-
-/// A child process killed by its PID on drop.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Lines of a child's stream, as they come.
