@@ -36,8 +36,10 @@ pub trait CopySink {
     fn begin(&mut self, datagram: &[u8]);
     /// One copy of the datagram given to [`CopySink::begin`] towards `to`.
     fn copy(&mut self, to: &Subscriber, datagram: &[u8]) -> Result<(), CopyError>;
-    /// The block's copies are all made: send them now.
-    fn flush(&mut self);
+    /// The block's copies are all made: send them now. `parked_us` is how
+    /// long the block waited parked before it verified (0 for one of the
+    /// datagrams being received), so a latency record can count it.
+    fn flush(&mut self, parked_us: u64);
 }
 
 /// What the forwarder counted. Each datagram handed to it ends in one of
@@ -180,7 +182,7 @@ impl BlockForwarder {
                 .park(now_us, SocketAddr::V4(from), block.batch, payload);
             return false;
         }
-        let sent = self.act(verdict, from, payload, &block, now_us, sink);
+        let sent = self.act(verdict, from, payload, &block, now_us, 0, sink);
         if matches!(verdict, Verdict::Fresh(_)) && !self.parked.is_empty() {
             self.retry_parked(block.batch, now_us, sink);
         }
@@ -189,7 +191,9 @@ impl BlockForwarder {
 
     /// Acts on the verdict of a block that could be judged: fans a fresh
     /// one out (if this worker claims it), reports a duplicate, counts the
-    /// rest. True when copies of it went to `sink`.
+    /// rest. True when copies of it went to `sink`. `parked_us`: how long
+    /// it waited parked.
+    #[allow(clippy::too_many_arguments)]
     fn act(
         &mut self,
         verdict: Verdict,
@@ -197,6 +201,7 @@ impl BlockForwarder {
         payload: &[u8],
         block: &Block<'_>,
         now_us: u64,
+        parked_us: u64,
         sink: &mut impl CopySink,
     ) -> bool {
         let stats = &mut self.stats;
@@ -225,7 +230,7 @@ impl BlockForwarder {
                 return false;
             }
         }
-        self.fan_out(from, block, now_us, sink)
+        self.fan_out(from, block, now_us, parked_us, sink)
     }
 
     /// Judges the parked blocks of `batch` again now that more of its tree
@@ -234,7 +239,7 @@ impl BlockForwarder {
     fn retry_parked(&mut self, batch: u64, now_us: u64, sink: &mut impl CopySink) {
         let mut parked = std::mem::take(&mut self.parked);
         parked.expire(now_us);
-        parked.retry(batch, |_, from, datagram, block| {
+        parked.retry(batch, |parked_at_us, from, datagram, block| {
             let clubs = self.table.swarm_clubs();
             let verdict = judge(&mut self.verifier, self.tag, clubs, block, Trust::Check);
             if verdict != Verdict::Unverifiable {
@@ -243,7 +248,8 @@ impl BlockForwarder {
                     self.stats.verified_late += 1;
                 }
                 if let SocketAddr::V4(from) = from {
-                    self.act(verdict, from, datagram, block, now_us, sink);
+                    let parked_us = now_us.saturating_sub(parked_at_us);
+                    self.act(verdict, from, datagram, block, now_us, parked_us, sink);
                 }
             }
             verdict
@@ -258,6 +264,7 @@ impl BlockForwarder {
         from: SocketAddrV4,
         block: &Block<'_>,
         now_us: u64,
+        parked_us: u64,
         sink: &mut impl CopySink,
     ) -> bool {
         let table = Arc::clone(&self.table);
@@ -277,7 +284,7 @@ impl BlockForwarder {
             self.stats.template_errors += 1;
             return false;
         };
-        let sent = self.copy_out(from, block.seq, subscribers, len, sink);
+        let sent = self.copy_out(from, (block.seq, parked_us), subscribers, len, sink);
         // The control plane gets the block after its copies left, whole
         // (so it can serve it with proofs) but with the hop fields it came
         // with, so its delay rule sees this download's real delay.
@@ -297,12 +304,13 @@ impl BlockForwarder {
     }
 
     /// Copies the datagram of the first `len` template bytes (block `seq`,
-    /// from `from`) to each of `subscribers` but its sender and those that
-    /// said they hold it; true when a copy went to `sink`.
+    /// parked `parked_us` before, from `from`) to each of `subscribers` but
+    /// its sender and those that said they hold it; true when a copy went
+    /// to `sink`.
     fn copy_out(
         &mut self,
         from: SocketAddrV4,
-        seq: u64,
+        (seq, parked_us): (u64, u64),
         subscribers: &[Subscriber],
         len: usize,
         sink: &mut impl CopySink,
@@ -334,7 +342,7 @@ impl BlockForwarder {
         self.stats.copies += made;
         if made > 0 {
             self.stats.forwarded_blocks += 1;
-            sink.flush();
+            sink.flush(parked_us);
             true
         } else {
             self.stats.unsent_blocks += 1;

@@ -68,7 +68,7 @@ impl CopySink for DatagramQueue {
         Ok(())
     }
 
-    fn flush(&mut self) {
+    fn flush(&mut self, _parked_us: u64) {
         self.flushes += 1;
     }
 }

@@ -67,14 +67,22 @@ pub fn latency_histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| unreachable!("constant, valid bounds"))
 }
 
+/// Parked blocks whose copies one send may carry and still be recorded
+/// with their own wait; more are recorded at once.
+const LATE_MAX: usize = 64;
+
 /// Each forwarded block's time from the moment its receive batch was taken
 /// to the return of the send call that carried its copies, in
-/// nanoseconds: what a backend's send side records. Recording allocates
+/// nanoseconds: what a backend's send side records. A block that waited
+/// parked (its hashes came late) counts that wait too. Recording allocates
 /// nothing.
 #[derive(Debug, Clone)]
 pub struct SendLatency {
     ingress: Instant,
     waiting: u64,
+    /// The parked waits of late blocks ready to send, in nanoseconds.
+    late: [u64; LATE_MAX],
+    late_len: usize,
     histogram: Histogram<u64>,
 }
 
@@ -84,6 +92,8 @@ impl SendLatency {
         SendLatency {
             ingress: Instant::now(),
             waiting: 0,
+            late: [0; LATE_MAX],
+            late_len: 0,
             histogram: latency_histogram(),
         }
     }
@@ -93,19 +103,45 @@ impl SendLatency {
         self.ingress = Instant::now();
     }
 
-    /// One more block's copies are ready to send.
-    pub fn block_ready(&mut self) {
-        self.waiting += 1;
+    /// One more block's copies are ready to send; it waited `parked_us`
+    /// parked before its hashes came (0 for a block of this batch).
+    pub fn block_ready(&mut self, parked_us: u64) {
+        if parked_us == 0 {
+            self.waiting += 1;
+        } else if self.late_len < LATE_MAX {
+            self.late[self.late_len] = parked_us.saturating_mul(1000);
+            self.late_len += 1;
+        } else {
+            let ns = self
+                .elapsed_ns()
+                .saturating_add(parked_us.saturating_mul(1000));
+            self.record(ns, 1);
+        }
     }
 
     /// The copies of every ready block were handed to the network now.
     pub fn sent(&mut self) {
+        if self.waiting == 0 && self.late_len == 0 {
+            return;
+        }
+        let ns = self.elapsed_ns();
         if self.waiting > 0 {
-            let ns = u64::try_from(self.ingress.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.histogram
-                .saturating_record_n(ns.clamp(1, LATENCY_MAX_NS), self.waiting);
+            self.record(ns, self.waiting);
             self.waiting = 0;
         }
+        for k in 0..self.late_len {
+            self.record(ns.saturating_add(self.late[k]), 1);
+        }
+        self.late_len = 0;
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        u64::try_from(self.ingress.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn record(&mut self, ns: u64, blocks: u64) {
+        self.histogram
+            .saturating_record_n(ns.clamp(1, LATENCY_MAX_NS), blocks);
     }
 
     /// The latencies recorded so far.
@@ -117,5 +153,44 @@ impl SendLatency {
 impl Default for SendLatency {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parked_block_counts_its_wait_and_the_others_share_the_batch_time() {
+        let mut l = SendLatency::new();
+        l.batch_taken();
+        l.block_ready(0);
+        l.block_ready(0);
+        l.block_ready(30_000); // parked 30 ms
+        l.sent();
+        let h = l.histogram();
+        assert_eq!(h.len(), 3);
+        // Two on-time blocks well under a millisecond, one over 30 ms.
+        assert!(
+            h.value_at_quantile(0.5) < 1_000_000,
+            "{}",
+            h.value_at_quantile(0.5)
+        );
+        assert!(h.max() >= 30_000_000, "{}", h.max());
+        // Nothing ready: nothing recorded.
+        l.sent();
+        assert_eq!(l.histogram().len(), 3);
+    }
+
+    #[test]
+    fn more_parked_blocks_than_the_send_holds_are_all_recorded() {
+        let mut l = SendLatency::new();
+        l.batch_taken();
+        for _ in 0..LATE_MAX + 10 {
+            l.block_ready(1_000);
+        }
+        l.sent();
+        assert_eq!(l.histogram().len(), (LATE_MAX + 10) as u64);
+        assert!(l.histogram().min() >= 1_000_000);
     }
 }

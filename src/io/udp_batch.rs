@@ -116,7 +116,7 @@ impl CopySink for SendmmsgSink {
         Ok(())
     }
 
-    fn flush(&mut self) {
+    fn flush(&mut self, parked_us: u64) {
         let n = self.addrs.len();
         if n == 0 {
             return;
@@ -157,7 +157,7 @@ impl CopySink for SendmmsgSink {
         self.stats.bytes += (done * self.len) as u64;
         self.stats.dropped += (n - done) as u64;
         self.addrs.clear();
-        self.latency.block_ready();
+        self.latency.block_ready(parked_us);
         self.latency.sent();
     }
 }

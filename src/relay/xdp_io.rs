@@ -106,8 +106,8 @@ impl CopySink for XdpTx {
     /// Forward on verify: the copies go out as soon as a kick's worth is
     /// ready (copy mode sends at most `KICK_FRAMES` a `sendto`), not after
     /// the rest of the batch.
-    fn flush(&mut self) {
-        self.latency.block_ready();
+    fn flush(&mut self, parked_us: u64) {
+        self.latency.block_ready(parked_us);
         if self.pending.len() >= KICK_FRAMES {
             self.submit();
         }
