@@ -382,7 +382,8 @@ impl Worker {
 
     /// Ingress-to-submit latency of forwarded blocks, in nanoseconds: from
     /// the moment the loop took the block's RX batch to the moment its
-    /// copies were on the TX ring and the kernel kicked.
+    /// copies were on the TX ring and the kernel kicked, plus, for a block
+    /// that waited parked for late hashes, that wait.
     pub fn latency(&self) -> &Histogram<u64> {
         self.io.latency().histogram()
     }
