@@ -94,6 +94,15 @@ pub struct ForwardStats {
     pub uplink_dropped: u64,
 }
 
+/// When a block is acted on: now, and how long it waited parked before
+/// (0 for a block of the datagrams being received), which the latency
+/// record of its copies counts.
+#[derive(Debug, Clone, Copy)]
+struct When {
+    now_us: u64,
+    parked_us: u64,
+}
+
 /// The forwarding decision of one relay worker; see the module comment.
 pub struct BlockForwarder {
     tag: StreamTag,
@@ -182,7 +191,11 @@ impl BlockForwarder {
                 .park(now_us, SocketAddr::V4(from), block.batch, payload);
             return false;
         }
-        let sent = self.act(verdict, from, payload, &block, now_us, 0, sink);
+        let at = When {
+            now_us,
+            parked_us: 0,
+        };
+        let sent = self.act(verdict, from, payload, &block, at, sink);
         if matches!(verdict, Verdict::Fresh(_)) && !self.parked.is_empty() {
             self.retry_parked(block.batch, now_us, sink);
         }
@@ -191,17 +204,14 @@ impl BlockForwarder {
 
     /// Acts on the verdict of a block that could be judged: fans a fresh
     /// one out (if this worker claims it), reports a duplicate, counts the
-    /// rest. True when copies of it went to `sink`. `parked_us`: how long
-    /// it waited parked.
-    #[allow(clippy::too_many_arguments)]
+    /// rest. True when copies of it went to `sink`.
     fn act(
         &mut self,
         verdict: Verdict,
         from: SocketAddrV4,
         payload: &[u8],
         block: &Block<'_>,
-        now_us: u64,
-        parked_us: u64,
+        at: When,
         sink: &mut impl CopySink,
     ) -> bool {
         let stats = &mut self.stats;
@@ -230,7 +240,7 @@ impl BlockForwarder {
                 return false;
             }
         }
-        self.fan_out(from, block, now_us, parked_us, sink)
+        self.fan_out(from, block, at, sink)
     }
 
     /// Judges the parked blocks of `batch` again now that more of its tree
@@ -248,8 +258,11 @@ impl BlockForwarder {
                     self.stats.verified_late += 1;
                 }
                 if let SocketAddr::V4(from) = from {
-                    let parked_us = now_us.saturating_sub(parked_at_us);
-                    self.act(verdict, from, datagram, block, now_us, parked_us, sink);
+                    let at = When {
+                        now_us,
+                        parked_us: now_us.saturating_sub(parked_at_us),
+                    };
+                    self.act(verdict, from, datagram, block, at, sink);
                 }
             }
             verdict
@@ -263,8 +276,7 @@ impl BlockForwarder {
         &mut self,
         from: SocketAddrV4,
         block: &Block<'_>,
-        now_us: u64,
-        parked_us: u64,
+        at: When,
         sink: &mut impl CopySink,
     ) -> bool {
         let table = Arc::clone(&self.table);
@@ -279,12 +291,12 @@ impl BlockForwarder {
             self.stats.no_forward_proof += 1;
             return false;
         };
-        let out = proof.full_block(block, now_us);
+        let out = proof.full_block(block, at.now_us);
         let Ok(len) = out.encode(&mut self.template[..]) else {
             self.stats.template_errors += 1;
             return false;
         };
-        let sent = self.copy_out(from, (block.seq, parked_us), subscribers, len, sink);
+        let sent = self.copy_out(from, block.seq, at.parked_us, subscribers, len, sink);
         // The control plane gets the block after its copies left, whole
         // (so it can serve it with proofs) but with the hop fields it came
         // with, so its delay rule sees this download's real delay.
@@ -310,7 +322,8 @@ impl BlockForwarder {
     fn copy_out(
         &mut self,
         from: SocketAddrV4,
-        (seq, parked_us): (u64, u64),
+        seq: u64,
+        parked_us: u64,
         subscribers: &[Subscriber],
         len: usize,
         sink: &mut impl CopySink,

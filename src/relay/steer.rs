@@ -508,25 +508,10 @@ impl SteeringProgram {
     /// datagram to this program's port and passes the rest. Not for a
     /// relay. Detached when the returned link drops.
     pub fn attach_sink(&self, ifindex: u32) -> Result<OwnedFd, SteerError> {
-        let opts = libbpf_sys::bpf_link_create_opts {
-            sz: mem::size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
-            ..Default::default()
-        };
+        let prog = self.skel.progs.sink_port.as_fd();
         let target = i32::try_from(ifindex).map_err(|_| SteerError::NoSuchInterface { ifindex })?;
-        let prog_fd = self.skel.progs.sink_port.as_fd().as_raw_fd();
-        // SAFETY: `prog_fd` is this program's open fd and `opts` is a fully
-        // initialised options struct whose `sz` is its own size.
-        let fd = unsafe {
-            libbpf_sys::bpf_link_create(prog_fd, target, libbpf_sys::BPF_TCX_INGRESS, &opts)
-        };
-        if fd < 0 {
-            return Err(SteerError::AttachSink {
-                ifindex,
-                source: io::Error::from_raw_os_error(-fd),
-            });
-        }
-        // SAFETY: bpf_link_create returned a new fd that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        link_create(prog, target, libbpf_sys::BPF_TCX_INGRESS, 0)
+            .map_err(|source| SteerError::AttachSink { ifindex, source })
     }
 
     fn attach_fd(
@@ -535,41 +520,31 @@ impl SteeringProgram {
         ifindex: u32,
         mode: XdpMode,
     ) -> Result<XdpAttachment, SteerError> {
-        let prog_fd = prog.as_raw_fd();
-        let opts = libbpf_sys::bpf_link_create_opts {
-            sz: mem::size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
-            flags: mode.flags(),
-            ..Default::default()
-        };
         let target = i32::try_from(ifindex).map_err(|_| SteerError::NoSuchInterface { ifindex })?;
-        // SAFETY: `prog_fd` is this program's open fd and `opts` is a fully
-        // initialised options struct whose `sz` is its own size.
-        let fd =
-            unsafe { libbpf_sys::bpf_link_create(prog_fd, target, libbpf_sys::BPF_XDP, &opts) };
-        if fd < 0 {
-            let source = io::Error::from_raw_os_error(-fd);
-            return Err(match source.raw_os_error() {
-                Some(nix::libc::EPERM) | Some(nix::libc::EACCES) => SteerError::Permission {
-                    action: "attaching an XDP program",
-                    source,
-                },
-                // The kernel answers EINVAL, not ENODEV, for an unknown ifindex.
-                Some(nix::libc::ENODEV) | Some(nix::libc::EINVAL) if !interface_exists(ifindex) => {
-                    SteerError::NoSuchInterface { ifindex }
+        let link =
+            link_create(prog, target, libbpf_sys::BPF_XDP, mode.flags()).map_err(|source| {
+                match source.raw_os_error() {
+                    Some(nix::libc::EPERM) | Some(nix::libc::EACCES) => SteerError::Permission {
+                        action: "attaching an XDP program",
+                        source,
+                    },
+                    // The kernel answers EINVAL, not ENODEV, for an unknown ifindex.
+                    Some(nix::libc::ENODEV) | Some(nix::libc::EINVAL)
+                        if !interface_exists(ifindex) =>
+                    {
+                        SteerError::NoSuchInterface { ifindex }
+                    }
+                    Some(nix::libc::EBUSY) | Some(nix::libc::EEXIST) => {
+                        SteerError::InterfaceBusy { ifindex, mode }
+                    }
+                    Some(nix::libc::EOPNOTSUPP) => SteerError::ModeUnsupported { ifindex, mode },
+                    _ => SteerError::Attach {
+                        ifindex,
+                        mode,
+                        source,
+                    },
                 }
-                Some(nix::libc::EBUSY) | Some(nix::libc::EEXIST) => {
-                    SteerError::InterfaceBusy { ifindex, mode }
-                }
-                Some(nix::libc::EOPNOTSUPP) => SteerError::ModeUnsupported { ifindex, mode },
-                _ => SteerError::Attach {
-                    ifindex,
-                    mode,
-                    source,
-                },
-            });
-        }
-        // SAFETY: bpf_link_create returned a new fd that nothing else owns.
-        let link = unsafe { OwnedFd::from_raw_fd(fd) };
+            })?;
         Ok(XdpAttachment {
             link,
             ifindex,
@@ -768,6 +743,29 @@ impl SteeringProgram {
         let output = prog.test_run(input).map_err(to_io_error)?;
         Ok(output.return_value)
     }
+}
+
+/// A bpf_link attaching `prog` to interface `target` as `attach_type` with
+/// `flags`; the program stays attached while the returned fd is open.
+fn link_create(
+    prog: BorrowedFd<'_>,
+    target: i32,
+    attach_type: libbpf_sys::bpf_attach_type,
+    flags: u32,
+) -> io::Result<OwnedFd> {
+    let opts = libbpf_sys::bpf_link_create_opts {
+        sz: mem::size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
+        flags,
+        ..Default::default()
+    };
+    // SAFETY: `prog` is an open program fd and `opts` is a fully
+    // initialised options struct whose `sz` is its own size.
+    let fd = unsafe { libbpf_sys::bpf_link_create(prog.as_raw_fd(), target, attach_type, &opts) };
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: bpf_link_create returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl Drop for SteeringProgram {
