@@ -21,7 +21,9 @@
 //! uploaders) while every viewer plays on; the test prints what the flood
 //! cost the relay host (the XDP program's run time by the kernel's own
 //! statistics, and the machine's softirq time against a quiet window of
-//! the same length). Then the stranger sends a PING on the relay port, which
+//! the same length: a coarse figure, as the kernel samples softirq time at
+//! its 4 ms ticks; `scripts/flood-cost.sh` reads the two windows, printed
+//! in CLOCK_MONOTONIC seconds, from a `perf` profile instead). Then the stranger sends a PING on the relay port, which
 //! the control plane answers after a RETRY; later three peers vanish
 //! without a word. The relay's next hops come
 //! from the kernel's neighbour table, which nothing pins: ARP resolves them
@@ -96,6 +98,22 @@ struct Flood {
     /// window of the same length just before it, ns.
     softirq_flood_ns: u64,
     softirq_quiet_ns: u64,
+    /// The quiet window's start, and the flood's first and last send,
+    /// CLOCK_MONOTONIC seconds (what `perf record -k CLOCK_MONOTONIC`
+    /// stamps its samples with).
+    windows_s: [f64; 3],
+}
+
+/// The machine's softirq time and CLOCK_MONOTONIC seconds, read together.
+type Mark = (u64, f64);
+
+/// The machine's softirq time so far and CLOCK_MONOTONIC now.
+fn mark() -> Mark {
+    // SAFETY: an all-zero timespec is valid, and clock_gettime fills it.
+    let mut ts: nix::libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a pointer to a timespec we own.
+    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
+    (softirq_ns(), ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
 /// The machine's time in softirq so far (all CPUs, from `/proc/stat`), ns.
@@ -167,16 +185,17 @@ fn flood(socket: &UdpSocket, relay: SocketAddrV4, tag: StreamTag) -> u64 {
 /// softirq time over the flood and over the quiet window before it), then
 /// sends a PING from the same socket; reports the flood and whether the
 /// PONG came back (after the RETRY that validates the stranger's address).
-fn stranger(tag: StreamTag, quiet_from: u64) -> (Flood, bool) {
+fn stranger(tag: StreamTag, quiet_from: Mark) -> (Flood, bool) {
     let socket = UdpSocket::bind((SWARM_IP, 0)).expect("stranger socket");
     let relay = SocketAddrV4::new(RELAY_IP, RELAY_PORT);
-    let before = softirq_ns();
+    let before = mark();
     let sent = flood(&socket, relay, tag);
-    let after = softirq_ns();
+    let after = mark();
     let flood = Flood {
         sent,
-        softirq_flood_ns: after.saturating_sub(before),
-        softirq_quiet_ns: before.saturating_sub(quiet_from),
+        softirq_flood_ns: after.0.saturating_sub(before.0),
+        softirq_quiet_ns: before.0.saturating_sub(quiet_from.0),
+        windows_s: [quiet_from.1, before.1, after.1],
     };
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -241,7 +260,7 @@ fn run_swarm(
     shard
         .run_until(started + FORGE_AT - quiet, &stop)
         .expect("swarm runs");
-    let quiet_from = softirq_ns();
+    let quiet_from = mark();
     shard
         .run_until(started + FORGE_AT, &stop)
         .expect("swarm runs");
@@ -437,12 +456,16 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
     let softirq_ns =
         f.softirq_flood_ns.saturating_sub(f.softirq_quiet_ns) as f64 / f.sent.max(1) as f64;
     eprintln!(
-        "flood: {} forged BLOCKs in {FLOOD_SECS} s; the gate dropped {}; steering program: {} runs, mean {xdp_ns:.0} ns a run (kernel BPF stats); machine softirq {} ms during the flood against {} ms in the quiet {FLOOD_SECS} s before: {softirq_ns:.0} ns more per forged datagram",
+        "flood: {} forged BLOCKs in {FLOOD_SECS} s; the gate dropped {}; steering program: {} runs, mean {xdp_ns:.0} ns a run (kernel BPF stats); machine softirq {} ms during the flood against {} ms in the quiet {FLOOD_SECS} s before: {softirq_ns:.0} ns more per forged datagram\nflood windows (CLOCK_MONOTONIC s): quiet {:.6} {:.6} flood {:.6} {:.6}",
         f.sent,
         relay.gate_dropped,
         relay.xdp.runs,
         f.softirq_flood_ns / 1_000_000,
         f.softirq_quiet_ns / 1_000_000,
+        f.windows_s[0],
+        f.windows_s[1],
+        f.windows_s[1],
+        f.windows_s[2],
     );
 
     assert!(

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# What a forged-BLOCK flood costs the AF_XDP relay's host, per datagram,
+# read from a CPU profile rather than from the kernel's 4 ms softirq ticks.
+#
+# Runs the relay integration test (tests/relay_swarm.rs: a relay on AF_XDP
+# serving 40 viewers over veth; mid-run a stranger sends it 20,000 forged
+# BLOCKs a second for 4 s, which the XDP sender gate drops) under
+# `perf record -a -k CLOCK_MONOTONIC`. The test prints its quiet window and
+# its flood window in CLOCK_MONOTONIC seconds; this script compares the
+# sampled CPU time of kernel functions in the two windows and prints, per
+# forged datagram:
+#   net_rx_action     all receive softirq work (the veth's poll and the rest)
+#   veth_poll         the relay veth's receive: copying the sender's skb into
+#                     a page with XDP headroom, running the program, dropping
+#   skb_pp_cow_data   that copy alone (veth does it for every skb a socket
+#                     sent; a NIC hands XDP a page it wrote itself)
+#   steer_blocks      the relay's XDP program
+# Each figure is (flood - quiet, scaled to the flood's length) / datagrams.
+#
+# Usage: scripts/flood-cost.sh [perf sampling Hz, default 4000]
+# Needs root (the test's XDP programs and namespaces) and perf (installed
+# with apt-get if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+    echo "flood-cost: needs root for XDP, AF_XDP and network namespaces" >&2
+    exit 1
+fi
+hz=${1:-4000}
+if ! command -v perf > /dev/null; then
+    apt-get update -q && apt-get install -y -q linux-perf
+fi
+bin=$(cargo test --release --test relay_swarm --no-run 2>&1 |
+    sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
+[ -x "$bin" ] || { echo "flood-cost: no relay_swarm test binary built" >&2; exit 1; }
+work=$(mktemp -d -t clubcast-flood.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+perf record -q -a -g -k CLOCK_MONOTONIC -F "$hz" -o "$work/perf.data" -- \
+    "$bin" --nocapture > "$work/test.log" 2>&1 || {
+    tail -20 "$work/test.log" >&2
+    echo "flood-cost: the relay test failed" >&2
+    exit 1
+}
+grep -E '^flood' "$work/test.log"
+sent=$(sed -n 's/^flood: \([0-9]*\) forged BLOCKs.*/\1/p' "$work/test.log")
+read -r q0 q1 f0 f1 < <(sed -n \
+    's/^flood windows (CLOCK_MONOTONIC s): quiet \([0-9.]*\) \([0-9.]*\) flood \([0-9.]*\) \([0-9.]*\)$/\1 \2 \3 \4/p' \
+    "$work/test.log")
+[ -n "${sent:-}" ] && [ -n "${f1:-}" ] || { echo "flood-cost: no flood windows in the test's output" >&2; exit 1; }
+
+# Sampled nanoseconds of each function (with its callees) in one window.
+window_ns() {
+    perf report -i "$work/perf.data" --time "$1,$2" --children --sort sym \
+        -g none --stdio 2> /dev/null | awk '
+        /^# Event count/ { total = $NF }
+        $1 ~ /%$/ {
+            sym = $NF; pct = $1; sub(/%/, "", pct)
+            if (sym == "net_rx_action" || sym == "veth_poll" || sym == "skb_pp_cow_data") ns[sym] = pct / 100 * total
+            if (sym ~ /_steer_blocks$/) ns["steer_blocks"] = pct / 100 * total
+        }
+        END { printf "%.0f %.0f %.0f %.0f\n", ns["net_rx_action"], ns["veth_poll"], ns["skb_pp_cow_data"], ns["steer_blocks"] }'
+}
+read -r qa qb qc qd < <(window_ns "$q0" "$q1")
+read -r fa fb fc fd < <(window_ns "$f0" "$f1")
+awk -v sent="$sent" -v q0="$q0" -v q1="$q1" -v f0="$f0" -v f1="$f1" \
+    -v qa="$qa" -v qb="$qb" -v qc="$qc" -v qd="$qd" \
+    -v fa="$fa" -v fb="$fb" -v fc="$fc" -v fd="$fd" 'BEGIN {
+    scale = (f1 - f0) / (q1 - q0)
+    printf "per forged datagram (%d sent, %.2f s flood, perf samples flood minus quiet):\n", sent, f1 - f0
+    printf "  net_rx_action   %5.0f ns\n", (fa - qa * scale) / sent
+    printf "  veth_poll       %5.0f ns\n", (fb - qb * scale) / sent
+    printf "  skb_pp_cow_data %5.0f ns\n", (fc - qc * scale) / sent
+    printf "  steer_blocks    %5.0f ns\n", (fd - qd * scale) / sent
+    printf "{\"net_rx_ns\":%.0f,\"veth_poll_ns\":%.0f,\"veth_copy_ns\":%.0f,\"xdp_prog_ns\":%.0f}\n",
+        (fa - qa * scale) / sent, (fb - qb * scale) / sent, (fc - qc * scale) / sent, (fd - qd * scale) / sent
+}'
