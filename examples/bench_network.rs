@@ -6,7 +6,9 @@
 //! command line) runs a tracker, a source and `--peers` peers, each peer in
 //! a namespace of its own whose uplink, clock and link suffer what the
 //! scenario gives it, for `--duration` seconds at `--kbps`; the line holds
-//! the figures read from the peers' metrics (see `RigSummary`).
+//! the figures read from the peers' metrics (see `RigSummary`). With
+//! `--relay` a relay on AF_XDP joins each scenario on a clean uplink, and
+//! the line adds what its data plane forwarded.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
     let mut duration_s = 60;
     let mut kbps = 2000;
     let mut names = Vec::new();
+    let mut relay = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |what: &str| -> Option<u64> {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
                 Some(v) => kbps = v,
                 None => return ExitCode::from(2),
             },
+            "--relay" => relay = true,
             name => match Scenario::from_name(name) {
                 Some(s) => names.push(s),
                 None => {
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
             binary: binary.clone(),
             dir: dir.clone(),
             seed: k as u64 + 1,
+            relay,
         };
         match netbench::run(&cfg) {
             Ok(s) => println!("{}", s.to_json()),

@@ -7,8 +7,12 @@
 #  "startup_ms_max":..,"dup_ratio":..,"repair_overhead":..,
 #  "drops_per_peer_min":..,"bans_added":..,...}
 #
-# Usage: scripts/bench-network.sh [--peers N] [--duration S] [--kbps K] [SCENARIO...]
-# (defaults: 24 peers, 60 s, 2000 kbit/s, every scenario). Needs root.
+# With --relay, a super-peer relay with its BLOCKs on AF_XDP joins every
+# scenario on a clean uplink, and each line adds what its data plane did
+# ("relay_blocks_forwarded","relay_copies","relay_forged","relay_subscribers").
+#
+# Usage: scripts/bench-network.sh [--peers N] [--duration S] [--kbps K] [--relay] [SCENARIO...]
+# (defaults: 24 peers, 60 s, 2000 kbit/s, no relay, every scenario). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh >/dev/null

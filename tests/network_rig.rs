@@ -232,6 +232,7 @@ fn a_swarm_of_processes_plays_through_loss_and_jitter() {
         binary: BIN.into(),
         dir: scratch("swarm"),
         seed: 3,
+        relay: false,
     };
     let s = netbench::run(&cfg).expect("the run");
     println!("{}", s.to_json());
@@ -241,5 +242,36 @@ fn a_swarm_of_processes_plays_through_loss_and_jitter() {
     assert!(s.repair_overhead > 0.0, "{}", s.to_json());
     assert!(s.continuity_min >= 0.99, "{}", s.to_json());
     assert!(s.startup_ms_max <= 2_000.0, "{}", s.to_json());
+    assert_eq!(s.graceful_failures, 0);
+}
+
+/// The same impaired swarm with a super-peer relay on AF_XDP (copy mode,
+/// on its host's veth) on a clean uplink: the viewers find it through the
+/// tracker, its data plane verifies and fans out blocks to them while
+/// their own uplinks lose and delay what they send, nothing it forwards is
+/// forged, and every viewer plays.
+#[test]
+fn an_af_xdp_relay_serves_a_swarm_through_loss_and_jitter() {
+    require_privileges!("an_af_xdp_relay_serves_a_swarm_through_loss_and_jitter");
+    let _one = one_at_a_time();
+    let cfg = NetBenchConfig {
+        scenario: Scenario::Loss2Jitter,
+        peers: 12,
+        duration_s: 20,
+        kbps: 2000,
+        binary: BIN.into(),
+        dir: scratch("relay"),
+        seed: 4,
+        relay: true,
+    };
+    let s = netbench::run(&cfg).expect("the run");
+    println!("{}", s.to_json());
+    let relay = s.relay.expect("the relay's figures");
+    assert!(s.lost > 500, "{}", s.to_json());
+    assert!(relay.subscribers >= 6, "{}", s.to_json());
+    assert!(relay.blocks_forwarded > 1_000, "{}", s.to_json());
+    assert!(relay.copies > relay.blocks_forwarded, "{}", s.to_json());
+    assert_eq!(relay.forged, 0, "{}", s.to_json());
+    assert!(s.continuity_min >= 0.99, "{}", s.to_json());
     assert_eq!(s.graceful_failures, 0);
 }

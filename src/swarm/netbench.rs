@@ -4,6 +4,12 @@
 //! [`Scenario::impairment`] the simulator applies), and the figures of the
 //! run read from the peers' metrics files.
 //!
+//! With [`NetBenchConfig::relay`] a super-peer relay joins on a host of
+//! its own with a clean uplink, its BLOCKs on AF_XDP (`--io xdp`, copy
+//! mode): the viewers find it through the tracker as they find each other,
+//! and its data plane's figures are read from its metrics endpoint before
+//! it stops.
+//!
 //! `examples/bench_network.rs` (`scripts/bench-network.sh`) runs every
 //! scenario and prints one [`RigSummary`] JSON line each; the rig test runs
 //! a short one in CI.
@@ -34,6 +40,21 @@ pub struct NetBenchConfig {
     pub dir: PathBuf,
     /// Seed of the delay queue's jitter.
     pub seed: u64,
+    /// Adds a relay on AF_XDP (see the module documentation).
+    pub relay: bool,
+}
+
+/// What the relay's data plane did, from its metrics at the run's end.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RelayFigures {
+    /// Verified fresh blocks its AF_XDP workers fanned out.
+    pub blocks_forwarded: u64,
+    /// Copies its workers put on their TX rings.
+    pub copies: u64,
+    /// Blocks its workers dropped as forged.
+    pub forged: u64,
+    /// Receivers in its fan-out tables.
+    pub subscribers: u64,
 }
 
 /// The figures of one run.
@@ -65,13 +86,22 @@ pub struct RigSummary {
     pub lost: u64,
     /// Datagrams the rig's delay queue held.
     pub delayed: u64,
+    /// The relay's figures, when the run had one (`None` also when its
+    /// metrics could not be read: then the run is an error).
+    pub relay: Option<RelayFigures>,
 }
 
 impl RigSummary {
     /// The summary as one JSON object.
     pub fn to_json(&self) -> String {
+        let relay = self.relay.map_or(String::new(), |r| {
+            format!(
+                ",\"relay_blocks_forwarded\":{},\"relay_copies\":{},\"relay_forged\":{},\"relay_subscribers\":{}",
+                r.blocks_forwarded, r.copies, r.forged, r.subscribers
+            )
+        });
         format!(
-            "{{\"scenario\":\"{}\",\"peers\":{},\"continuity_min\":{:.4},\"continuity_mean\":{:.4},\"startup_ms_max\":{:.0},\"dup_ratio\":{:.3},\"repair_overhead\":{:.4},\"drops_per_peer_min\":{:.2},\"bans_added\":{},\"delay_drops\":{},\"graceful_failures\":{},\"rig_lost\":{},\"rig_delayed\":{}}}",
+            "{{\"scenario\":\"{}\",\"peers\":{},\"continuity_min\":{:.4},\"continuity_mean\":{:.4},\"startup_ms_max\":{:.0},\"dup_ratio\":{:.3},\"repair_overhead\":{:.4},\"drops_per_peer_min\":{:.2},\"bans_added\":{},\"delay_drops\":{},\"graceful_failures\":{},\"rig_lost\":{},\"rig_delayed\":{}{relay}}}",
             self.scenario,
             self.peers,
             self.continuity_min,
@@ -119,15 +149,25 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
 const TRACKER_PORT: u16 = 7000;
 const SOURCE_PORT: u16 = 7001;
 const PEER_PORT: u16 = 7100;
+const RELAY_PORT: u16 = 7200;
+/// The relay's metrics endpoint, on its host's loopback.
+const RELAY_METRICS: &str = "127.0.0.1:9464";
 
 /// Runs `cfg` and summarises it.
 pub fn run(cfg: &NetBenchConfig) -> Result<RigSummary, RigError> {
     let io = |what: String| move |source| RigError::Io { what, source };
     std::fs::create_dir_all(&cfg.dir).map_err(io(format!("create {}", cfg.dir.display())))?;
-    let mut rig = NetRig::new(cfg.peers + 1, &cfg.dir.join("logs"))?;
+    let relay_host = cfg.relay.then_some(cfg.peers + 1);
+    let mut rig = NetRig::new(
+        cfg.peers + 1 + usize::from(cfg.relay),
+        &cfg.dir.join("logs"),
+    )?;
     let secs = cfg.duration_s as f64;
     let origin = Scenario::Clean.impairment(usize::MAX, secs);
     rig.set_uplink(0, &uplink_of(&origin))?;
+    if let Some(host) = relay_host {
+        rig.set_uplink(host, &uplink_of(&origin))?;
+    }
     let mut outages = Vec::new();
     for i in 0..cfg.peers {
         let imp = cfg.scenario.impairment(i, secs);
@@ -186,6 +226,35 @@ pub fn run(cfg: &NetBenchConfig) -> Result<RigSummary, RigError> {
             &lasting,
         ]),
     )?;
+    if let Some(host) = relay_host {
+        let ip: Ipv4Addr = rig.hosts()[host].addr;
+        rig.spawn(
+            host,
+            "relay",
+            &cfg.binary,
+            &s(&[
+                "relay",
+                "--io",
+                "xdp",
+                "--interface",
+                "eth0",
+                "--xdp-mode",
+                "drv",
+                "--bind",
+                "copy",
+                "--listen",
+                &format!("{ip}:{RELAY_PORT}"),
+                "--stream-id",
+                &stream,
+                "--tracker",
+                &tracker,
+                "--metrics",
+                RELAY_METRICS,
+                "--duration",
+                &lasting,
+            ]),
+        )?;
+    }
     std::thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
     let mut files = Vec::new();
@@ -222,10 +291,54 @@ pub fn run(cfg: &NetBenchConfig) -> Result<RigSummary, RigError> {
         rig.outage(host, false)?;
     }
     sleep_until(start + Duration::from_secs(cfg.duration_s));
+    let relay = match relay_host {
+        Some(host) => Some(
+            relay_figures(&rig.hosts()[host].netns).map_err(|e| RigError::Io {
+                what: "read the relay's metrics".into(),
+                source: e,
+            })?,
+        ),
+        None => None,
+    };
     rig.wait_all(Duration::from_secs(10));
     let (lost, delayed) = (rig.lost(), rig.delayed());
     drop(rig);
-    Ok(summarise(cfg, &files, lost, delayed))
+    Ok(RigSummary {
+        relay,
+        ..summarise(cfg, &files, lost, delayed)
+    })
+}
+
+/// Reads the relay's data-plane figures from its metrics endpoint, from a
+/// thread that enters the relay host's namespace.
+fn relay_figures(netns: &str) -> std::io::Result<RelayFigures> {
+    use std::io::{Read, Write};
+    let netns = netns.to_string();
+    let text = std::thread::spawn(move || -> std::io::Result<String> {
+        super::delay_queue::enter_netns(&netns).map_err(std::io::Error::other)?;
+        let mut conn = std::net::TcpStream::connect(RELAY_METRICS)?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: relay\r\n\r\n")?;
+        let mut text = String::new();
+        conn.take(1 << 20).read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the metrics reader panicked"))??;
+    let m = parse_metrics(&text);
+    let get = |n: &str| m.get(n).copied().unwrap_or(0.0) as u64;
+    if !m.contains_key("clubcast_relay_worker_tx_frames_total") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no AF_XDP worker figures in the relay's metrics",
+        ));
+    }
+    Ok(RelayFigures {
+        blocks_forwarded: get("clubcast_relay_worker_blocks_forwarded_total"),
+        copies: get("clubcast_relay_worker_tx_frames_total"),
+        forged: get("clubcast_relay_worker_forged_total"),
+        subscribers: get("clubcast_relay_subscribers"),
+    })
 }
 
 fn sleep_until(t: Instant) {
@@ -284,6 +397,7 @@ fn summarise(cfg: &NetBenchConfig, files: &[PathBuf], lost: u64, delayed: u64) -
         graceful_failures: failures as u64,
         lost,
         delayed,
+        relay: None,
     }
 }
 
