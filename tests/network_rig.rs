@@ -216,6 +216,24 @@ fn clock_offsets_and_outages_apply_to_one_host() {
     assert_eq!(sink.recv(&mut buf).ok(), Some(4));
 }
 
+/// Twelve peers for 20 s at 2 Mbit/s, each behind an uplink with 2% loss
+/// and 40 ms +- 15 ms of delay (with a relay on AF_XDP when `relay`).
+fn twelve_peers_through_loss_and_jitter(dir: &str, relay: bool) -> netbench::RigSummary {
+    let cfg = NetBenchConfig {
+        scenario: Scenario::Loss2Jitter,
+        peers: 12,
+        duration_s: 20,
+        kbps: 2000,
+        binary: BIN.into(),
+        dir: scratch(dir),
+        seed: 3 + u64::from(relay),
+        relay,
+    };
+    let s = netbench::run(&cfg).expect("the run");
+    println!("{}", s.to_json());
+    s
+}
+
 /// Twelve peers as real processes, each behind an uplink with 2% loss and
 /// 40 ms +- 15 ms of delay, play a 2 Mbit/s stream for 20 s: the rig really
 /// lost and delayed their datagrams, the peers repaired what was lost, and
@@ -224,18 +242,7 @@ fn clock_offsets_and_outages_apply_to_one_host() {
 fn a_swarm_of_processes_plays_through_loss_and_jitter() {
     require_privileges!("a_swarm_of_processes_plays_through_loss_and_jitter");
     let _one = one_at_a_time();
-    let cfg = NetBenchConfig {
-        scenario: Scenario::Loss2Jitter,
-        peers: 12,
-        duration_s: 20,
-        kbps: 2000,
-        binary: BIN.into(),
-        dir: scratch("swarm"),
-        seed: 3,
-        relay: false,
-    };
-    let s = netbench::run(&cfg).expect("the run");
-    println!("{}", s.to_json());
+    let s = twelve_peers_through_loss_and_jitter("swarm", false);
     assert_eq!(s.peers, 12);
     assert!(s.lost > 1_000, "{}", s.to_json());
     assert!(s.delayed > 50_000, "{}", s.to_json());
@@ -254,18 +261,7 @@ fn a_swarm_of_processes_plays_through_loss_and_jitter() {
 fn an_af_xdp_relay_serves_a_swarm_through_loss_and_jitter() {
     require_privileges!("an_af_xdp_relay_serves_a_swarm_through_loss_and_jitter");
     let _one = one_at_a_time();
-    let cfg = NetBenchConfig {
-        scenario: Scenario::Loss2Jitter,
-        peers: 12,
-        duration_s: 20,
-        kbps: 2000,
-        binary: BIN.into(),
-        dir: scratch("relay"),
-        seed: 4,
-        relay: true,
-    };
-    let s = netbench::run(&cfg).expect("the run");
-    println!("{}", s.to_json());
+    let s = twelve_peers_through_loss_and_jitter("relay", true);
     let relay = s.relay.expect("the relay's figures");
     assert!(s.lost > 500, "{}", s.to_json());
     assert!(relay.subscribers >= 6, "{}", s.to_json());

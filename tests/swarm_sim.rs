@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use clubcast::auth::SourceKey;
+use clubcast::forward::ForwardStats;
 use clubcast::roles::Time;
 use clubcast::sim::{Impairment, LinkProfile, NodeId, SimSwarm};
 use clubcast::wire::{StreamTag, VERSION};
@@ -51,6 +52,16 @@ impl Swarm {
     fn run_to_us(&mut self, us: u64) {
         self.sim.net.run_until(Time(us));
     }
+}
+
+/// The counters of `relay`'s inline forwarding core.
+fn core_stats(swarm: &Swarm, relay: NodeId) -> ForwardStats {
+    swarm
+        .net
+        .node(relay)
+        .relay_plane()
+        .and_then(|p| p.inline_stats())
+        .expect("an inline forwarding core")
 }
 
 #[test]
@@ -216,12 +227,7 @@ fn relay_serves_many_peers_per_club() {
         r.connections().uploads.len()
     );
     // Its forwarding core copied each block to several receivers.
-    let core = swarm
-        .net
-        .node(relay)
-        .relay_plane()
-        .and_then(|p| p.inline_stats())
-        .expect("an inline forwarding core");
+    let core = core_stats(&swarm, relay);
     assert!(core.copies > r.stats().unique_blocks * 2, "{core:?}");
     assert_eq!((core.forged, core.wrong_club), (0, 0));
     // The core verified each batch; the state machine took its word.
@@ -358,12 +364,7 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
         swarm.run_to_us(3_000_000 + (round + 1) * 100_000);
     }
     swarm.run_to_us(10_000_000);
-    let core = swarm
-        .net
-        .node(relay)
-        .relay_plane()
-        .and_then(|p| p.inline_stats())
-        .expect("an inline forwarding core");
+    let core = core_stats(&swarm, relay);
     assert_eq!(core.wrong_club, sent, "{core:?}");
     let ids = swarm.peers.clone();
     for id in &ids {
@@ -468,12 +469,7 @@ fn relay_serves_a_lossy_reordering_swarm_with_slow_uplinks() {
     swarm.run_to_us(20_000_000);
     let ids = swarm.peers.clone();
     let s = swarm.summary(&ids, 20.0);
-    let core = swarm
-        .net
-        .node(relay)
-        .relay_plane()
-        .and_then(|p| p.inline_stats())
-        .expect("an inline forwarding core");
+    let core = core_stats(&swarm, relay);
     eprintln!("{}\n{core:?}", s.to_json());
     assert!(s.continuity_min >= 0.99, "{}", s.to_json());
     assert_eq!((core.forged, core.wrong_club), (0, 0), "{core:?}");
