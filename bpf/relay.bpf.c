@@ -156,6 +156,26 @@ int sink_port(struct __sk_buff *skb)
 	return SINK_TC_ACT_SHOT;
 }
 
+/*
+ * Where inject_frames sends its frames: an interface index of the network
+ * namespace that runs it. Set by user space before each run.
+ */
+__u32 inject_ifindex = 0;
+
+/*
+ * inject_frames: not part of the relay. A traffic source for the relay's
+ * tests and benches, run by BPF_PROG_TEST_RUN in live-frames mode: every
+ * frame it is handed goes out of `inject_ifindex` as an xdp_frame. On veth
+ * such a frame reaches the peer's XDP program the way a NIC driver hands
+ * one over, in a page with XDP headroom, without the copy veth makes of
+ * every skb a socket sent.
+ */
+SEC("xdp")
+int inject_frames(struct xdp_md *ctx)
+{
+	return bpf_redirect(inject_ifindex, 0);
+}
+
 /* The crate is MIT OR Apache-2.0; the kernel only knows GPL-compatible
  * strings, and "Dual MIT/GPL" is one that states the MIT grant. No GPL-only
  * helper is used. */

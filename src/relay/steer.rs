@@ -696,6 +696,42 @@ impl SteeringProgram {
         Ok(output.duration)
     }
 
+    /// Sends `count` copies of `frame` (an Ethernet frame) out of the
+    /// interface `ifindex` of the calling thread's network namespace, as
+    /// xdp_frames: BPF_PROG_TEST_RUN in live-frames mode runs the
+    /// `inject_frames` program, which redirects each. On veth they reach
+    /// the peer's XDP program as a NIC driver's frames would, without the
+    /// copy veth makes of a socket's skb. A traffic source for tests and
+    /// benches; the relay never calls it.
+    pub fn inject(&mut self, ifindex: u32, frame: &[u8], count: u32) -> io::Result<()> {
+        if frame.len() < ETH_HLEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cannot inject a {}-byte frame: shorter than an Ethernet header",
+                    frame.len()
+                ),
+            ));
+        }
+        let bss =
+            self.skel.maps.bss_data.as_deref_mut().ok_or_else(|| {
+                io::Error::other("the program's .bss section is not memory-mapped")
+            })?;
+        bss.inject_ifindex = ifindex;
+        let input = ProgramInput {
+            data_in: Some(frame),
+            repeat: count.max(1),
+            flags: libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES,
+            ..Default::default()
+        };
+        self.skel
+            .progs
+            .inject_frames
+            .test_run(input)
+            .map_err(to_io_error)?;
+        Ok(())
+    }
+
     /// Runs the sink program (a tc program) once on `frame` with
     /// BPF_PROG_TEST_RUN: `true` if it dropped the frame (TC_ACT_SHOT),
     /// `false` if it passed it (TC_ACT_OK).
