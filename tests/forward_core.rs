@@ -13,12 +13,12 @@ use clubcast::auth::signer::HopFields;
 use clubcast::auth::{
     AuthError, BatchSigner, BatchVerifier, ProofPlan, SignedBatch, SourceKey, Trust,
 };
-use clubcast::forward::{BlockForwarder, HaveBoard};
+use clubcast::forward::{BlockForwarder, HaveBoard, SIGNATURE_CHECKS_BURST};
 use clubcast::io::mem::{DatagramQueue, MemIo};
 use clubcast::io::packet::forward_batch;
 use clubcast::io::udp_batch::UdpBatchIo;
 use clubcast::relay::{FanoutLimits, FanoutTable, ForwardClaims, Subscriber, Uplink};
-use clubcast::wire::{Block, Message, MAX_DATAGRAM};
+use clubcast::wire::{Block, Message, StreamTag, MAX_DATAGRAM};
 
 const SEED: [u8; 32] = [9; 32];
 const CLUBS: u64 = 4;
@@ -443,4 +443,59 @@ fn the_forwarding_loop_on_the_udp_backend_sends_copies_on_loopback() {
         let want: Vec<u64> = (0..8).map(|i| signed.seq(i)).collect();
         assert_eq!(seqs, want);
     }
+}
+
+/// A flood of forged blocks, each claiming a new batch (as from an
+/// uploader's spoofed address, which the relay's XDP sender gate lets
+/// through): the forwarder makes at most its budget of signature checks,
+/// drops the rest unchecked and counts them, and once the budget has
+/// refilled a genuine block still goes out.
+#[test]
+fn a_forged_flood_spends_only_the_signature_budget() {
+    let mut f = forwarder();
+    let mut q = DatagramQueue::new(1024);
+    let tag = StreamTag::of_key(&SourceKey::from_seed(&SEED).stream_id().to_bytes());
+    let payloads: Vec<Vec<u8>> = (0..16).map(|i| vec![i as u8; 500]).collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let impostor = BatchSigner::new(SourceKey::from_seed(&[0x66; 32]))
+        .sign(100, 1_600, 1_000, &refs)
+        .expect("signs");
+    let burst = SIGNATURE_CHECKS_BURST as u64;
+    let flood = 3 * burst;
+    let now = 1_000_000_000;
+    for n in 0..flood {
+        let batch = 100 + n;
+        let seq = batch * 16;
+        let hop = HopFields {
+            club: (seq % CLUBS) as u16,
+            sent_at_us: 5,
+            delay_threshold_ms: 1_000,
+            bitrate_kbps: 2_000,
+        };
+        let block = Block {
+            stream: tag,
+            batch,
+            seq,
+            ..impostor.block(0, full(), hop)
+        };
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let len = Message::Block(block).encode(&mut buf).expect("encodes");
+        assert!(!f.handle(SENDER, &buf[..len], now, &mut q));
+    }
+    assert!(q.is_empty());
+    let s = f.stats();
+    assert_eq!(f.verifier_stats().signatures_checked, burst, "{s:?}");
+    assert_eq!(
+        (s.forged, s.signature_checks_refused),
+        (burst, flood - burst)
+    );
+    // A second later the budget has refilled: a genuine block of a new
+    // batch is checked and fanned out.
+    let signed = batch(7);
+    let later = now + 1_000_000;
+    let index = (0..16)
+        .find(|&i| signed.seq(i).is_multiple_of(CLUBS))
+        .expect("a block of club 0");
+    assert!(f.handle(SENDER, &datagram(&signed, index, None), later, &mut q));
+    assert_eq!(drain(&mut q).len(), 2);
 }

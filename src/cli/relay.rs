@@ -421,6 +421,11 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
                 w.forward.forged,
             ),
             (
+                "signature_checks_refused",
+                "blocks dropped unchecked: the workers' signature-check budget was spent",
+                w.forward.signature_checks_refused,
+            ),
+            (
                 "wrong_club",
                 "blocks labelled with another club than their sequence number's, dropped",
                 w.forward.wrong_club,

@@ -22,7 +22,10 @@ mod have;
 mod parking;
 mod verdict;
 
-pub use fanout::{BlockForwarder, CopyError, CopySink, ForwardStats};
+pub use fanout::{
+    BlockForwarder, CopyError, CopySink, ForwardStats, SIGNATURE_CHECKS_BURST,
+    SIGNATURE_CHECKS_PER_S,
+};
 pub use have::{HaveBoard, HAVE_WINDOW};
 pub use parking::{ParkedBlocks, ParkingStats, PARKED_MAX, PARKED_US};
 pub use verdict::{judge, Verdict};
