@@ -23,8 +23,7 @@ use crate::auth::{BatchVerifier, StreamId, Trust};
 use crate::relay::claims::ForwardClaims;
 use crate::relay::fanout::{FanoutTable, Subscriber};
 use crate::relay::uplink::UplinkSender;
-use crate::roles::peer::repair::TokenBucket;
-use crate::roles::Time;
+use crate::roles::{Time, TokenBucket};
 use crate::wire::{Block, Message, StreamTag, MAX_DATAGRAM};
 
 /// Signature checks a forwarder makes a second at most. A check costs about

@@ -7,6 +7,7 @@
 //! deterministic in-memory network of the tests.
 
 pub mod bitrate;
+mod budget;
 mod outbox;
 pub mod peer;
 mod recommend;
@@ -14,6 +15,7 @@ pub mod source;
 pub mod token;
 pub mod tracker;
 
+pub use budget::TokenBucket;
 pub use outbox::{Outbox, Transmit};
 pub use peer::{Mode, Peer, PeerConfig, PeerEvent, PeerStats, PlayedBlock};
 pub use recommend::ClubRecommender;

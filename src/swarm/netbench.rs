@@ -86,8 +86,8 @@ pub struct RigSummary {
     pub lost: u64,
     /// Datagrams the rig's delay queue held.
     pub delayed: u64,
-    /// The relay's figures, when the run had one (`None` also when its
-    /// metrics could not be read: then the run is an error).
+    /// The relay's figures, when the run had one (a run whose relay's
+    /// metrics cannot be read is an error).
     pub relay: Option<RelayFigures>,
 }
 

@@ -19,13 +19,13 @@
 
 use std::net::SocketAddr;
 
-use super::repair::TokenBucket;
 use super::scheduler::Lane;
 use super::store::StoredBlock;
 use super::{Mode, Peer, PeerEvent, SendItem};
 use crate::auth::Trust;
 use crate::forward::{judge, Verdict};
 use crate::roles::Time;
+use crate::roles::TokenBucket;
 use crate::wire::{BatchSignature, Block, Direction, DropReason, Message, Request};
 
 /// A parked block is asked for again, whole, after this long, us: the

@@ -49,13 +49,14 @@ use self::delay::OneWayDelay;
 use self::pacer::{PacerConfig, UplinkPacer};
 use self::playout::{Playout, PlayoutConfig, PlayoutStats};
 use self::quality::{QualityMonitor, QualityRule};
-use self::repair::{RepairQueue, TokenBucket};
+use self::repair::RepairQueue;
 use self::scheduler::SendScheduler;
 use self::store::BlockStore;
 use super::token::TokenKey;
 use super::{Node, Outbox, Time, Transmit};
 use crate::auth::{BatchVerifier, ProofLedger, StreamId, Trust, VerifierStats};
 use crate::forward::{ParkedBlocks, PARKED_MAX};
+use crate::roles::TokenBucket;
 use crate::wire::{DropReason, Message, StreamTag, Token};
 
 /// Whether the state machine is a viewer peer, the stream's source or a
