@@ -10,8 +10,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 fn wire(c: &mut Criterion) {
     let sig = [3u8; 64];
     let proof = [[9u8; 32]; 4];
-    let payload = vec![0xA5u8; 979];
+    let payload = vec![0xA5u8; Block::max_payload(4)];
     let block = Block {
+        tag: 0x0123_4567_89ab_cdef,
         stream: StreamTag([1; 8]),
         seq: 1000,
         club: 4,
@@ -47,6 +48,7 @@ fn wire(c: &mut Criterion) {
         request_id: 9,
         direction: Direction::Download,
         club: 3,
+        block_tag: 0x0123_4567_89ab_cdef,
         clubs: ClubList::Items(&clubs),
         token: clubcast::wire::Token([5; clubcast::wire::Token::LEN]),
     });

@@ -2,7 +2,7 @@
 /*
  * clubcast.h: the few constants of the clubcast wire format and of the
  * steering policy that the XDP program needs. The wire values mirror
- * src/wire/mod.rs and docs/PROTOCOL.md (magic 0xCC, version 2, BLOCK 0x40);
+ * src/wire/mod.rs and docs/PROTOCOL.md (magic 0xCC, version 5, BLOCK 0x40, block tag);
  * the counter indices mirror `SteerCounter` in src/relay/steer.rs. Nothing
  * here parses packets or declares maps: see parse.h and maps.h.
  */
@@ -12,11 +12,14 @@
 /* First byte of every clubcast datagram (wire::MAGIC). */
 #define CLUBCAST_MAGIC 0xCC
 /* Wire format version this program steers (wire::VERSION). */
-#define CLUBCAST_VERSION 4
+#define CLUBCAST_VERSION 5
 /* Message type of a data block, the hot path (wire::MessageType::Block). */
 #define CLUBCAST_MSG_BLOCK 0x40
 /* Common header: magic, version, message type (wire::HEADER_LEN). */
 #define CLUBCAST_HEADER_LEN 3
+/* Bytes of a BLOCK's block tag, after the header and the flags byte
+ * (wire::BLOCK_TAG_OFFSET). */
+#define CLUBCAST_BLOCK_TAG_LEN 8
 
 /*
  * Per-CPU counter slots, one per verdict. The order is part of the ABI with
@@ -38,7 +41,7 @@ enum steer_counter {
 	STEER_PASSED_TRUNCATED = 5,
 	/* IPv4 fragment (MF set or non-zero offset): passed for reassembly. */
 	STEER_PASSED_FRAGMENT = 6,
-	/* Relay-port datagram without clubcast magic/version 3: passed, the
+	/* Relay-port datagram without clubcast magic/version 5: passed, the
 	 * socket counts and drops it. */
 	STEER_PASSED_NOT_CLUBCAST = 7,
 	/* BLOCK whose rx queue has no AF_XDP socket in the XSKMAP: passed by
@@ -50,7 +53,11 @@ enum steer_counter {
 	/* BLOCK to the relay port from a sender that is not one of the relay's
 	 * validated uploaders, with the sender gate on: dropped here. */
 	STEER_DROPPED_UNKNOWN_SENDER = 10,
-	STEER_COUNTER_MAX = 11,
+	/* BLOCK from a validated uploader's address without the block tag the
+	 * relay gave that uploader (cut short, or spoofed by someone who does
+	 * not know it), with the sender gate on: dropped here. */
+	STEER_DROPPED_WRONG_TAG = 11,
+	STEER_COUNTER_MAX = 12,
 };
 
 #endif /* CLUBCAST_BPF_CLUBCAST_H */

@@ -60,7 +60,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STEER_MAX_SENDERS);
 	__type(key, struct sender_key);
-	__type(value, __u8);
+	/* The block tag the relay gave the sender, as its 8 bytes on the wire. */
+	__type(value, __u64);
 } senders SEC(".maps");
 
 /* Slot 0: non-zero when the sender gate is on (a BLOCK from a sender not

@@ -2,14 +2,16 @@
 /*
  * relay.bpf.c: the relay's XDP steering program. It splits the relay port's
  * traffic into the two planes of the design: a UDP datagram to `relay_port`
- * whose clubcast header (magic 0xCC, version 3) marks a BLOCK is redirected
+ * whose clubcast header (magic 0xCC, version 5) marks a BLOCK is redirected
  * into the AF_XDP socket of the receiving rx queue through the `xsks` XSKMAP;
  * everything else (control messages, other ports, non-UDP, non-IPv4, IPv6,
  * IPv4 fragments, truncated or foreign frames) is passed to the kernel, so
  * control messages reach the relay's ordinary UDP socket on the same port.
  * The program drops one thing only: with the sender gate on (the `gate`
  * map), a BLOCK from a sender not among the relay's validated uploaders
- * (`senders`, kept by the control plane). Anything else it does not steer
+ * (`senders`, kept by the control plane), or one whose block tag is not
+ * the one the relay gave that uploader (so an off-path spoofer of an
+ * uploader's address cannot reach a worker either). Anything else it does not steer
  * is the kernel's, and a BLOCK whose queue has no socket falls back to
  * XDP_PASS. Checksums are not
  * verified here; the worker checks what it receives. Each verdict bumps one
@@ -95,8 +97,9 @@ int steer_blocks(struct xdp_md *ctx)
 	if (hdr[2] != CLUBCAST_MSG_BLOCK)
 		return pass(STEER_PASSED_CONTROL);
 
-	/* The sender gate: a BLOCK from anyone but a validated uploader costs
-	 * the relay nothing more than this lookup. */
+	/* The sender gate: a BLOCK from anyone but a validated uploader, or
+	 * without the tag the relay gave it, costs the relay nothing more than
+	 * this lookup. */
 	__u32 zero = 0;
 	__u32 *gate_on = bpf_map_lookup_elem(&gate, &zero);
 	if (gate_on && *gate_on) {
@@ -105,8 +108,25 @@ int steer_blocks(struct xdp_md *ctx)
 			.port = udp->source,
 			.pad = 0,
 		};
-		if (!bpf_map_lookup_elem(&senders, &key)) {
+		__u64 *want = bpf_map_lookup_elem(&senders, &key);
+		__u8 *tag_bytes;
+		__u64 tag;
+
+		if (!want) {
 			count(STEER_DROPPED_UNKNOWN_SENDER);
+			return XDP_DROP;
+		}
+		/* The flags byte, then the tag. */
+		tag_bytes = parse_bytes(&c, 1 + CLUBCAST_BLOCK_TAG_LEN);
+		if (!tag_bytes ||
+		    bpf_ntohs(udp->len) <
+			    STEER_MIN_UDP_LEN + 1 + CLUBCAST_BLOCK_TAG_LEN) {
+			count(STEER_DROPPED_WRONG_TAG);
+			return XDP_DROP;
+		}
+		__builtin_memcpy(&tag, tag_bytes + 1, sizeof(tag));
+		if (tag != *want) {
+			count(STEER_DROPPED_WRONG_TAG);
 			return XDP_DROP;
 		}
 	}

@@ -1287,6 +1287,11 @@ fn xdp_phase(
     r
 }
 
+/// The block tag subscriber `addr` gave the relay (any distinct value).
+fn tag_of(addr: SocketAddrV4) -> u64 {
+    u64::from(u32::from(*addr.ip())) << 16 | u64::from(addr.port())
+}
+
 /// The fan-out table of the subscribers of each club (`by_club[c]`).
 fn subscriber_table(by_club: &[Vec<SocketAddrV4>]) -> Arc<FanoutTable> {
     let mut builder = FanoutTable::builder(FanoutLimits::default());
@@ -1294,7 +1299,7 @@ fn subscriber_table(by_club: &[Vec<SocketAddrV4>]) -> Arc<FanoutTable> {
     for (club, addrs) in by_club.iter().enumerate() {
         for addr in addrs {
             builder
-                .add(club as u16, Subscriber::new(PEER_MAC, *addr))
+                .add(club as u16, Subscriber::new(PEER_MAC, *addr, tag_of(*addr)))
                 .expect("within the fan-out limits");
         }
     }

@@ -154,7 +154,7 @@ pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 54] = [
+    let counters: [(&str, &str, u64); 55] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
@@ -336,6 +336,11 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             "blocks_from_banned_total",
             "BLOCKs from banned addresses with no connection, dropped unjudged",
             s.blocks_from_banned,
+        ),
+        (
+            "blocks_wrong_tag_total",
+            "BLOCKs without the block tag this peer gave their sender, dropped unjudged",
+            s.blocks_wrong_tag,
         ),
         (
             "signature_checks_refused_total",

@@ -23,6 +23,11 @@ use clubcast::wire::{Block, Message, StreamTag, MAX_DATAGRAM};
 const SEED: [u8; 32] = [9; 32];
 const CLUBS: u64 = 4;
 
+/// The block tag subscriber `host` gave the relay.
+fn tag_of(host: u8) -> u64 {
+    0x7a90_0000_0000_0000 | u64::from(host)
+}
+
 fn addr(host: u8) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, host), 9000)
 }
@@ -32,7 +37,7 @@ fn table(have: Option<Arc<HaveBoard>>) -> Arc<FanoutTable> {
     let mut b = FanoutTable::builder(FanoutLimits::default());
     b.swarm_clubs(CLUBS as u16);
     for (club, host) in [(0u16, 11u8), (0, 12), (1, 21), (1, 22)] {
-        let mut s = Subscriber::new([2, 0, 0, 0, 0, host], addr(host));
+        let mut s = Subscriber::new([2, 0, 0, 0, 0, host], addr(host), tag_of(host));
         if host == 12 {
             s.have = have.clone();
         }
@@ -392,7 +397,11 @@ fn the_forwarding_loop_on_the_udp_backend_sends_copies_on_loopback() {
     b.swarm_clubs(CLUBS as u16);
     for club in 0..CLUBS as u16 {
         for s in subs.iter().chain([&sender]) {
-            b.add(club, Subscriber::new([0; 6], v4(s))).expect("fits");
+            b.add(
+                club,
+                Subscriber::new([0; 6], v4(s), u64::from(v4(s).port())),
+            )
+            .expect("fits");
         }
     }
     let mut f = BlockForwarder::new(SourceKey::from_seed(&SEED).stream_id(), 64);

@@ -25,9 +25,10 @@ use clubcast::roles::{
 use clubcast::sim::{LinkProfile, Network, NodeId};
 use clubcast::swarm::SwarmNode;
 use clubcast::wire::{
-    bitfield, Accept, AddrList, Bitfield, Block, ClubList, ClubPeers, ClubPeersRequest, Connect,
-    Direction, Drop, DropReason, Have, KeepAlive, Load, Message, Ping, Pong, RefuseReason, Request,
-    SeqList, StreamTag, Token, MAX_DATAGRAM, SPARE_UNLIMITED, VERSION,
+    bitfield, parse_header, set_block_tag, Accept, AddrList, Bitfield, Block, ClubList, ClubPeers,
+    ClubPeersRequest, Connect, Direction, Drop, DropReason, Have, KeepAlive, Load, Message,
+    MessageType, Ping, Pong, RefuseReason, Request, SeqList, StreamTag, Token, MAX_DATAGRAM,
+    SPARE_UNLIMITED, VERSION,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -196,9 +197,15 @@ fn tell(node: &mut impl Node, now: Time, from: SocketAddr, msg: &Message<'_>) ->
     deliver(node, now, from, msg)
 }
 
-/// Delivers raw bytes and returns the answer.
-fn deliver_raw(node: &mut impl Node, now: Time, from: SocketAddr, bytes: &[u8]) -> Vec<Out> {
-    node.handle_datagram(now, from, bytes);
+/// Delivers raw bytes and returns the answer. A BLOCK goes as its sender
+/// would send it: with the block tag the peer gave `from` (see
+/// `spoofed_blocks_without_the_tag_are_dropped_unchecked` for one without).
+fn deliver_raw(node: &mut Peer, now: Time, from: SocketAddr, bytes: &[u8]) -> Vec<Out> {
+    let mut bytes = bytes.to_vec();
+    if parse_header(&bytes).is_ok_and(|(t, _)| t == MessageType::Block) {
+        set_block_tag(&mut bytes, node.block_tag(from));
+    }
+    node.handle_datagram(now, from, &bytes);
     drain(node, now)
 }
 
@@ -243,6 +250,11 @@ fn run_keeping(
     out
 }
 
+/// The block tag test node `addr` gives the peer, as a downloader would.
+fn downloader_tag(addr: SocketAddr) -> u64 {
+    0xd0_0000_0000 | u64::from(addr.port())
+}
+
 fn clubs_msg(clubs: &[u16]) -> ClubList<'_> {
     ClubList::Items(clubs)
 }
@@ -259,6 +271,7 @@ fn connect_as_downloader(
         request_id: 1,
         direction: Direction::Download,
         club,
+        block_tag: downloader_tag(from),
         clubs: clubs_msg(their_clubs),
         token: Token::NONE,
     });
@@ -277,6 +290,7 @@ fn connect_as_uploader(
         request_id: 2,
         direction: Direction::Upload,
         club,
+        block_tag: downloader_tag(from),
         clubs: clubs_msg(their_clubs),
         token: Token::NONE,
     });
@@ -315,6 +329,7 @@ fn accept_connects(p: &mut Peer, now: Time, from: SocketAddr, out: &[Out]) -> Ve
                 request_id: c.request_id,
                 direction: c.direction,
                 club: c.club,
+                block_tag: downloader_tag(from),
             });
             answers.extend(deliver(p, now, from, &acc));
         }
@@ -1058,6 +1073,7 @@ fn source_never_holds_more_than_two_uploads_in_a_club() {
             request_id: c.request_id,
             direction: c.direction,
             club: c.club,
+            block_tag: downloader_tag(x),
         });
         out.extend(deliver(&mut src, at(T0, 10), x, &acc));
     }
@@ -2230,6 +2246,7 @@ fn dropped_foreign_download_is_replaced_and_told_the_held_blocks() {
         request_id: connects[0].1,
         direction: Direction::Download,
         club: 5,
+        block_tag: downloader_tag(f2),
     });
     let now = at(t, 500);
     let out = deliver(&mut p, now, f2, &acc);
@@ -3013,6 +3030,13 @@ fn forged_block_is_rejected_and_drops_the_connection() {
     let out = deliver_raw(&mut p, T0, b, &genuine);
     assert!(p.store().has(0));
     assert_eq!(block_seqs_to(&out, u), vec![0]);
+    // Its copy to U carries the block tag U gave in its CONNECT.
+    let to_u: Vec<u64> = out
+        .iter()
+        .filter(|o| o.to == u)
+        .filter_map(|o| o.block().map(|b| b.tag))
+        .collect();
+    assert_eq!(to_u, vec![downloader_tag(u)]);
     // Once the batch is known, a forged later block fails on its hashes.
     let mut forged = f.block(12, T0, 0);
     let off = payload_offset(&forged);
@@ -3025,6 +3049,61 @@ fn forged_block_is_rejected_and_drops_the_connection() {
     assert_eq!(p.stats().dropped_forged, 2);
     // Nothing forged is ever played.
     assert_eq!(p.stats().unique_blocks, 1);
+}
+
+/// 5.16: a BLOCK under an uploader's address without the block tag the
+/// peer gave that address (an off-path spoofer cannot know it) is dropped
+/// before anything else: no signature check, no ban, no DROP, and the
+/// uploader keeps its connection, even when the spoofed blocks are
+/// forged. The uploader's own blocks, with the tag, still pass, and its
+/// CONNECT and ACCEPT carried that tag.
+#[test]
+fn spoofed_blocks_without_the_tag_are_dropped_unchecked() {
+    let (a, u) = (addr(1), addr(3));
+    let mut p = peer_with(config(&[0, 1]));
+    let out = connect_as_uploader(&mut p, T0, a, 0, &[0, 4]);
+    let told: Vec<u64> = out
+        .iter()
+        .filter(|o| o.to == a)
+        .filter_map(|o| match o.msg() {
+            Message::Accept(acc) => Some(acc.block_tag),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, vec![p.block_tag(a)], "the ACCEPT hands A its tag");
+    assert_ne!(p.block_tag(a), p.block_tag(u), "a tag per address");
+    assert_accepted(&connect_as_downloader(&mut p, T0, u, 0, &[0, 6]), u);
+    let mut f = feed();
+    let mut checks = 0;
+    for seq in (0..2_000u64).step_by(12) {
+        // A forgery of a new batch each time, under A's address, with
+        // every tag but A's.
+        let mut spoofed = f.block(seq, T0, 0);
+        let off = payload_offset(&spoofed);
+        spoofed[off] ^= 0x01;
+        let wrong = p.block_tag(a).wrapping_add(1 + seq);
+        set_block_tag(&mut spoofed, wrong);
+        p.handle_datagram(T0, a, &spoofed);
+        let out = drain(&mut p, T0);
+        assert!(out.is_empty(), "nothing answers a spoofed block");
+        checks += 1;
+    }
+    let st = p.stats();
+    assert_eq!(st.blocks_wrong_tag, checks);
+    assert_eq!(
+        (
+            st.forged_rejected,
+            st.signature_checks_refused,
+            st.dropped_forged
+        ),
+        (0, 0, 0)
+    );
+    assert!(p.connections().downloads.iter().any(|d| d.from == a));
+    assert_eq!(p.store().len(), 0, "nothing spoofed is stored");
+    // A's genuine block, with its tag, is taken and forwarded to U.
+    let out = deliver_raw(&mut p, at(T0, 10), a, &f.block(2_004, T0, 0));
+    assert!(p.store().has(2_004));
+    assert_eq!(block_seqs_to(&out, u), vec![2_004]);
 }
 
 /// A replayed genuine block is a duplicate: counted, not stored, announced,
@@ -3249,6 +3328,7 @@ fn repair_requests_are_answered_within_the_stream_rate_and_only_to_connections()
     }
     let seqs: Vec<u64> = (0..32).collect();
     let req = Message::Request(Request {
+        block_tag: downloader_tag(addr(66)),
         seqs: SeqList::Items(&seqs),
     });
     let stranger_asks = deliver(&mut p, T0, addr(66), &req);
@@ -3262,10 +3342,16 @@ fn repair_requests_are_answered_within_the_stream_rate_and_only_to_connections()
     for k in 0..500u64 {
         let seqs: Vec<u64> = (0..32).map(|i| (k * 32 + i) % 200).collect();
         let req = Message::Request(Request {
+            block_tag: downloader_tag(d) + k,
             seqs: SeqList::Items(&seqs),
         });
         for o in deliver(&mut p, now, d, &req).iter().filter(|o| o.to == d) {
             if let Some(b) = o.block() {
+                assert_eq!(
+                    b.tag,
+                    downloader_tag(d) + k,
+                    "the answer carries the asked tag"
+                );
                 bytes += b.payload.len();
             }
         }
@@ -3418,6 +3504,7 @@ fn an_unanswered_connect_is_sent_again_and_a_late_accept_is_taken_or_undone() {
             request_id: id,
             direction: Direction::Download,
             club,
+            block_tag: 1,
         })
     };
     // F's ACCEPT: club 5 still has no download, so it is taken.

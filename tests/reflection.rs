@@ -57,6 +57,7 @@ fn requests(tag: StreamTag) -> Vec<(&'static str, Vec<u8>)> {
                 request_id: 7,
                 direction: Direction::Download,
                 club: 0,
+                block_tag: 1,
                 clubs: ClubList::Items(&clubs),
                 token: Token::NONE,
             })),
@@ -67,6 +68,7 @@ fn requests(tag: StreamTag) -> Vec<(&'static str, Vec<u8>)> {
                 request_id: 8,
                 direction: Direction::Upload,
                 club: 0,
+                block_tag: 1,
                 clubs: ClubList::Items(&clubs),
                 token: Token::NONE,
             })),
@@ -92,6 +94,7 @@ fn requests(tag: StreamTag) -> Vec<(&'static str, Vec<u8>)> {
         (
             "REQUEST",
             encode(&Message::Request(Request {
+                block_tag: 1,
                 seqs: SeqList::Items(&seqs),
             })),
         ),

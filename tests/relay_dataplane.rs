@@ -275,6 +275,11 @@ fn with_sized_rig<T: Send + 'static>(
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
+/// The block tag subscriber `ip` gave the relay.
+fn tag_of(ip: Ipv4Addr) -> u64 {
+    0x5ec2_e700_0000_0000 | u64::from(u32::from(ip))
+}
+
 /// The fan-out table of `SUBSCRIBERS`.
 fn subscriber_table() -> Arc<FanoutTable> {
     let mut builder = FanoutTable::builder(FanoutLimits::default());
@@ -283,7 +288,7 @@ fn subscriber_table() -> Arc<FanoutTable> {
         builder
             .add(
                 club,
-                Subscriber::new(PEER_MAC, SocketAddrV4::new(ip, SUBSCRIBER_PORT)),
+                Subscriber::new(PEER_MAC, SocketAddrV4::new(ip, SUBSCRIBER_PORT), tag_of(ip)),
             )
             .expect("within limits");
     }
@@ -537,6 +542,9 @@ fn check_subscribers(
                 );
             };
             assert_eq!(block.club, *club);
+            // The kernel checked the UDP checksum the worker summed around
+            // this copy's own tag.
+            assert_eq!(block.tag, tag_of(*addr.ip()), "{addr}: its own block tag");
             assert_eq!(block.payload, &original.payload[..], "{addr}: payload");
             assert!(block.signature.is_some(), "{addr}: every copy is signed");
             assert_eq!(

@@ -250,20 +250,18 @@ fn inject_flood(from: SocketAddrV4, forger: &Forger) -> u64 {
 
 /// The stranger: floods the relay with forgeries (measuring the machine's
 /// softirq time over the flood and over the quiet window before it), then
-/// sends a PING from the same socket; reports the flood and whether the
-/// PONG came back (after the RETRY that validates the stranger's address).
-fn stranger(tag: StreamTag, quiet_from: Mark) -> (Flood, bool) {
+/// injects as many under the address of `uploader` (the source, which the
+/// relay downloads from) without the block tag the relay gave it, then
+/// sends a PING from its socket; reports the flood and whether the PONG
+/// came back (after the RETRY that validates the stranger's address).
+fn stranger(tag: StreamTag, quiet_from: Mark, uploader: SocketAddrV4) -> (Flood, bool) {
     let socket = UdpSocket::bind((SWARM_IP, 0)).expect("stranger socket");
     let relay = SocketAddrV4::new(RELAY_IP, RELAY_PORT);
     let forger = Forger::new(tag);
     let before = mark();
     let sent = flood(&socket, relay, &forger);
     let after = mark();
-    let from = match socket.local_addr() {
-        Ok(SocketAddr::V4(a)) => a,
-        other => panic!("the stranger's address: {other:?}"),
-    };
-    let injected = inject_flood(from, &forger);
+    let injected = inject_flood(uploader, &forger);
     let end = mark();
     let flood = Flood {
         sent,
@@ -313,9 +311,10 @@ fn run_swarm(
     let tag = StreamTag::of_key(&stream.to_bytes());
     let mut shard = Shard::bound_to(SWARM_IP.into()).expect("driver");
     let tracker = shard.add_tracker(stream, CLUBS, 1).expect("tracker");
-    shard
-        .add_source(key, tracker, CLUBS, BITRATE_BPS, 2)
-        .expect("source");
+    let source = match shard.add_source(key, tracker, CLUBS, BITRATE_BPS, 2) {
+        Ok(SocketAddr::V4(a)) => a,
+        other => panic!("the source's address: {other:?}"),
+    };
     tracker_tx.send(tracker).expect("hand over the tracker");
     let stop = AtomicBool::new(false);
     // Let the source and tracker run while the relay starts.
@@ -339,7 +338,7 @@ fn run_swarm(
     shard
         .run_until(started + FORGE_AT, &stop)
         .expect("swarm runs");
-    let forger = thread::spawn(move || stranger(tag, quiet_from));
+    let forger = thread::spawn(move || stranger(tag, quiet_from, source));
     shard
         .run_until(started + VANISH_AT, &stop)
         .expect("swarm runs");
@@ -383,6 +382,8 @@ struct RelayResult {
     relay_forged: u64,
     /// BLOCKs the XDP program's sender gate dropped.
     gate_dropped: u64,
+    /// Of those, BLOCKs under an uploader's address without its tag.
+    gate_wrong_tag: u64,
     /// The steering program's runs and their total time (kernel stats).
     xdp: clubcast::relay::steer::ProgramRunStats,
     relay_unique: u64,
@@ -434,10 +435,7 @@ fn run_relay(stream: StreamId, tracker: SocketAddr, until: Instant) -> RelayResu
     let last_subscribed = control.subscriber_addrs().into_iter().collect();
     let control = control.stats();
     let peer = node.peer().stats();
-    let gate_dropped = plane
-        .steer_counters()
-        .expect("the steering counters")
-        .dropped_unknown_sender;
+    let steer = plane.steer_counters().expect("the steering counters");
     let xdp = plane
         .steer_run_stats()
         .expect("the steering program's statistics");
@@ -446,7 +444,8 @@ fn run_relay(stream: StreamId, tracker: SocketAddr, until: Instant) -> RelayResu
         subscribers: best.0,
         clubs_served: best.1,
         relay_forged: peer.forged_rejected,
-        gate_dropped,
+        gate_dropped: steer.dropped(),
+        gate_wrong_tag: steer.dropped_wrong_tag,
         xdp,
         relay_unique: peer.unique_blocks,
         kernel_pushes: peer.blocks_out,
@@ -531,9 +530,10 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
     let softirq_ns =
         f.softirq_flood_ns.saturating_sub(f.softirq_quiet_ns) as f64 / f.sent.max(1) as f64;
     eprintln!(
-        "flood: {} forged BLOCKs in {FLOOD_SECS} s; the gate dropped {}; steering program: {} runs, mean {xdp_ns:.0} ns a run (kernel BPF stats); machine softirq {} ms during the flood against {} ms in the quiet {FLOOD_SECS} s before: {softirq_ns:.0} ns more per forged datagram; then {} injected as xdp_frames\nflood windows (CLOCK_MONOTONIC s): quiet {:.6} {:.6} flood {:.6} {:.6} injected {:.6} {:.6}",
+        "flood: {} forged BLOCKs in {FLOOD_SECS} s; the gate dropped {} ({} under the source's address without its tag); steering program: {} runs, mean {xdp_ns:.0} ns a run (kernel BPF stats); machine softirq {} ms during the flood against {} ms in the quiet {FLOOD_SECS} s before: {softirq_ns:.0} ns more per forged datagram; then {} injected as xdp_frames\nflood windows (CLOCK_MONOTONIC s): quiet {:.6} {:.6} flood {:.6} {:.6} injected {:.6} {:.6}",
         f.sent,
         relay.gate_dropped,
+        relay.gate_wrong_tag,
         relay.xdp.runs,
         f.softirq_flood_ns / 1_000_000,
         f.softirq_quiet_ns / 1_000_000,
@@ -568,8 +568,10 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         );
         assert_eq!(*forged, 0, "a forged block reached peer {clubs:?}");
     }
-    // The stranger is no uploader of the relay: its forgeries are dropped
-    // by the XDP program's sender gate, before a worker sees them.
+    // The stranger is no uploader of the relay, and its injected frames
+    // under the source's address lack the tag the relay gave the source:
+    // the XDP program's sender gate drops them all, before a worker sees
+    // them, and the source keeps its connection (the peers played on).
     assert_eq!(f.sent, FLOOD_RATE * FLOOD_SECS);
     assert_eq!(f.injected, FLOOD_RATE * FLOOD_SECS);
     assert!(
@@ -577,6 +579,11 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         "the sender gate dropped {} of {} forged BLOCKs",
         relay.gate_dropped,
         f.sent + f.injected
+    );
+    assert!(
+        relay.gate_wrong_tag * 10 >= f.injected * 9,
+        "the injected flood under the source's address: {} dropped for a wrong tag",
+        relay.gate_wrong_tag
     );
     assert!(relay.xdp.runs >= relay.gate_dropped, "{:?}", relay.xdp);
     assert_eq!(w.forward.forged, 0, "a forgery reached the worker: {w:?}");

@@ -7,7 +7,7 @@ use clubcast::auth::SourceKey;
 use clubcast::forward::ForwardStats;
 use clubcast::roles::Time;
 use clubcast::sim::{Impairment, LinkProfile, NodeId, SimSwarm};
-use clubcast::wire::{StreamTag, VERSION};
+use clubcast::wire::{set_block_tag, StreamTag, VERSION};
 
 fn addr(n: u32) -> SocketAddr {
     SimSwarm::addr(n)
@@ -173,10 +173,24 @@ fn bad_datagrams_to_every_role_are_dropped_and_the_swarm_plays_on() {
         .chain(std::iter::once(addr(SOURCE)))
         .chain((100..124).map(addr))
         .collect();
+    let forged = datagrams.len() - 100;
     for round in 0..20u64 {
         for to in &targets {
-            for d in &datagrams {
+            // The forgeries go twice: with the block tag the target gave
+            // the attacker's address (as a node it once connected to might
+            // know it), and with another.
+            let right = swarm
+                .net
+                .id_of(*to)
+                .and_then(|id| swarm.net.node(id).viewer())
+                .map(|p| p.block_tag(attacker));
+            for (k, d) in datagrams.iter().enumerate() {
                 swarm.net.inject(attacker, *to, d);
+                if let (true, Some(tag)) = (k < forged, right) {
+                    let mut tagged = d.clone();
+                    set_block_tag(&mut tagged, tag);
+                    swarm.net.inject(attacker, *to, &tagged);
+                }
             }
         }
         swarm.run_to_us(3_000_000 + (round + 1) * 250_000);
@@ -191,9 +205,11 @@ fn bad_datagrams_to_every_role_are_dropped_and_the_swarm_plays_on() {
     for id in &ids {
         let p = swarm.net.node(*id).viewer().expect("peer");
         // The forger is caught once, banned, and then costs no check: its
-        // 320 forged blocks are each refused one way or another.
+        // 320 forged blocks with the tag are each refused one way or
+        // another, and the 320 without it are dropped before any check.
         let st = p.stats();
         assert!(st.forged_rejected >= 1, "{st:?}");
+        assert!(st.blocks_wrong_tag >= 16 * 20, "{st:?}");
         assert!(
             st.forged_rejected + st.blocks_from_banned + st.signature_checks_refused + st.stale
                 >= 16 * 20,
@@ -335,6 +351,12 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
         .relay_plane()
         .and_then(|p| p.peer().connections().downloads.first().map(|d| d.from))
         .expect("the relay downloads from someone");
+    let tag = swarm
+        .net
+        .node(relay)
+        .relay_plane()
+        .map(|p| p.peer().block_tag(uploader))
+        .expect("the relay");
     // Genuinely signed (the stream's own key), then relabelled.
     let signer = BatchSigner::new(swarm.source_key());
     let full = ProofPlan {
@@ -358,6 +380,10 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
                 .block(i, full, hop)
                 .encode(&mut buf)
                 .expect("encodes");
+            // Without the uploader's tag, dropped before the core; with
+            // it (a relabelling uploader), judged and refused.
+            swarm.net.inject(uploader, addr(3), &buf[..len]);
+            set_block_tag(&mut buf, tag);
             swarm.net.inject(uploader, addr(3), &buf[..len]);
             sent += 1;
         }
@@ -366,6 +392,13 @@ fn relabelled_blocks_sent_to_a_relay_reach_no_peer() {
     swarm.run_to_us(10_000_000);
     let core = core_stats(&swarm, relay);
     assert_eq!(core.wrong_club, sent, "{core:?}");
+    let control = swarm
+        .net
+        .node(relay)
+        .relay_plane()
+        .map(|p| p.stats())
+        .expect("the relay");
+    assert_eq!(control.blocks_wrong_tag, sent, "{control:?}");
     let ids = swarm.peers.clone();
     for id in &ids {
         let p = swarm.net.node(*id).viewer().expect("peer");

@@ -3,11 +3,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use clubcast::wire::{
-    bitfield, Accept, AddrList, BatchSignature, Bitfield, Block, ClubList, ClubPeers,
-    ClubPeersRequest, Connect, Direction, Drop, DropReason, Have, Heartbeat, Join, JoinRole,
-    KeepAlive, Load, Message, MessageType, PeerList, Ping, Pong, Punch, PunchRequest, Refuse,
-    RefuseReason, Request, Retry, SeqList, StreamTag, Token, WireError, MAX_DATAGRAM, MAX_PAYLOAD,
-    REQUEST_MAX_SEQS, VERSION,
+    bitfield, block_tag, set_block_tag, Accept, AddrList, BatchSignature, Bitfield, Block,
+    ClubList, ClubPeers, ClubPeersRequest, Connect, Direction, Drop, DropReason, Have, Heartbeat,
+    Join, JoinRole, KeepAlive, Load, Message, MessageType, PeerList, Ping, Pong, Punch,
+    PunchRequest, Refuse, RefuseReason, Request, Retry, SeqList, StreamTag, Token, WireError,
+    MAX_DATAGRAM, MAX_PAYLOAD, REQUEST_MAX_SEQS, VERSION,
 };
 use proptest::prelude::*;
 
@@ -149,6 +149,7 @@ fn build(o: &Owned) -> Message<'_> {
             request_id: a as u32,
             direction,
             club: b as u16,
+            block_tag: c,
             clubs,
             token,
         }),
@@ -156,6 +157,7 @@ fn build(o: &Owned) -> Message<'_> {
             request_id: a as u32,
             direction,
             club: b as u16,
+            block_tag: c,
         }),
         9 => Message::Refuse(Refuse {
             request_id: a as u32,
@@ -198,6 +200,7 @@ fn build(o: &Owned) -> Message<'_> {
             runs: &o.runs,
         }),
         14 => Message::Request(Request {
+            block_tag: a,
             seqs: SeqList::Items(&o.seqs),
         }),
         15 => Message::Retry(Retry {
@@ -231,6 +234,7 @@ fn build(o: &Owned) -> Message<'_> {
             let count = (b as u16).max(1);
             let index = (c as u16) % count;
             Message::Block(Block {
+                tag: a ^ c,
                 stream,
                 seq: a.max(u64::from(index)),
                 club: b as u16,
@@ -360,6 +364,7 @@ fn trailing_bytes_are_rejected() {
 #[test]
 fn block_with_index_beyond_count_is_rejected() {
     let block = Block {
+        tag: 9,
         stream: StreamTag([1; 8]),
         seq: 40,
         club: 4,
@@ -375,8 +380,8 @@ fn block_with_index_beyond_count_is_rejected() {
     };
     let mut buf = [0u8; MAX_DATAGRAM];
     let len = block.encode(&mut buf).expect("valid block");
-    // Byte 46..48 is the leaf index: make it equal to the count.
-    buf[46..48].copy_from_slice(&4u16.to_be_bytes());
+    // Byte 54..56 is the leaf index: make it equal to the count.
+    buf[54..56].copy_from_slice(&4u16.to_be_bytes());
     assert!(matches!(
         Message::parse(&buf[..len]),
         Err(WireError::Invalid {
@@ -391,6 +396,7 @@ fn block_layout_matches_the_specification() {
     let sig = [7u8; 64];
     let proof = [[9u8; 32]; 2];
     let block = Block {
+        tag: 0xe1e2e3e4e5e6e7e8,
         stream: StreamTag(*b"STREAMID"),
         seq: 0x0102030405060708,
         club: 0x0a0b,
@@ -409,19 +415,32 @@ fn block_layout_matches_the_specification() {
     };
     let mut buf = [0u8; MAX_DATAGRAM];
     let len = block.encode(&mut buf).expect("fits");
-    assert_eq!(len, 53 + 72 + 64 + 3);
+    assert_eq!(len, 61 + 72 + 64 + 3);
     assert_eq!(&buf[..4], &[0xCC, VERSION, 0x40, 1]);
-    assert_eq!(&buf[4..12], b"STREAMID");
-    assert_eq!(&buf[12..20], &0x0102030405060708u64.to_be_bytes());
-    assert_eq!(&buf[20..22], &[0x0a, 0x0b]);
-    assert_eq!(&buf[46..48], &5u16.to_be_bytes());
-    assert_eq!(&buf[48..50], &16u16.to_be_bytes());
-    assert_eq!(buf[50], 2);
-    assert_eq!(&buf[51..53], &3u16.to_be_bytes());
-    assert_eq!(&buf[53..61], &0x5152535455565758u64.to_be_bytes());
-    assert_eq!(&buf[61..125], &sig);
-    assert_eq!(&buf[125..189], proof.as_flattened());
-    assert_eq!(&buf[189..192], b"xyz");
+    assert_eq!(&buf[4..12], &0xe1e2e3e4e5e6e7e8u64.to_be_bytes());
+    assert_eq!(block_tag(&buf[..len]), Some(0xe1e2e3e4e5e6e7e8));
+    assert_eq!(&buf[12..20], b"STREAMID");
+    assert_eq!(&buf[20..28], &0x0102030405060708u64.to_be_bytes());
+    assert_eq!(&buf[28..30], &[0x0a, 0x0b]);
+    assert_eq!(&buf[30..38], &0x1112131415161718u64.to_be_bytes());
+    assert_eq!(&buf[38..42], &0x21222324u32.to_be_bytes());
+    assert_eq!(&buf[42..46], &0x31323334u32.to_be_bytes());
+    assert_eq!(&buf[46..54], &0x4142434445464748u64.to_be_bytes());
+    assert_eq!(&buf[54..56], &5u16.to_be_bytes());
+    assert_eq!(&buf[56..58], &16u16.to_be_bytes());
+    assert_eq!(buf[58], 2);
+    assert_eq!(&buf[59..61], &3u16.to_be_bytes());
+    assert_eq!(&buf[61..69], &0x5152535455565758u64.to_be_bytes());
+    assert_eq!(&buf[69..133], &sig);
+    assert_eq!(&buf[133..197], proof.as_flattened());
+    assert_eq!(&buf[197..200], b"xyz");
+    // A data plane restamps the tag of each copy in place.
+    assert!(set_block_tag(&mut buf[..len], 42));
+    match Message::parse(&buf[..len]) {
+        Ok(Message::Block(b)) => assert_eq!(b, Block { tag: 42, ..block }),
+        other => panic!("restamped block: {other:?}"),
+    }
+    assert!(!set_block_tag(&mut buf[..11], 1), "too short for a tag");
 }
 
 #[test]
@@ -430,6 +449,7 @@ fn largest_block_fits_the_datagram_budget() {
     let proof = [[0u8; 32]; 6];
     let payload = vec![0u8; Block::max_payload(6)];
     let block = Block {
+        tag: u64::MAX,
         stream: StreamTag([0; 8]),
         seq: 63,
         club: 0,

@@ -22,6 +22,7 @@
 mod netns;
 
 use netns::ip;
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -287,9 +288,10 @@ fn block_to_relay_port_without_a_socket_falls_back_to_pass() {
 
 /// The sender gate: off, a BLOCK from anyone is steered as before; on, a
 /// BLOCK from a sender the control plane did not allow is dropped here and
-/// counted, one from an allowed sender goes on, control messages from
-/// anyone still reach the kernel, and a sender taken off the set is
-/// dropped again.
+/// counted, one from an allowed sender with the block tag the relay gave
+/// it goes on, one under its address with another tag (or cut before the
+/// tag) is dropped and counted apart, control messages from anyone still
+/// reach the kernel, and a sender taken off the set is dropped again.
 #[test]
 fn the_sender_gate_drops_blocks_from_senders_not_allowed() {
     require_privileges!("the_sender_gate_drops_blocks_from_senders_not_allowed");
@@ -304,7 +306,18 @@ fn the_sender_gate_drops_blocks_from_senders_not_allowed() {
     assert_eq!((delta.dropped_unknown_sender, delta.total()), (1, 1));
     let control = Ipv4Frame::udp(RELAY_PORT, clubcast_message(0x12, 16)).build();
     assert_passed_as(&prog, &control, "PING from anyone", |c| c.passed_control);
-    gate.allow_only(&std::collections::BTreeSet::from([sender]));
+    // The body counts up from 0: flags 0, then tag bytes 1..=8.
+    let tag = u64::from_be_bytes([1, 2, 3, 4, 5, 6, 7, 8]);
+    gate.allow_only(&BTreeMap::from([(sender, tag + 1)]));
+    let (action, delta) = run(&prog, &block.build());
+    assert_eq!(action, XdpAction::Drop, "spoofed tag: {delta:?}");
+    assert_eq!((delta.dropped_wrong_tag, delta.total()), (1, 1));
+    let mut cut = block.clone();
+    cut.payload.truncate(3 + 1 + 7);
+    let (action, delta) = run(&prog, &cut.build());
+    assert_eq!(action, XdpAction::Drop, "cut before its tag: {delta:?}");
+    assert_eq!(delta.dropped_wrong_tag, 1);
+    gate.allow_only(&BTreeMap::from([(sender, tag)]));
     assert_passed_as(&prog, &block.build(), "allowed sender", |c| {
         c.passed_no_socket
     });
@@ -312,7 +325,7 @@ fn the_sender_gate_drops_blocks_from_senders_not_allowed() {
     let mut other = Ipv4Frame::block(RELAY_PORT);
     other.src_port += 1;
     assert_eq!(run(&prog, &other.build()).0, XdpAction::Drop);
-    gate.allow_only(&std::collections::BTreeSet::new());
+    gate.allow_only(&BTreeMap::new());
     assert_eq!(run(&prog, &block.build()).0, XdpAction::Drop);
     assert_eq!(gate.counts(), (0, 0));
     // What a dropped forgery costs the relay, by the kernel's clock.

@@ -160,10 +160,12 @@ impl SignedBatch {
     }
 
     /// The BLOCK for leaf `index` (below [`Self::count`]) carrying what
-    /// `plan` asks for.
+    /// `plan` asks for, with no block tag (each sender sets the one its
+    /// receiver gave it).
     pub fn block(&self, index: u16, plan: ProofPlan, hop: HopFields) -> Block<'_> {
         let proof = &self.proofs[usize::from(index)];
         Block {
+            tag: 0,
             stream: self.stream,
             seq: self.seq(index),
             club: hop.club,

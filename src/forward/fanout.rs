@@ -48,7 +48,8 @@ pub enum CopyError {
 pub trait CopySink {
     /// A new datagram is to be copied: prepare what every copy shares.
     fn begin(&mut self, datagram: &[u8]);
-    /// One copy of the datagram given to [`CopySink::begin`] towards `to`.
+    /// One copy of the datagram given to [`CopySink::begin`] towards `to`,
+    /// carrying `to`'s block tag (`to.tag`) in place of the datagram's.
     fn copy(&mut self, to: &Subscriber, datagram: &[u8]) -> Result<(), CopyError>;
     /// The block's copies are all made: send them now. `parked_us` is how
     /// long the block waited parked before it verified (0 for one of the

@@ -63,8 +63,9 @@ impl CopySink for DatagramQueue {
         if datagram.len() > MAX_DATAGRAM {
             return Err(CopyError::TooLarge);
         }
-        self.queue
-            .push_back((SocketAddr::V4(to.addr), datagram.to_vec()));
+        let mut copy = datagram.to_vec();
+        crate::wire::set_block_tag(&mut copy, to.tag);
+        self.queue.push_back((SocketAddr::V4(to.addr), copy));
         Ok(())
     }
 

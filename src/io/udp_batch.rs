@@ -4,7 +4,8 @@
 //! [`UdpBatchIo`] receives a batch of datagrams with their senders into
 //! buffers allocated once. [`SendmmsgSink`] is its send side, a
 //! [`CopySink`]: `begin` keeps the block's datagram once, `copy` adds a
-//! message header naming it and the subscriber's address, and `flush`
+//! message header naming it, the subscriber's block tag and address (each
+//! message gathers the datagram around its own tag), and `flush`
 //! hands all of them to the kernel in one call, so a block goes out as
 //! soon as it verifies. Receiving and sending allocate nothing. A full
 //! socket buffer drops what it could not take, counted.
@@ -18,7 +19,7 @@ use super::packet::{OnDatagram, PacketIo, SendLatency};
 use super::udp::RECV_BUF;
 use crate::forward::{CopyError, CopySink};
 use crate::relay::fanout::Subscriber;
-use crate::wire::MAX_DATAGRAM;
+use crate::wire::{BLOCK_TAG_LEN, BLOCK_TAG_OFFSET, MAX_DATAGRAM};
 
 /// Counters of a [`SendmmsgSink`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,13 +34,22 @@ pub struct SinkStats {
     pub calls: u64,
 }
 
+/// An empty `iovec`.
+const EMPTY_IOV: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
 /// Copies of one block at a time, sent with `sendmmsg` on `fd`.
 pub struct SendmmsgSink {
     fd: RawFd,
     datagram: Box<[u8; MAX_DATAGRAM]>,
     len: usize,
     addrs: Vec<libc::sockaddr_in>,
-    iov: libc::iovec,
+    /// Each copy's block tag, as sent.
+    tags: Vec<[u8; BLOCK_TAG_LEN]>,
+    /// Each copy's pieces: the datagram before its tag, the tag, the rest.
+    iovs: Vec<[libc::iovec; 3]>,
     hdrs: Vec<libc::mmsghdr>,
     stats: SinkStats,
     latency: SendLatency,
@@ -75,10 +85,8 @@ impl SendmmsgSink {
             datagram: Box::new([0u8; MAX_DATAGRAM]),
             len: 0,
             addrs: Vec::with_capacity(copies),
-            iov: libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            },
+            tags: Vec::with_capacity(copies),
+            iovs: vec![[EMPTY_IOV; 3]; copies],
             // SAFETY: an all-zero mmsghdr is a valid empty header.
             hdrs: vec![unsafe { std::mem::zeroed() }; copies],
             stats: SinkStats::default(),
@@ -103,16 +111,18 @@ impl CopySink for SendmmsgSink {
         self.datagram[..len].copy_from_slice(&datagram[..len]);
         self.len = len;
         self.addrs.clear();
+        self.tags.clear();
     }
 
     fn copy(&mut self, to: &Subscriber, datagram: &[u8]) -> Result<(), CopyError> {
-        if datagram.len() != self.len {
+        if datagram.len() != self.len || self.len < BLOCK_TAG_OFFSET + BLOCK_TAG_LEN {
             return Err(CopyError::TooLarge);
         }
         if self.addrs.len() >= self.hdrs.len() {
             return Err(CopyError::NoBuffer);
         }
         self.addrs.push(sockaddr_in(to.addr));
+        self.tags.push(to.tag.to_be_bytes());
         Ok(())
     }
 
@@ -121,23 +131,43 @@ impl CopySink for SendmmsgSink {
         if n == 0 {
             return;
         }
-        self.iov = libc::iovec {
-            iov_base: self.datagram.as_mut_ptr().cast(),
-            iov_len: self.len,
-        };
-        for (hdr, addr) in self.hdrs.iter_mut().zip(&self.addrs) {
+        let tag_end = BLOCK_TAG_OFFSET + BLOCK_TAG_LEN;
+        let base = self.datagram.as_mut_ptr();
+        for (((hdr, addr), tag), iov) in self
+            .hdrs
+            .iter_mut()
+            .zip(&self.addrs)
+            .zip(&mut self.tags)
+            .zip(&mut self.iovs)
+        {
+            *iov = [
+                libc::iovec {
+                    iov_base: base.cast(),
+                    iov_len: BLOCK_TAG_OFFSET,
+                },
+                libc::iovec {
+                    iov_base: tag.as_mut_ptr().cast(),
+                    iov_len: BLOCK_TAG_LEN,
+                },
+                libc::iovec {
+                    // SAFETY: `tag_end <= self.len <= MAX_DATAGRAM` (checked
+                    // in `copy`), so this stays inside the buffer.
+                    iov_base: unsafe { base.add(tag_end) }.cast(),
+                    iov_len: self.len - tag_end,
+                },
+            ];
             hdr.msg_hdr.msg_name = (addr as *const libc::sockaddr_in).cast_mut().cast();
             hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            hdr.msg_hdr.msg_iov = &mut self.iov;
-            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_iov = iov.as_mut_ptr();
+            hdr.msg_hdr.msg_iovlen = 3;
             hdr.msg_len = 0;
         }
         let mut done = 0usize;
         let mut failures = 0;
         while done < n && failures < 4 {
-            // SAFETY: `n - done` headers naming `self.iov` (over the
-            // datagram buffer) and addresses in `self.addrs`, all alive and
-            // unmoved across the call.
+            // SAFETY: `n - done` headers naming iovecs in `self.iovs` (over
+            // the datagram buffer and `self.tags`) and addresses in
+            // `self.addrs`, all alive and unmoved across the call.
             let rc = unsafe {
                 libc::sendmmsg(
                     self.fd,
@@ -157,6 +187,7 @@ impl CopySink for SendmmsgSink {
         self.stats.bytes += (done * self.len) as u64;
         self.stats.dropped += (n - done) as u64;
         self.addrs.clear();
+        self.tags.clear();
         self.latency.block_ready(parked_us);
         self.latency.sent();
     }

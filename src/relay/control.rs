@@ -21,7 +21,7 @@
 //! hop is not resolved yet are left out of the table and counted; so are
 //! uploads to IPv6 peers, which the state machine serves itself.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ use crate::auth::verifier::DEFAULT_WINDOW;
 use crate::forward::BlockForwarder;
 use crate::io::mem::DatagramQueue;
 use crate::roles::{Node, Peer, Time, Transmit};
-use crate::wire::{parse_header, MessageType};
+use crate::wire::{block_tag, parse_header, MessageType};
 
 /// Default period of the fan-out refresh, in milliseconds.
 pub const DEFAULT_REFRESH_MS: u64 = 20;
@@ -71,6 +71,9 @@ pub struct ControlStats {
     /// relay: dropped before any check (a validated uploader sends the
     /// relay its blocks; anyone else is a stranger or a spoofer).
     pub blocks_unconnected: u64,
+    /// BLOCKs to the inline core from a connected address without the
+    /// block tag the relay gave it: spoofed, dropped before any check.
+    pub blocks_wrong_tag: u64,
 }
 
 /// The forwarding core on the node's own thread: for the relay on a
@@ -92,8 +95,9 @@ pub struct ControlPlane {
     inline: Option<InlineCore>,
     limits: FanoutLimits,
     refresh_us: u64,
-    /// The subscriptions of the newest table, sorted.
-    published: Vec<(u16, SocketAddrV4, MacAddr)>,
+    /// The subscriptions of the newest table (club, receiver, next hop,
+    /// the receiver's block tag), sorted.
+    published: Vec<(u16, SocketAddrV4, MacAddr, u64)>,
     wanted: Vec<(u16, SocketAddrV4)>,
     now: Time,
     next_refresh: Time,
@@ -150,16 +154,17 @@ impl ControlPlane {
         self
     }
 
-    /// Hands the sender filter the relay's uploaders now.
+    /// Hands the sender filter the relay's uploaders now, each with the
+    /// block tag the relay gave it.
     fn sync_senders(&mut self) {
         if let Some(filter) = self.senders.as_mut() {
-            let allowed: BTreeSet<SocketAddrV4> = self
-                .peer
+            let peer = &self.peer;
+            let allowed: BTreeMap<SocketAddrV4, u64> = peer
                 .connections()
                 .downloads
                 .iter()
                 .filter_map(|d| match d.from {
-                    SocketAddr::V4(a) => Some(a),
+                    SocketAddr::V4(a) => Some((a, peer.block_tag(d.from))),
                     SocketAddr::V6(_) => None,
                 })
                 .collect();
@@ -265,9 +270,14 @@ impl ControlPlane {
         self.hops.refresh(&ips, now);
         let mut next = Vec::with_capacity(self.wanted.len());
         let mut unresolved = 0u64;
+        let uploads = &self.peer.connections().uploads;
         for &(club, addr) in &self.wanted {
+            let tag = uploads
+                .iter()
+                .find(|u| u.club == club && u.to == SocketAddr::V4(addr))
+                .map_or(0, |u| u.tag);
             match self.hops.mac(*addr.ip()) {
-                Some(mac) => next.push((club, addr, mac)),
+                Some(mac) => next.push((club, addr, mac, tag)),
                 None => unresolved += 1,
             }
         }
@@ -277,14 +287,19 @@ impl ControlPlane {
             let mut builder = FanoutTable::builder(self.limits);
             builder.swarm_clubs(self.peer.club_count());
             let mut over = 0u64;
-            let uploads = &self.peer.connections().uploads;
-            for &(club, addr, mac) in &next {
+            for &(club, addr, mac, tag) in &next {
                 // The upload's HAVEs, so the workers skip what it holds.
                 let have = uploads
                     .iter()
                     .find(|u| u.club == club && u.to == SocketAddr::V4(addr))
                     .map(|u| u.have.board());
-                if builder.add(club, Subscriber { mac, addr, have }).is_err() {
+                let subscriber = Subscriber {
+                    mac,
+                    addr,
+                    tag,
+                    have,
+                };
+                if builder.add(club, subscriber).is_err() {
                     over += 1;
                 }
             }
@@ -323,6 +338,10 @@ impl Node for ControlPlane {
             if is_block {
                 if !self.peer.connections().is_connected(from) {
                     self.stats.blocks_unconnected += 1;
+                    return;
+                }
+                if block_tag(datagram) != Some(self.peer.block_tag(from)) {
+                    self.stats.blocks_wrong_tag += 1;
                     return;
                 }
                 if let Some(table) = core.updates.latest() {

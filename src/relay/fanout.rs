@@ -42,18 +42,21 @@ pub struct Subscriber {
     pub mac: MacAddr,
     /// The subscriber's IPv4 address and UDP port.
     pub addr: SocketAddrV4,
+    /// The block tag it gave the relay: each copy to it carries this one.
+    pub tag: u64,
     /// Its recent HAVEs, kept by the control plane ([0046]); `None` when
     /// nobody tracks them.
     pub have: Option<Arc<HaveBoard>>,
 }
 
 impl Subscriber {
-    /// A subscriber at `addr`, reached through `mac`, whose HAVEs nobody
-    /// tracks.
-    pub fn new(mac: MacAddr, addr: SocketAddrV4) -> Self {
+    /// A subscriber at `addr`, reached through `mac`, that gave the block
+    /// tag `tag`, whose HAVEs nobody tracks.
+    pub fn new(mac: MacAddr, addr: SocketAddrV4, tag: u64) -> Self {
         Subscriber {
             mac,
             addr,
+            tag,
             have: None,
         }
     }
@@ -68,6 +71,7 @@ impl PartialEq for Subscriber {
     fn eq(&self, other: &Self) -> bool {
         self.mac == other.mac
             && self.addr == other.addr
+            && self.tag == other.tag
             && match (&self.have, &other.have) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
@@ -344,6 +348,7 @@ mod tests {
         Subscriber::new(
             [2, 0, 0, 0, 0, host],
             SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, host), 9000),
+            u64::from(host),
         )
     }
 

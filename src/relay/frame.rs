@@ -15,6 +15,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use thiserror::Error;
 
+use crate::wire::{BLOCK_TAG_LEN, BLOCK_TAG_OFFSET};
+
 /// An Ethernet (MAC) address.
 pub type MacAddr = [u8; 6];
 
@@ -219,6 +221,24 @@ impl PayloadSum {
     /// segment (it does: the UDP header is 8 bytes).
     pub fn of(payload: &[u8]) -> Self {
         PayloadSum(fold(ones_complement_sum(payload, 0)))
+    }
+
+    /// The sum of the BLOCK datagram `payload` as if its block tag were
+    /// zero: each copy adds its own tag with [`PayloadSum::plus`].
+    pub fn of_untagged(payload: &[u8]) -> Self {
+        let end = BLOCK_TAG_OFFSET + BLOCK_TAG_LEN;
+        let head = &payload[..payload.len().min(BLOCK_TAG_OFFSET)];
+        let tail = payload.get(end..).unwrap_or(&[]);
+        PayloadSum(fold(ones_complement_sum(
+            tail,
+            ones_complement_sum(head, 0),
+        )))
+    }
+
+    /// This sum with `bytes` added where the payload had zeros, at an even
+    /// offset (the block tag: `BLOCK_TAG_OFFSET` is even).
+    pub fn plus(self, bytes: &[u8]) -> Self {
+        PayloadSum(fold(ones_complement_sum(bytes, u64::from(self.0))))
     }
 }
 
@@ -428,6 +448,22 @@ pub fn write_frame_summed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_untagged_sum_plus_a_tag_is_the_sum_of_the_tagged_datagram() {
+        for len in [12usize, 13, 61, 200, 1232] {
+            let mut datagram: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let untagged = PayloadSum::of_untagged(&datagram);
+            for tag in [0u64, 1, 0xffff_ffff_ffff_ffff, 0x0123_4567_89ab_cdef] {
+                crate::wire::set_block_tag(&mut datagram, tag);
+                assert_eq!(
+                    fold(u64::from(untagged.plus(&tag.to_be_bytes()).0)),
+                    fold(u64::from(PayloadSum::of(&datagram).0)),
+                    "len {len}, tag {tag:#x}"
+                );
+            }
+        }
+    }
 
     fn headers() -> UdpHeaders {
         UdpHeaders {

@@ -12,7 +12,7 @@
 //! message beyond what the kernel program checks (magic, version, type).
 //! Loading and attaching need root, or CAP_BPF with CAP_NET_ADMIN.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
@@ -127,7 +127,7 @@ pub struct SteerCounters {
     pub passed_truncated: u64,
     /// IPv4 fragments, left to the kernel to reassemble.
     pub passed_fragment: u64,
-    /// Relay-port datagrams without the clubcast magic and version 1.
+    /// Relay-port datagrams without the clubcast magic and version.
     pub passed_not_clubcast: u64,
     /// BLOCKs whose rx queue has no AF_XDP socket in the XSKMAP.
     pub passed_no_socket: u64,
@@ -137,15 +137,18 @@ pub struct SteerCounters {
     /// BLOCKs from senders that are not validated uploaders, dropped by
     /// the sender gate ([`SenderGate`]).
     pub dropped_unknown_sender: u64,
+    /// BLOCKs from a validated uploader's address without the block tag
+    /// the relay gave it (spoofed), dropped by the sender gate.
+    pub dropped_wrong_tag: u64,
 }
 
 /// Number of counter slots, in the order of `enum steer_counter` in
 /// `bpf/clubcast.h`.
-const COUNTER_SLOTS: u32 = 11;
+const COUNTER_SLOTS: u32 = 12;
 
 impl SteerCounters {
     fn from_slots(slots: [u64; COUNTER_SLOTS as usize]) -> Self {
-        let [redirected, passed_not_ip, passed_not_udp, passed_other_port, passed_control, passed_truncated, passed_fragment, passed_not_clubcast, passed_no_socket, sink_dropped, dropped_unknown_sender] =
+        let [redirected, passed_not_ip, passed_not_udp, passed_other_port, passed_control, passed_truncated, passed_fragment, passed_not_clubcast, passed_no_socket, sink_dropped, dropped_unknown_sender, dropped_wrong_tag] =
             slots;
         Self {
             redirected,
@@ -159,6 +162,7 @@ impl SteerCounters {
             passed_no_socket,
             sink_dropped,
             dropped_unknown_sender,
+            dropped_wrong_tag,
         }
     }
 
@@ -176,7 +180,12 @@ impl SteerCounters {
 
     /// Frames the steering program has seen.
     pub fn total(&self) -> u64 {
-        self.redirected + self.passed() + self.dropped_unknown_sender
+        self.redirected + self.passed() + self.dropped()
+    }
+
+    /// BLOCKs the sender gate dropped, for either reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_unknown_sender + self.dropped_wrong_tag
     }
 
     /// Counts since `earlier`, a reading of the same program.
@@ -203,6 +212,9 @@ impl SteerCounters {
             dropped_unknown_sender: self
                 .dropped_unknown_sender
                 .saturating_sub(earlier.dropped_unknown_sender),
+            dropped_wrong_tag: self
+                .dropped_wrong_tag
+                .saturating_sub(earlier.dropped_wrong_tag),
         }
     }
 }
@@ -309,13 +321,14 @@ pub enum SteerError {
 }
 
 /// The steering program's sender gate: the relay's validated uploaders in
-/// the `senders` map, and the switch that makes the program drop a BLOCK
-/// from anyone else (`gate`). The control plane owns it and keeps the set
+/// the `senders` map, each with the block tag the relay gave it, and the
+/// switch that makes the program drop a BLOCK from anyone else or without
+/// its sender's tag (`gate`). The control plane owns it and keeps the map
 /// equal to the addresses it downloads from.
 pub struct SenderGate {
     senders: libbpf_rs::MapHandle,
     gate: libbpf_rs::MapHandle,
-    allowed: BTreeSet<SocketAddrV4>,
+    allowed: BTreeMap<SocketAddrV4, u64>,
     errors: u64,
 }
 
@@ -345,11 +358,17 @@ impl SenderGate {
             })
     }
 
-    /// Makes `allowed` the set of senders whose BLOCKs pass: adds what is
-    /// new, removes what is gone. A map update that fails is counted and
-    /// tried again on the next call.
-    pub fn allow_only(&mut self, allowed: &BTreeSet<SocketAddrV4>) {
-        let gone: Vec<SocketAddrV4> = self.allowed.difference(allowed).copied().collect();
+    /// Makes `allowed` the senders whose BLOCKs pass, each with the block
+    /// tag its BLOCKs must carry: adds what is new or changed, removes what
+    /// is gone. A map update that fails is counted and tried again on the
+    /// next call.
+    pub fn allow_only(&mut self, allowed: &BTreeMap<SocketAddrV4, u64>) {
+        let gone: Vec<SocketAddrV4> = self
+            .allowed
+            .keys()
+            .filter(|a| !allowed.contains_key(a))
+            .copied()
+            .collect();
         for addr in gone {
             match self.senders.delete(&sender_key(addr)) {
                 Ok(()) => {}
@@ -361,10 +380,17 @@ impl SenderGate {
             }
             self.allowed.remove(&addr);
         }
-        for &addr in allowed.difference(&self.allowed.clone()) {
-            match self.senders.update(&sender_key(addr), &[1], MapFlags::ANY) {
+        for (&addr, &tag) in allowed {
+            if self.allowed.get(&addr) == Some(&tag) {
+                continue;
+            }
+            // The value is the tag's bytes as they sit in a BLOCK.
+            match self
+                .senders
+                .update(&sender_key(addr), &tag.to_be_bytes(), MapFlags::ANY)
+            {
                 Ok(()) => {
-                    self.allowed.insert(addr);
+                    self.allowed.insert(addr, tag);
                 }
                 Err(_) => self.errors += 1,
             }
@@ -612,7 +638,7 @@ impl SteeringProgram {
         Ok(SenderGate {
             senders: handle(&self.skel.maps.senders, "senders")?,
             gate: handle(&self.skel.maps.gate, "gate")?,
-            allowed: BTreeSet::new(),
+            allowed: BTreeMap::new(),
             errors: 0,
         })
     }
@@ -928,12 +954,13 @@ mod tests {
 
     #[test]
     fn counters_sum_and_subtract_by_slot() {
-        let later = SteerCounters::from_slots([5, 1, 1, 1, 1, 1, 1, 1, 1, 7, 2]);
-        let earlier = SteerCounters::from_slots([2, 0, 1, 0, 0, 0, 0, 0, 0, 4, 1]);
+        let later = SteerCounters::from_slots([5, 1, 1, 1, 1, 1, 1, 1, 1, 7, 2, 3]);
+        let earlier = SteerCounters::from_slots([2, 0, 1, 0, 0, 0, 0, 0, 0, 4, 1, 1]);
         assert_eq!(later.passed(), 8);
+        assert_eq!(later.dropped(), 5);
         assert_eq!(
             later.total(),
-            15,
+            18,
             "the sink's drops are not the steering program's; the gate's are"
         );
         let delta = later.since(&earlier);
@@ -941,7 +968,8 @@ mod tests {
         assert_eq!(delta.passed_not_udp, 0);
         assert_eq!(delta.sink_dropped, 3);
         assert_eq!(delta.dropped_unknown_sender, 1);
-        assert_eq!(delta.total(), 11);
+        assert_eq!(delta.dropped_wrong_tag, 2);
+        assert_eq!(delta.total(), 13);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::worker::{LocalEndpoint, WorkerStats};
 use super::xsk::{self, Kick, XskKernelStats, XskSocket};
 use crate::forward::{CopyError, CopySink};
 use crate::io::packet::{OnDatagram, PacketIo, SendLatency};
+use crate::wire::set_block_tag;
 
 /// Copies queued before a kick: copy mode transmits at most 32 frames per
 /// `sendto` (the kernel's `TX_BATCH_SIZE`), so waiting for more only
@@ -67,7 +68,7 @@ pub struct XdpTx {
 impl CopySink for XdpTx {
     fn begin(&mut self, datagram: &[u8]) {
         self.sum = match self.checksum {
-            UdpChecksum::Compute => PayloadSum::of(datagram),
+            UdpChecksum::Compute => PayloadSum::of_untagged(datagram),
             UdpChecksum::Zero => PayloadSum::of(&[]),
         };
     }
@@ -92,8 +93,16 @@ impl CopySink for XdpTx {
             ip_id: self.ip_id,
             checksum: self.checksum,
         };
-        let written = frame::write_frame_summed(data.contents_mut(), &headers, datagram, self.sum);
-        if written != Ok(frame_len) {
+        let tag = to.tag.to_be_bytes();
+        let sum = match self.checksum {
+            UdpChecksum::Compute => self.sum.plus(&tag),
+            UdpChecksum::Zero => self.sum,
+        };
+        let contents = data.contents_mut();
+        let written = frame::write_frame_summed(contents, &headers, datagram, sum);
+        let tagged = written == Ok(frame_len)
+            && set_block_tag(&mut contents[HEADERS_LEN..frame_len], to.tag);
+        if !tagged {
             // The frame is smaller than the datagram (ruled out by the
             // socket's config check): keep the frame, skip the copy.
             self.free.push(desc);

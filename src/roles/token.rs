@@ -21,6 +21,12 @@ use crate::wire::Token;
 /// minutes.
 pub const TOKEN_EPOCH_US: u64 = 300_000_000;
 
+/// First byte MACed for a token.
+const DOMAIN_TOKEN: u8 = 1;
+
+/// First byte MACed for a block tag.
+const DOMAIN_BLOCK_TAG: u8 = 2;
+
 /// Mints and checks the tokens of one node.
 #[derive(Clone)]
 pub struct TokenKey {
@@ -57,8 +63,27 @@ impl TokenKey {
             && constant_time_eq(&self.token(addr, epoch).0, &token.0)
     }
 
+    /// The block tag this node gives `addr`: never 0 (0 means "no tag
+    /// given").
+    pub fn block_tag(&self, addr: SocketAddr) -> u64 {
+        let mac = self.mac(addr, DOMAIN_BLOCK_TAG, &[]);
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&mac.as_bytes()[..8]);
+        u64::from_be_bytes(tag).max(1)
+    }
+
     fn token(&self, addr: SocketAddr, epoch: u32) -> Token {
+        let mac = self.mac(addr, DOMAIN_TOKEN, &epoch.to_be_bytes());
+        let mut out = [0u8; Token::LEN];
+        out[..4].copy_from_slice(&epoch.to_be_bytes());
+        out[4..].copy_from_slice(&mac.as_bytes()[..Token::LEN - 4]);
+        Token(out)
+    }
+
+    /// The keyed MAC of `domain`, `addr` and `extra`.
+    fn mac(&self, addr: SocketAddr, domain: u8, extra: &[u8]) -> blake3::Hash {
         let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(&[domain]);
         match addr {
             SocketAddr::V4(a) => {
                 h.update(&[4]);
@@ -70,12 +95,8 @@ impl TokenKey {
             }
         }
         h.update(&addr.port().to_be_bytes());
-        h.update(&epoch.to_be_bytes());
-        let mac = h.finalize();
-        let mut out = [0u8; Token::LEN];
-        out[..4].copy_from_slice(&epoch.to_be_bytes());
-        out[4..].copy_from_slice(&mac.as_bytes()[..Token::LEN - 4]);
-        Token(out)
+        h.update(extra);
+        h.finalize()
     }
 }
 
@@ -106,5 +127,14 @@ mod tests {
         let mut bent = tok;
         bent.0[9] ^= 1;
         assert!(!k.check(a(1), &bent, t0));
+    }
+
+    #[test]
+    fn block_tags_differ_by_address_and_key_and_are_never_zero() {
+        let k = TokenKey::new([7; 32]);
+        assert_eq!(k.block_tag(a(1)), k.block_tag(a(1)));
+        assert_ne!(k.block_tag(a(1)), k.block_tag(a(2)));
+        assert_ne!(k.block_tag(a(1)), TokenKey::new([8; 32]).block_tag(a(1)));
+        assert!((0..200).all(|p| k.block_tag(a(p)) != 0));
     }
 }

@@ -1,6 +1,9 @@
 //! The BLOCK message: one numbered piece of the live feed (the hot path).
 //!
-//! Besides the payload a block carries its place in the feed (sequence
+//! Besides the payload a block carries the block tag its receiver gave the
+//! sender for it (5.16 of `docs/PROTOCOL.md`: a secret that ties the block
+//! to the receiver's connection, so an off-path sender cannot pass one off
+//! under another's address), its place in the feed (sequence
 //! number, club [0040]), hop-by-hop congestion fields (send timestamp and
 //! delay threshold [0051]), the source's bit-rate estimate [0044], its place
 //! in the signed batch (batch number, leaf index, leaf count [0041]), and only
@@ -11,11 +14,38 @@
 
 use super::{check_budget, write_header, MessageType, Reader, StreamTag, WireError, Writer};
 
-/// Bytes before the optional signature: header (3), flags (1), stream tag
-/// (8), sequence (8), club (2), send time (8), delay threshold (4), bit rate
+/// Bytes before the optional signature: header (3), flags (1), block tag
+/// (8), stream tag (8), sequence (8), club (2), send time (8), delay threshold (4), bit rate
 /// (4), batch (8), leaf index (2), leaf count (2), proof count (1), payload
 /// length (2).
-pub const BLOCK_FIXED_LEN: usize = 53;
+pub const BLOCK_FIXED_LEN: usize = 61;
+
+/// Offset of the block tag in a BLOCK datagram (after the header and the
+/// flags, so at an even offset for checksum arithmetic): a data plane
+/// stamps each copy's tag there.
+pub const BLOCK_TAG_OFFSET: usize = super::HEADER_LEN + 1;
+
+/// Bytes of the block tag.
+pub const BLOCK_TAG_LEN: usize = 8;
+
+/// Writes `tag` into the BLOCK datagram `datagram`; false (nothing
+/// written) when it is too short to hold one.
+pub fn set_block_tag(datagram: &mut [u8], tag: u64) -> bool {
+    match datagram.get_mut(BLOCK_TAG_OFFSET..BLOCK_TAG_OFFSET + BLOCK_TAG_LEN) {
+        Some(field) => {
+            field.copy_from_slice(&tag.to_be_bytes());
+            true
+        }
+        None => false,
+    }
+}
+
+/// The block tag of the BLOCK datagram `datagram`, if it is long enough to
+/// hold one (its type is not checked).
+pub fn block_tag(datagram: &[u8]) -> Option<u64> {
+    let field = datagram.get(BLOCK_TAG_OFFSET..BLOCK_TAG_OFFSET + BLOCK_TAG_LEN)?;
+    Some(u64::from_be_bytes(field.try_into().ok()?))
+}
 
 /// Bytes of the optional signature section: batch timestamp (8) and
 /// ed25519 signature (64).
@@ -48,6 +78,10 @@ pub struct BatchSignature<'a> {
 /// A data block, borrowing its datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block<'a> {
+    /// The block tag the receiver gave the sender (in CONNECT, ACCEPT or
+    /// REQUEST): per hop, set anew for each receiver; 0 when the receiver
+    /// gave none.
+    pub tag: u64,
     /// Stream the block belongs to.
     pub stream: StreamTag,
     /// Sequence number in the feed [0040].
@@ -105,6 +139,7 @@ impl<'a> Block<'a> {
                 reason: "reserved flag bits set",
             });
         }
+        let tag = r.u64("block tag")?;
         let stream = StreamTag(*r.array("stream tag")?);
         let seq = r.u64("sequence")?;
         let club = r.u16("club")?;
@@ -153,6 +188,7 @@ impl<'a> Block<'a> {
             .as_chunks::<HASH_LEN>();
         let payload = r.bytes(payload_len, "payload")?;
         Ok(Block {
+            tag,
             stream,
             seq,
             club,
@@ -193,6 +229,7 @@ impl<'a> Block<'a> {
             0
         };
         w.u8(flags)?;
+        w.u64(self.tag)?;
         w.bytes(&self.stream.0)?;
         w.u64(self.seq)?;
         w.u16(self.club)?;

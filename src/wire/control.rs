@@ -332,6 +332,9 @@ pub struct Connect<'a> {
     pub direction: Direction,
     /// Club whose blocks the connection carries.
     pub club: u16,
+    /// The block tag the initiator gives the responder: what it wants on
+    /// every BLOCK it receives from it (5.16).
+    pub block_tag: u64,
     /// The initiator's clubs, so the other side can tell in-club from
     /// out-of-club requests ([0059]).
     pub clubs: ClubList<'a>,
@@ -345,6 +348,7 @@ impl<'a> Connect<'a> {
             request_id: r.u32("request id")?,
             direction: Direction::read(r)?,
             club: r.u16("club")?,
+            block_tag: r.u64("block tag")?,
             clubs: ClubList::read(r, "clubs")?,
             token: Token::read(r)?,
         })
@@ -354,6 +358,7 @@ impl<'a> Connect<'a> {
         w.u32(self.request_id)?;
         w.u8(self.direction as u8)?;
         w.u16(self.club)?;
+        w.u64(self.block_tag)?;
         self.clubs.write(w, "clubs")?;
         self.token.write(w)
     }
@@ -368,6 +373,9 @@ pub struct Accept {
     pub direction: Direction,
     /// Club of the connection.
     pub club: u16,
+    /// The block tag the responder gives the initiator: what it wants on
+    /// every BLOCK it receives from it (5.16).
+    pub block_tag: u64,
 }
 
 impl Accept {
@@ -376,13 +384,15 @@ impl Accept {
             request_id: r.u32("request id")?,
             direction: Direction::read(r)?,
             club: r.u16("club")?,
+            block_tag: r.u64("block tag")?,
         })
     }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.u32(self.request_id)?;
         w.u8(self.direction as u8)?;
-        w.u16(self.club)
+        w.u16(self.club)?;
+        w.u64(self.block_tag)
     }
 }
 
@@ -530,12 +540,15 @@ pub const REQUEST_MAX_SEQS: usize = 32;
 /// answer is each held block, as a BLOCK carrying its whole proof.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
+    /// The block tag the requester wants on the answers (5.16).
+    pub block_tag: u64,
     /// The blocks wanted, at most [`REQUEST_MAX_SEQS`].
     pub seqs: SeqList<'a>,
 }
 
 impl<'a> Request<'a> {
     pub(crate) fn read(r: &mut Reader<'a>) -> Result<Self, WireError> {
+        let block_tag = r.u64("block tag")?;
         let seqs = SeqList::read(r, "sequences")?;
         if seqs.len() > REQUEST_MAX_SEQS {
             return Err(WireError::Invalid {
@@ -543,7 +556,7 @@ impl<'a> Request<'a> {
                 reason: "more than 32 sequence numbers",
             });
         }
-        Ok(Request { seqs })
+        Ok(Request { block_tag, seqs })
     }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
@@ -553,6 +566,7 @@ impl<'a> Request<'a> {
                 reason: "more than 32 sequence numbers",
             });
         }
+        w.u64(self.block_tag)?;
         self.seqs.write(w, "sequences")
     }
 }

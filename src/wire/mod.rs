@@ -18,8 +18,8 @@ mod rendezvous;
 mod token;
 
 pub use block::{
-    BatchSignature, Block, BLOCK_FIXED_LEN, HASH_LEN, MAX_PAYLOAD, MAX_PROOF_HASHES,
-    SIGNATURE_SECTION_LEN,
+    block_tag, set_block_tag, BatchSignature, Block, BLOCK_FIXED_LEN, BLOCK_TAG_LEN,
+    BLOCK_TAG_OFFSET, HASH_LEN, MAX_PAYLOAD, MAX_PROOF_HASHES, SIGNATURE_SECTION_LEN,
 };
 pub use control::{
     Accept, Bitfield, ClubPeers, ClubPeersRequest, Connect, Direction, Drop, DropReason, Have,
@@ -37,7 +37,7 @@ use thiserror::Error;
 pub const MAGIC: u8 = 0xCC;
 
 /// Wire format version spoken by this build.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 
 /// Largest UDP payload clubcast ever sends or accepts. 1232 bytes fits the
 /// IPv6 minimum MTU of 1280 after a 40-byte IPv6 and an 8-byte UDP header, so

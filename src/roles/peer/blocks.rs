@@ -1,7 +1,10 @@
 //! The data path of a peer: receiving, checking and forwarding blocks
 //! ([0046]-[0052]).
 //!
-//! A block is verified before anything else is done with it; a forged one
+//! A block is taken only with the block tag this peer gave its sender's
+//! address (so an off-path spoofer's is dropped before it costs a check
+//! or gets the real sender banned), and verified before anything else is
+//! done with it; a forged one
 //! is counted, never stored, played or forwarded, and costs its sender the
 //! connection. A genuine block on a download feeds the delay and gap rules,
 //! and the blocks it shows missing are wanted for repair. A fresh block of
@@ -62,6 +65,11 @@ impl Peer {
         self.stats.blocks_in += 1;
         self.stats.block_payload_in += block.payload.len() as u64;
         if self.cfg.mode == Mode::Source {
+            return;
+        }
+        // A data plane that checked the tag hands blocks on as verified.
+        if trust == Trust::Check && block.tag != self.block_tag(from) {
+            self.stats.blocks_wrong_tag += 1;
             return;
         }
         if !self.may_check(now, from, block, trust) {
@@ -329,6 +337,7 @@ impl Peer {
                 lane,
                 SendItem {
                     to: u.to,
+                    tag: u.tag,
                     seq,
                     queued: self.now,
                     due: Time(self.now.0 + hold),
@@ -396,6 +405,7 @@ impl Peer {
             let ledger = self.ledgers.entry(item.to).or_default();
             let plan = ledger.plan(stored.batch, stored.count, stored.index);
             let block = Block {
+                tag: item.tag,
                 stream: self.tag,
                 seq: item.seq,
                 club: (item.seq % u64::from(self.club_count)) as u16,
@@ -468,6 +478,7 @@ impl Peer {
                 Lane::InClub,
                 SendItem {
                     to: from,
+                    tag: req.block_tag,
                     seq,
                     queued: now,
                     due: now,

@@ -87,6 +87,9 @@ impl Download {
 pub struct Upload {
     /// The receiver.
     pub to: SocketAddr,
+    /// The block tag the receiver gave this peer, stamped on every BLOCK
+    /// sent on it.
+    pub tag: u64,
     /// The club whose blocks flow.
     pub club: u16,
     /// True when the receiver sits in `club`.
@@ -227,11 +230,15 @@ impl Connections {
             .find(|u| u.to == to && u.club == club)
     }
 
-    /// Adds an upload to `to` for `club`, unless there is one already.
-    pub fn add_upload(&mut self, to: SocketAddr, club: u16, in_club: bool, now: Time) {
-        if self.upload(to, club).is_none() {
+    /// Adds an upload to `to` for `club`, whose receiver gave the block
+    /// tag `tag`, unless there is one already (whose tag is then updated).
+    pub fn add_upload(&mut self, to: SocketAddr, club: u16, in_club: bool, tag: u64, now: Time) {
+        if let Some(u) = self.upload(to, club) {
+            u.tag = tag;
+        } else {
             self.uploads.push(Upload {
                 to,
+                tag,
                 club,
                 in_club,
                 since: now,

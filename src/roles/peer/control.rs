@@ -267,6 +267,7 @@ impl Peer {
             request_id: req.request_id,
             direction: req.direction,
             club: req.club,
+            block_tag: self.block_tag(from),
         });
         match req.direction {
             // The initiator downloads: this peer uploads to it.
@@ -310,7 +311,7 @@ impl Peer {
                     return self.refuse(from, req.request_id, RefuseReason::Full);
                 }
                 self.conns
-                    .add_upload(from, req.club, initiator_in_club, now);
+                    .add_upload(from, req.club, initiator_in_club, req.block_tag, now);
                 self.send(from, &accept);
                 if initiator_in_club && self.conns.in_club_uploads_of(req.club) > self.upload_cap()
                 {
@@ -488,7 +489,8 @@ impl Peer {
                 }
             }
             Direction::Upload => {
-                self.conns.add_upload(from, p.club, true, now);
+                self.conns
+                    .add_upload(from, p.club, true, acc.block_tag, now);
                 // Requests accepted meanwhile may have filled the club: the
                 // answer that overshoots trims like an accepted request
                 // does ([0059]).
@@ -543,7 +545,9 @@ impl Peer {
         }
         match p.direction {
             Direction::Download => self.add_download(now, from, p.club),
-            Direction::Upload => self.conns.add_upload(from, p.club, true, now),
+            Direction::Upload => self
+                .conns
+                .add_upload(from, p.club, true, acc.block_tag, now),
         }
     }
 
@@ -578,6 +582,7 @@ impl Peer {
         } else {
             Lane::OutOfClub
         };
+        let tag = upload.tag;
         // One catch-up per connection and second: a BITFIELD repeated
         // faster only tells what the receiver holds.
         let now = self.now;
@@ -634,6 +639,7 @@ impl Peer {
                 lane,
                 SendItem {
                     to: from,
+                    tag,
                     seq,
                     queued: now,
                     due: now,

@@ -227,6 +227,7 @@ impl Peer {
                 request_id: p.request_id,
                 direction: p.direction,
                 club: p.club,
+                block_tag: self.block_tag(p.to),
                 clubs: ClubList::Items(&clubs),
                 token,
             }),
@@ -513,6 +514,7 @@ impl Peer {
             self.send(
                 to,
                 &Message::Request(Request {
+                    block_tag: self.block_tag(to),
                     seqs: crate::wire::SeqList::Items(&seqs),
                 }),
             );
@@ -928,6 +930,7 @@ impl Peer {
             uploaded: st.block_payload_out,
             hostile: st.forged_rejected
                 + st.blocks_from_banned
+                + st.blocks_wrong_tag
                 + st.signature_checks_refused
                 + st.malformed
                 + st.wrong_stream

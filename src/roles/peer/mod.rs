@@ -321,6 +321,9 @@ pub struct PeerStats {
     pub lists_asked_again: u64,
     /// BLOCKs from banned addresses with no connection, dropped unjudged.
     pub blocks_from_banned: u64,
+    /// BLOCKs without the block tag this peer gave their sender's address,
+    /// dropped unjudged: spoofed, or from an address never given one.
+    pub blocks_wrong_tag: u64,
     /// BLOCKs dropped unjudged because the signature check they needed was
     /// over budget (all checks, or those for strangers).
     pub signature_checks_refused: u64,
@@ -415,6 +418,8 @@ pub enum PeerEvent {
 #[derive(Debug, Clone, Copy)]
 struct SendItem {
     to: SocketAddr,
+    /// The block tag the receiver gave this peer.
+    tag: u64,
     seq: u64,
     /// When it was queued.
     queued: Time,
@@ -642,6 +647,13 @@ impl Peer {
     /// Playback counters.
     pub fn playout_stats(&self) -> PlayoutStats {
         self.playout.stats()
+    }
+
+    /// The block tag this peer gives `addr` (5.16 of `docs/PROTOCOL.md`):
+    /// what it wants on every BLOCK from `addr`, and hands it in CONNECT,
+    /// ACCEPT and REQUEST.
+    pub fn block_tag(&self, addr: SocketAddr) -> u64 {
+        self.token_key.block_tag(addr)
     }
 
     /// The stream this peer plays.
