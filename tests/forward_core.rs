@@ -108,12 +108,17 @@ fn a_fresh_block_goes_to_every_subscriber_of_its_club_whole_and_at_once() {
             _ => vec![],
         };
         assert_eq!(to, want, "block {index}");
-        for (_, bytes) in copies {
+        for (to, bytes) in copies {
             // Each copy checks alone, against a receiver that holds nothing.
             let Ok(Message::Block(b)) = Message::parse(&bytes) else {
                 panic!("a BLOCK")
             };
             assert_eq!(b.sent_at_us, 77, "re-stamped when sent on");
+            let host = match to {
+                SocketAddr::V4(a) => a.ip().octets()[3],
+                SocketAddr::V6(_) => panic!("an IPv4 subscriber"),
+            };
+            assert_eq!(b.tag, tag_of(host), "the tag its receiver gave");
             let mut v = BatchVerifier::new(SourceKey::from_seed(&SEED).stream_id(), 8);
             assert!(v.verify(&b).is_ok_and(|r| r.fresh));
         }
@@ -447,6 +452,12 @@ fn the_forwarding_loop_on_the_udp_backend_sends_copies_on_loopback() {
                 panic!("a BLOCK")
             };
             assert_eq!(u64::from(b.club), b.seq % CLUBS, "never relabelled");
+            let port = sub.local_addr().expect("addr").port();
+            assert_eq!(
+                b.tag,
+                u64::from(port),
+                "each copy carries its receiver's tag"
+            );
             seqs.push(b.seq);
         }
         let want: Vec<u64> = (0..8).map(|i| signed.seq(i)).collect();

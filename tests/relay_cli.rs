@@ -285,6 +285,18 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
         "{metrics}"
     );
     assert!(metric("clubcast_relay_subscribers") >= 3.0, "{metrics}");
+    // The gate's defences are exported. Nobody attacks this swarm, so no
+    // uploader's BLOCK ever lacked its tag (blocks from a connection just
+    // dropped may still meet the unknown-sender check).
+    assert!(
+        metric("clubcast_relay_xdp_dropped_unknown_sender_total") >= 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric("clubcast_relay_xdp_dropped_wrong_tag_total"),
+        0.0,
+        "{metrics}"
+    );
     assert!(metric("clubcast_relay_uplinked_total") > 100.0, "{metrics}");
     assert!(
         metric("clubcast_relay_worker_tx_frames_total") > 100.0,

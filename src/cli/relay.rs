@@ -400,6 +400,16 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
             "reports dropped for want of a slot",
             c.uplink_dropped(),
         );
+        e.counter(
+            "clubcast_relay_blocks_unconnected_total",
+            "BLOCKs to the inline core from addresses with no connection, dropped unchecked",
+            cs.blocks_unconnected,
+        );
+        e.counter(
+            "clubcast_relay_blocks_wrong_tag_total",
+            "BLOCKs to the inline core without their sender's block tag, dropped unchecked",
+            cs.blocks_wrong_tag,
+        );
     }
     if let Some(plane) = plane {
         let w = plane.worker_stats();
@@ -475,6 +485,16 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
             "clubcast_relay_xdp_passed_total",
             "frames the XDP program passed to the kernel",
             steer.passed(),
+        );
+        e.counter(
+            "clubcast_relay_xdp_dropped_unknown_sender_total",
+            "BLOCKs the XDP sender gate dropped: not from one of the relay's uploaders",
+            steer.dropped_unknown_sender,
+        );
+        e.counter(
+            "clubcast_relay_xdp_dropped_wrong_tag_total",
+            "BLOCKs the XDP sender gate dropped: an uploader's address without its block tag",
+            steer.dropped_wrong_tag,
         );
     }
 }
