@@ -331,10 +331,10 @@ fn flip(datagram: &[u8], bit: usize) -> Vec<u8> {
 }
 
 /// Byte ranges of a BLOCK datagram whose bits the signature does not cover
-/// (club, send time, delay threshold, bit rate): set per hop ([0044],
-/// [0051]).
+/// (block tag; club, send time, delay threshold, bit rate): set per hop
+/// ([0044], [0051], `docs/PROTOCOL.md` 5.16).
 fn hop_field(byte: usize) -> bool {
-    (20..38).contains(&byte)
+    (4..12).contains(&byte) || (28..46).contains(&byte)
 }
 
 proptest! {
@@ -373,7 +373,7 @@ proptest! {
         let mut buf = [0u8; MAX_DATAGRAM];
         let len = over_wire(&signed.block(pick, FULL, HopFields::default()), &mut buf);
         // Bits from the signature section to the end (signature, proof, payload).
-        let start = 53 * 8;
+        let start = clubcast::wire::BLOCK_FIXED_LEN * 8;
         let bit = start + bit.index(len * 8 - start);
         let forged = flip(&buf[..len], bit);
         if let Some(b) = parse(&forged) {

@@ -6,12 +6,13 @@
 //! [`BlockForwarder`] is policy only. Moving the bytes is a [`CopySink`]'s
 //! job: UMEM frames and TX rings on AF_XDP (`crate::relay::xdp_io`),
 //! `sendmmsg` on a kernel socket (`crate::io::udp_batch`), a queue of
-//! datagrams in memory (`crate::io::mem`). Each block's copies are flushed as soon as they are made, so a block
-//! goes out as soon as it verifies, not after the rest of its receive
-//! batch. A block that would cost a signature check (its batch is not
-//! verified yet) takes a token from a budget first, so a flood of forged
-//! blocks under an uploader's spoofed address (which the relay's XDP sender
-//! gate lets through) costs a bounded share of the worker. Everything is
+//! datagrams in memory (`crate::io::mem`); each copy carries the block tag
+//! its subscriber gave the relay. Each block's copies are flushed as soon
+//! as they are made, so a block goes out as soon as it verifies, not after
+//! the rest of its receive batch. A block that would cost a signature
+//! check (its batch is not verified yet) takes a token from a budget
+//! first, so even an uploader that forges (the XDP sender gate lets its
+//! tagged blocks through) costs a bounded share of the worker. Everything is
 //! allocated in [`BlockForwarder::new`]; handling a datagram allocates
 //! nothing.
 
