@@ -16,7 +16,7 @@
 //!     phase txonly: plain AF_XDP TX loop
 //! ```
 //!
-//! The source is real: batches of 16 blocks with 979-byte payloads (the
+//! The source is real: batches of 16 blocks with 971-byte payloads (the
 //! most a block with signature and full proof carries in a 1232-byte
 //! datagram), signed by a `BatchSigner`, over clubs 0..11 (block n in club
 //! n mod 12). The relay serves clubs 0..`--clubs` (default all 12, a
@@ -199,7 +199,7 @@ const CLUBS: u64 = 12;
 const BATCH_BLOCKS: u64 = 16;
 /// The largest payload a block with signature and full proof carries in a
 /// 1232-byte datagram (the signer rejects more).
-const PAYLOAD_LEN: usize = 979;
+const PAYLOAD_LEN: usize = 971;
 const SOURCE_SEED: [u8; 32] = [0x5e; 32];
 /// Datagrams per `sendmmsg` / `recvmmsg`.
 const MMSG: usize = 64;

@@ -6,7 +6,7 @@
 # veth topology (two unnamed network namespaces made with
 # unshare(CLONE_NEWNET): nothing to clean up afterwards).
 #
-# A sender thread replays genuinely signed blocks (979-byte payloads,
+# A sender thread replays genuinely signed blocks (971-byte payloads,
 # 16-block batches, clubs 0..11) as fast as the relay absorbs them; by
 # default the relay serves all 12 clubs with 20 subscribers each (240), and
 # a tc ingress program on the subscribers' veth end counts and drops the
