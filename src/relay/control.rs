@@ -98,7 +98,8 @@ pub struct ControlPlane {
     /// The subscriptions of the newest table (club, receiver, next hop,
     /// the receiver's block tag), sorted.
     published: Vec<(u16, SocketAddrV4, MacAddr, u64)>,
-    wanted: Vec<(u16, SocketAddrV4)>,
+    /// The uploads to serve (club, receiver, its block tag), sorted.
+    wanted: Vec<(u16, SocketAddrV4, u64)>,
     now: Time,
     next_refresh: Time,
     stats: ControlStats,
@@ -158,13 +159,13 @@ impl ControlPlane {
     /// block tag the relay gave it.
     fn sync_senders(&mut self) {
         if let Some(filter) = self.senders.as_mut() {
-            let peer = &self.peer;
-            let allowed: BTreeMap<SocketAddrV4, u64> = peer
+            let allowed: BTreeMap<SocketAddrV4, u64> = self
+                .peer
                 .connections()
                 .downloads
                 .iter()
                 .filter_map(|d| match d.from {
-                    SocketAddr::V4(a) => Some((a, peer.block_tag(d.from))),
+                    SocketAddr::V4(a) => Some((a, d.tag)),
                     SocketAddr::V6(_) => None,
                 })
                 .collect();
@@ -260,22 +261,17 @@ impl ControlPlane {
         let mut ipv6 = 0u64;
         for u in &self.peer.connections().uploads {
             match u.to {
-                SocketAddr::V4(a) => self.wanted.push((u.club, a)),
+                SocketAddr::V4(a) => self.wanted.push((u.club, a, u.tag)),
                 SocketAddr::V6(_) => ipv6 += 1,
             }
         }
         self.wanted.sort_unstable();
         self.wanted.dedup();
-        let ips: Vec<_> = self.wanted.iter().map(|(_, a)| *a.ip()).collect();
+        let ips: Vec<_> = self.wanted.iter().map(|(_, a, _)| *a.ip()).collect();
         self.hops.refresh(&ips, now);
         let mut next = Vec::with_capacity(self.wanted.len());
         let mut unresolved = 0u64;
-        let uploads = &self.peer.connections().uploads;
-        for &(club, addr) in &self.wanted {
-            let tag = uploads
-                .iter()
-                .find(|u| u.club == club && u.to == SocketAddr::V4(addr))
-                .map_or(0, |u| u.tag);
+        for &(club, addr, tag) in &self.wanted {
             match self.hops.mac(*addr.ip()) {
                 Some(mac) => next.push((club, addr, mac, tag)),
                 None => unresolved += 1,
@@ -287,6 +283,7 @@ impl ControlPlane {
             let mut builder = FanoutTable::builder(self.limits);
             builder.swarm_clubs(self.peer.club_count());
             let mut over = 0u64;
+            let uploads = &self.peer.connections().uploads;
             for &(club, addr, mac, tag) in &next {
                 // The upload's HAVEs, so the workers skip what it holds.
                 let have = uploads

@@ -44,6 +44,9 @@ impl HaveWindow {
 pub struct Download {
     /// The uploader.
     pub from: SocketAddr,
+    /// The block tag this peer gave the uploader (kept, so the hot path
+    /// does not compute it again for every block).
+    pub tag: u64,
     /// The club whose blocks flow.
     pub club: u16,
     /// True when this peer sits in `club`.
@@ -65,10 +68,12 @@ pub struct Download {
 }
 
 impl Download {
-    /// A download from `from` of `club` made at `now`.
-    pub fn new(from: SocketAddr, club: u16, in_club: bool, now: Time) -> Self {
+    /// A download from `from` of `club`, whose uploader was given the
+    /// block tag `tag`, made at `now`.
+    pub fn new(from: SocketAddr, tag: u64, club: u16, in_club: bool, now: Time) -> Self {
         Download {
             from,
+            tag,
             club,
             in_club,
             since: now,

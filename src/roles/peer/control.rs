@@ -389,9 +389,13 @@ impl Peer {
     /// the club this peer already holds ([0056]).
     pub(super) fn add_download(&mut self, now: Time, from: SocketAddr, club: u16) {
         let in_club = self.in_club(club);
-        self.conns
-            .downloads
-            .push(Download::new(from, club, in_club, now));
+        self.conns.downloads.push(Download::new(
+            from,
+            self.block_tag(from),
+            club,
+            in_club,
+            now,
+        ));
         let Some(newest) = self.store.newest() else {
             // Nothing held yet: an empty bit field asks the uploader for
             // its recent blocks of the club, so playback can start at once.

@@ -653,7 +653,11 @@ impl Peer {
     /// what it wants on every BLOCK from `addr`, and hands it in CONNECT,
     /// ACCEPT and REQUEST.
     pub fn block_tag(&self, addr: SocketAddr) -> u64 {
-        self.token_key.block_tag(addr)
+        self.conns
+            .downloads
+            .iter()
+            .find(|d| d.from == addr)
+            .map_or_else(|| self.token_key.block_tag(addr), |d| d.tag)
     }
 
     /// The stream this peer plays.
