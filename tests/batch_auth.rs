@@ -324,6 +324,67 @@ fn complete_batch_verifies_in_one_hash_and_forged_member_is_singled_out() {
     assert!(results[0].is_ok());
 }
 
+/// A complete batch verified in one hash records its whole tree: every
+/// block can then be forwarded with the same full path the source gives
+/// it, whether the blocks named their sibling leaves in their proofs, named
+/// none, or named wrong ones; a forged payload records nothing.
+#[test]
+fn a_complete_batch_records_its_whole_tree_however_its_proofs_were_trimmed() {
+    let signer = BatchSigner::new(key(3));
+    for count in [16usize, 13, 2] {
+        let signed = sign(&signer, 4, count);
+        let no_hashes = ProofPlan {
+            signature: true,
+            hashes: 0,
+        };
+        let full: Vec<Block<'_>> = (0..count as u16)
+            .map(|i| signed.block(i, FULL, HopFields::default()))
+            .collect();
+        let bare: Vec<Block<'_>> = (0..count as u16)
+            .map(|i| signed.block(i, no_hashes, HopFields::default()))
+            .collect();
+        let wrong_proof: Vec<[[u8; 32]; 1]> = full
+            .iter()
+            .map(|b| {
+                let mut cv = b.proof[0];
+                cv[7] ^= 0x40;
+                [cv]
+            })
+            .collect();
+        let mut misnamed = full.clone();
+        for (b, wrong) in misnamed.iter_mut().zip(&wrong_proof).skip(1).step_by(3) {
+            b.proof = wrong;
+        }
+        for (case, run) in [("full", &full), ("bare", &bare), ("misnamed", &misnamed)] {
+            let mut v = BatchVerifier::new(key(3).stream_id(), 8);
+            let mut results = vec![Err(AuthError::MissingProof); count];
+            v.verify_complete(run, &mut results)
+                .unwrap_or_else(|e| panic!("{count}/{case}: {e}"));
+            assert!(results.iter().all(|r| r.is_ok_and(|v| v.fresh)), "{case}");
+            assert_eq!(v.stats().signatures_checked, 1);
+            for (i, genuine) in full.iter().enumerate() {
+                let proof = v
+                    .forwarding_proof(4, i as u16)
+                    .unwrap_or_else(|| panic!("{count}/{case}: no path for leaf {i}"));
+                assert_eq!(
+                    &proof.siblings[..proof.depth],
+                    genuine.proof,
+                    "{count}/{case}/{i}"
+                );
+            }
+        }
+        let forged_payload = vec![0x33u8; full[count - 1].payload.len()];
+        let mut forged = full.clone();
+        forged[count - 1].payload = &forged_payload;
+        let mut v = BatchVerifier::new(key(3).stream_id(), 8);
+        let mut results = vec![Err(AuthError::MissingProof); count];
+        assert!(v.verify_complete(&forged, &mut results).is_err());
+        assert!(results.iter().all(|r| r.is_err()), "results untouched");
+        assert!(v.forwarding_proof(4, 0).is_none(), "nothing recorded");
+        assert_eq!(v.stats().passed, 0);
+    }
+}
+
 fn flip(datagram: &[u8], bit: usize) -> Vec<u8> {
     let mut out = datagram.to_vec();
     out[bit / 8] ^= 1 << (bit % 8);

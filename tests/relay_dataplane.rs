@@ -903,10 +903,11 @@ fn control_messages_reach_the_kernel_socket_not_the_worker() {
 }
 
 /// After a warm-up, the worker's loop makes no heap allocation while it
-/// receives, verifies and fans out 320 blocks, reports them to the control
-/// plane's uplink until its 64 slots are full and then counts the rest as
-/// dropped, swaps in a new table and idles: counted by this binary's
-/// allocator on the worker's thread.
+/// receives, verifies and fans out 320 blocks (sent before it polls again,
+/// so its receive batches hold whole batches, each hashed as one input),
+/// reports them to the control plane's uplink until its 64 slots are full
+/// and then counts the rest as dropped, swaps in a new table and idles:
+/// counted by this binary's allocator on the worker's thread.
 #[test]
 fn worker_loop_allocates_nothing_after_warm_up() {
     require_privileges!("worker_loop_allocates_nothing_after_warm_up");
@@ -919,6 +920,8 @@ fn worker_loop_allocates_nothing_after_warm_up() {
             .expect("publish the table");
         let warmed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&warmed);
+        let sent = Arc::new(AtomicBool::new(false));
+        let all_sent = Arc::clone(&sent);
         let (uplink, uplink_tx) = Uplink::new(64);
         let share = Arc::new(Mutex::new(WorkerShare::new()));
         let mut worker = rig
@@ -939,6 +942,9 @@ fn worker_loop_allocates_nothing_after_warm_up() {
             assert_eq!(allocations_on_this_thread(), probe + 1, "counter is live");
             let before = allocations_on_this_thread();
             flag.store(true, Ordering::Release);
+            while !all_sent.load(Ordering::Acquire) && Instant::now() < deadline {
+                thread::yield_now();
+            }
             let mut polls = 0u64;
             while worker.stats().rx_frames < WARM + MEASURED && Instant::now() < deadline {
                 worker.poll_once();
@@ -968,6 +974,7 @@ fn worker_loop_allocates_nothing_after_warm_up() {
             .publish(subscriber_table())
             .expect("publish again");
         stream.send(&rig.peers.sender, 20, BATCH_BLOCKS);
+        sent.store(true, Ordering::Release);
         let (worker, allocations, polls) = thread
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -1002,6 +1009,8 @@ fn worker_loop_allocates_nothing_after_warm_up() {
             reported += 1;
         });
         assert_eq!(reported, 64);
+        let hashed = worker.verifier_stats().batches_hashed;
+        assert!(hashed >= 10, "whole batches hashed as one input: {hashed}");
         assert_eq!(allocations, 0, "the worker loop allocated");
     });
 }

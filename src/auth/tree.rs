@@ -145,6 +145,27 @@ pub fn batch_root(leaves: &[[u8; CHUNK_LEN]]) -> Cv {
     *blake3::hash(leaves.as_flattened()).as_bytes()
 }
 
+/// Writes every node of the tree over the chaining values `leaves` (at
+/// least two) into `nodes`, indexed by node id (at least `2 * leaves.len()
+/// - 1` of them), and returns the root. Allocates nothing.
+pub fn fill_nodes(leaves: &[Cv], nodes: &mut [Cv]) -> Cv {
+    debug_assert!(leaves.len() >= 2 && nodes.len() + 1 >= 2 * leaves.len());
+    fill_range(leaves, nodes, 0, leaves.len() as u16, true)
+}
+
+fn fill_range(leaves: &[Cv], nodes: &mut [Cv], start: u16, len: u16, is_root: bool) -> Cv {
+    let cv = if len == 1 {
+        leaves[usize::from(start)]
+    } else {
+        let left = left_len(len);
+        let l = fill_range(leaves, nodes, start, left, false);
+        let r = fill_range(leaves, nodes, start + left, len - left, false);
+        parent(&l, &r, is_root)
+    };
+    nodes[usize::from(NodeId::of_range(start, len).0)] = cv;
+    cv
+}
+
 /// Every node of a batch tree, as the source needs them to hand out proofs.
 #[derive(Debug, Clone)]
 pub struct BatchTree {
@@ -158,31 +179,16 @@ impl BatchTree {
     /// between 1 and `u16::MAX` chunk images.
     pub fn build(leaves: &[[u8; CHUNK_LEN]]) -> Self {
         let count = leaves.len() as u16;
-        let mut tree = BatchTree {
-            count,
-            nodes: vec![[0u8; 32]; usize::from(count) * 2 - 1],
-        };
-        tree.fill(leaves, 0, count, true);
-        tree
-    }
-
-    fn fill(&mut self, leaves: &[[u8; CHUNK_LEN]], start: u16, len: u16, is_root: bool) -> Cv {
-        let id = NodeId::of_range(start, len);
-        let cv = if len == 1 {
-            let chunk = &leaves[usize::from(start)];
-            if is_root {
-                *blake3::hash(chunk).as_bytes()
-            } else {
-                leaf_cv(chunk, start)
-            }
+        let mut nodes = vec![[0u8; 32]; usize::from(count) * 2 - 1];
+        if count == 1 {
+            nodes[0] = *blake3::hash(&leaves[0]).as_bytes();
         } else {
-            let left = left_len(len);
-            let l = self.fill(leaves, start, left, false);
-            let r = self.fill(leaves, start + left, len - left, false);
-            parent(&l, &r, is_root)
-        };
-        self.nodes[usize::from(id.0)] = cv;
-        cv
+            let cvs: Vec<Cv> = (0..count)
+                .map(|i| leaf_cv(&leaves[usize::from(i)], i))
+                .collect();
+            fill_nodes(&cvs, &mut nodes);
+        }
+        BatchTree { count, nodes }
     }
 
     /// Number of leaves.

@@ -18,7 +18,7 @@
 use super::chunk::chunk_image;
 use super::keys::StreamId;
 use super::statement::BatchStatement;
-use super::tree::{batch_root, leaf_cv, parent, Cv, NodeId, Path, CHUNK_LEN, MAX_PATH};
+use super::tree::{batch_root, fill_nodes, leaf_cv, parent, Cv, NodeId, Path, CHUNK_LEN, MAX_PATH};
 use super::{AuthError, MAX_BATCH_BLOCKS};
 use crate::wire::{BatchSignature, Block, StreamTag};
 
@@ -179,8 +179,7 @@ impl BatchVerifier {
 
     /// The signature and full proof path of leaf `index` of `batch`, for
     /// forwarding it. `None` when the batch left the window or a sibling on
-    /// the path was never verified here (a block checked only as part of a
-    /// complete batch).
+    /// the path was never verified here.
     pub fn forwarding_proof(&self, batch: u64, index: u16) -> Option<ForwardProof> {
         let Ok(Slot::Known(i)) = self.slot(batch) else {
             return None;
@@ -435,9 +434,12 @@ impl BatchVerifier {
     }
 
     /// Checks that `run` is one whole batch in leaf order and verifies it
-    /// with a single contiguous hash. On `Err` nothing was recorded and
-    /// `results` is untouched.
-    fn verify_complete(
+    /// with a single contiguous hash, recording every node of its tree (so
+    /// each block can be forwarded with its whole path), and writes one
+    /// result per block into `results` (as long as `run`). On `Err` nothing
+    /// was recorded and `results` is untouched: check the blocks one by one
+    /// to single out a forged one.
+    pub fn verify_complete(
         &mut self,
         run: &[Block<'_>],
         results: &mut [Result<Verified, AuthError>],
@@ -458,6 +460,8 @@ impl BatchVerifier {
             chunk_image(b.payload, &mut self.scratch[i]).ok_or(AuthError::HashMismatch)?;
         }
         let root = batch_root(&self.scratch[..run.len()]);
+        let mut nodes = [[0u8; 32]; MAX_NODES];
+        self.complete_tree(run, root, &mut nodes)?;
         let i = match self.slot(first.batch)? {
             Slot::Known(i) => {
                 let entry = self.slots[i].as_ref().ok_or(AuthError::MissingProof)?;
@@ -476,6 +480,11 @@ impl BatchVerifier {
             }
         };
         self.stats.batches_hashed += 1;
+        let used = 2 * run.len() - 1;
+        if let Some(entry) = self.slots[i].as_mut() {
+            entry.nodes[..used].copy_from_slice(&nodes[..used]);
+            entry.known |= (1u128 << used) - 1;
+        }
         for (b, result) in run.iter().zip(results.iter_mut()) {
             let out = match self.slots[i].as_mut() {
                 Some(entry) => Self::check_cached(entry, b).map(|()| Self::deliver(entry, b.index)),
@@ -484,5 +493,49 @@ impl BatchVerifier {
             *result = self.count(out);
         }
         Ok(())
+    }
+
+    /// Fills `nodes` with the tree of the complete batch `run`, whose chunk
+    /// images are in `scratch` and whose contiguous hash is `root`. A leaf's
+    /// chaining value is taken from a proof that names it as a sibling when
+    /// there is one (together they must hash up to `root`, so a wrong one
+    /// is caught) and hashed from its chunk otherwise; when the named ones
+    /// do not hash up to `root`, every leaf is hashed.
+    fn complete_tree(
+        &self,
+        run: &[Block<'_>],
+        root: Cv,
+        nodes: &mut [Cv; MAX_NODES],
+    ) -> Result<(), AuthError> {
+        let count = run.len() as u16;
+        let mut leaves = [[0u8; 32]; MAX_BATCH_BLOCKS];
+        let mut named = 0u64;
+        for b in run {
+            let path = Path::new(count, b.index);
+            for (step, cv) in path.steps().iter().zip(b.proof) {
+                if step.sibling.0 % 2 == 0 {
+                    let leaf = usize::from(step.sibling.0 / 2);
+                    leaves[leaf] = *cv;
+                    named |= 1 << leaf;
+                }
+            }
+        }
+        let leaves = &mut leaves[..run.len()];
+        for (j, (leaf, chunk)) in leaves.iter_mut().zip(self.scratch.iter()).enumerate() {
+            if named >> j & 1 == 0 {
+                *leaf = leaf_cv(chunk, j as u16);
+            }
+        }
+        if fill_nodes(leaves, nodes) == root {
+            return Ok(());
+        }
+        for (j, (leaf, chunk)) in leaves.iter_mut().zip(self.scratch.iter()).enumerate() {
+            *leaf = leaf_cv(chunk, j as u16);
+        }
+        if fill_nodes(leaves, nodes) == root {
+            Ok(())
+        } else {
+            Err(AuthError::HashMismatch)
+        }
     }
 }

@@ -19,8 +19,9 @@
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use super::{judge, ParkedBlocks, Verdict, PARKED_MAX};
-use crate::auth::{BatchVerifier, StreamId, Trust};
+use super::{judge, verdict_of, ParkedBlocks, Verdict, PARKED_MAX};
+use crate::auth::{AuthError, BatchVerifier, StreamId, Trust, MAX_BATCH_BLOCKS};
+use crate::io::packet::Datagram;
 use crate::relay::claims::ForwardClaims;
 use crate::relay::fanout::{FanoutTable, Subscriber};
 use crate::relay::uplink::UplinkSender;
@@ -56,6 +57,10 @@ pub trait CopySink {
     /// long the block waited parked before it verified (0 for one of the
     /// datagrams being received), so a latency record can count it.
     fn flush(&mut self, parked_us: u64);
+    /// A check that takes long (a signature) comes next: send every copy
+    /// made so far now, so that earlier blocks' copies do not wait behind
+    /// it. Nothing to do for a sink whose `flush` always sends.
+    fn send_pending(&mut self) {}
 }
 
 /// What the forwarder counted. Each datagram handed to it ends in one of
@@ -193,23 +198,145 @@ impl BlockForwarder {
         now_us: u64,
         sink: &mut impl CopySink,
     ) -> bool {
-        let block = match Message::parse(payload) {
-            Ok(Message::Block(block)) => block,
+        match self.parse(payload) {
+            Some(block) => self.handle_block(from, payload, &block, now_us, sink),
+            None => false,
+        }
+    }
+
+    /// Handles the datagrams of one receive burst in order, at `now_us`;
+    /// returns how many of them were copied to `sink`. A run of them that
+    /// is one whole batch in leaf order (as a source sends it) is verified
+    /// with one contiguous hash, many chunks at a time, before its blocks
+    /// are acted on in turn; every other datagram is handled as by
+    /// [`BlockForwarder::handle`]. Either way each datagram ends in the
+    /// same outcome and counter.
+    pub fn handle_burst(
+        &mut self,
+        burst: &[Datagram<'_>],
+        now_us: u64,
+        sink: &mut impl CopySink,
+    ) -> usize {
+        let mut copied = 0;
+        let mut at = 0;
+        while let Some(gram) = burst.get(at) {
+            let Some(block) = self.parse(gram.payload) else {
+                at += 1;
+                continue;
+            };
+            if let Some((taken, sent)) = self.handle_whole_batch(&block, &burst[at..], now_us, sink)
+            {
+                at += taken;
+                copied += sent;
+                continue;
+            }
+            copied += usize::from(self.handle_block(gram.from, gram.payload, &block, now_us, sink));
+            at += 1;
+        }
+        copied
+    }
+
+    /// `payload` as a BLOCK; `None`, counted, when it is another message
+    /// or none.
+    fn parse<'a>(&mut self, payload: &'a [u8]) -> Option<Block<'a>> {
+        match Message::parse(payload) {
+            Ok(Message::Block(block)) => Some(block),
             Ok(_) => {
                 self.stats.not_block += 1;
-                return false;
+                None
             }
             Err(_) => {
                 self.stats.malformed_block += 1;
+                None
+            }
+        }
+    }
+
+    /// Whether `block` is of this stream and in the club its sequence
+    /// number puts it in (what [`judge`] checks before authentication).
+    fn in_place(&self, block: &Block<'_>) -> bool {
+        let clubs = u64::from(self.table.swarm_clubs());
+        block.stream == self.tag && clubs != 0 && u64::from(block.club) == block.seq % clubs
+    }
+
+    /// When `run` starts with the whole batch of `first` (its first
+    /// datagram, parsed) in leaf order, each block of this stream and its
+    /// right club, and the batch verifies as one contiguous input: acts on
+    /// each block and returns the datagrams taken and how many were copied.
+    /// Otherwise `None`, with nothing recorded but a signature token spent
+    /// on a batch that failed (its blocks are then handled one by one).
+    fn handle_whole_batch(
+        &mut self,
+        first: &Block<'_>,
+        run: &[Datagram<'_>],
+        now_us: u64,
+        sink: &mut impl CopySink,
+    ) -> Option<(usize, usize)> {
+        let count = usize::from(first.count);
+        if first.index != 0 || !(2..=MAX_BATCH_BLOCKS).contains(&count) || run.len() < count {
+            return None;
+        }
+        if !self.in_place(first) {
+            return None;
+        }
+        let mut blocks = [*first; MAX_BATCH_BLOCKS];
+        for (i, (slot, gram)) in blocks.iter_mut().zip(run).enumerate().take(count).skip(1) {
+            let Ok(Message::Block(block)) = Message::parse(gram.payload) else {
+                return None;
+            };
+            if usize::from(block.index) != i || block.batch != first.batch || !self.in_place(&block)
+            {
+                return None;
+            }
+            *slot = block;
+        }
+        let blocks = &blocks[..count];
+        if self.verifier.needs_signature(first) {
+            if !self.signatures.take(Time(now_us), 1.0) {
+                return None;
+            }
+            sink.send_pending();
+        }
+        let mut results = [Err(AuthError::NotCompleteBatch); MAX_BATCH_BLOCKS];
+        self.verifier
+            .verify_complete(blocks, &mut results[..count])
+            .ok()?;
+        let at = When {
+            now_us,
+            parked_us: 0,
+        };
+        let mut copied = 0;
+        let mut fresh = false;
+        for ((block, gram), result) in blocks.iter().zip(run).zip(results) {
+            let verdict = verdict_of(result);
+            fresh |= matches!(verdict, Verdict::Fresh(_));
+            copied += usize::from(self.act(verdict, gram.from, gram.payload, block, at, sink));
+        }
+        if fresh && !self.parked.is_empty() {
+            self.retry_parked(first.batch, now_us, sink);
+        }
+        Some((count, copied))
+    }
+
+    /// Handles `block`, parsed from `payload`, which `from` sent at
+    /// `now_us`: true when copies of it went to `sink`.
+    fn handle_block(
+        &mut self,
+        from: SocketAddrV4,
+        payload: &[u8],
+        block: &Block<'_>,
+        now_us: u64,
+        sink: &mut impl CopySink,
+    ) -> bool {
+        if self.verifier.needs_signature(block) {
+            if !self.signatures.take(Time(now_us), 1.0) {
+                self.stats.signature_checks_refused += 1;
                 return false;
             }
-        };
-        if self.verifier.needs_signature(&block) && !self.signatures.take(Time(now_us), 1.0) {
-            self.stats.signature_checks_refused += 1;
-            return false;
+            sink.send_pending();
         }
         let clubs = self.table.swarm_clubs();
-        let verdict = judge(&mut self.verifier, self.tag, clubs, &block, Trust::Check);
+        let verdict = judge(&mut self.verifier, self.tag, clubs, block, Trust::Check);
         if verdict == Verdict::Unverifiable {
             // Not a forgery: the hashes it builds on are late or lost.
             self.stats.unverifiable += 1;
@@ -221,7 +348,7 @@ impl BlockForwarder {
             now_us,
             parked_us: 0,
         };
-        let sent = self.act(verdict, from, payload, &block, at, sink);
+        let sent = self.act(verdict, from, payload, block, at, sink);
         if matches!(verdict, Verdict::Fresh(_)) && !self.parked.is_empty() {
             self.retry_parked(block.batch, now_us, sink);
         }

@@ -42,7 +42,13 @@ pub fn judge(
     if club_count == 0 || u64::from(block.club) != block.seq % u64::from(club_count) {
         return Verdict::WrongClub;
     }
-    match verifier.verify_with(block, trust) {
+    verdict_of(verifier.verify_with(block, trust))
+}
+
+/// The verdict on a block of this stream and its right club, given what
+/// the verifier said of it.
+pub fn verdict_of(verified: Result<Verified, AuthError>) -> Verdict {
+    match verified {
         Ok(v) if v.fresh => Verdict::Fresh(v),
         Ok(v) => Verdict::Duplicate(v),
         Err(AuthError::MissingProof | AuthError::MissingSignature) => Verdict::Unverifiable,

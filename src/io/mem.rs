@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::net::{SocketAddr, SocketAddrV4};
 
-use super::packet::{OnDatagram, PacketIo};
+use super::packet::{Burst, Datagram, OnBurst, PacketIo};
 use crate::forward::{CopyError, CopySink};
 use crate::relay::fanout::Subscriber;
 use crate::wire::MAX_DATAGRAM;
@@ -126,11 +126,18 @@ impl PacketIo for MemIo {
     /// Nothing to take back: a copy leaves memory when it is popped.
     fn reclaim(&mut self) {}
 
-    fn receive_batch(&mut self, max: usize, each: &mut OnDatagram<'_, DatagramQueue>) -> usize {
+    fn receive_batch(&mut self, max: usize, each: &mut OnBurst<'_, DatagramQueue>) -> usize {
         let n = max.min(self.inbound.len());
-        for (from, datagram) in self.inbound.drain(..n) {
-            each(from, &datagram, &mut self.copies);
+        let taken: Vec<(SocketAddrV4, Vec<u8>)> = self.inbound.drain(..n).collect();
+        let mut burst = Burst::new();
+        for (from, datagram) in &taken {
+            let gram = Datagram {
+                from: *from,
+                payload: datagram,
+            };
+            burst.push(gram, &mut self.copies, each);
         }
+        burst.hand_over(&mut self.copies, each);
         self.received += n as u64;
         n
     }

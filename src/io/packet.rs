@@ -9,16 +9,78 @@
 //! one loop body that runs the forwarding core on any of them, so the AF_XDP
 //! worker, the relay bench and the tests without root share it.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
 use crate::forward::{BlockForwarder, CopySink};
 
-/// What a backend hands each received datagram to: its sender, its bytes
-/// and the backend's send side.
-pub type OnDatagram<'a, Tx> = dyn FnMut(SocketAddrV4, &[u8], &mut Tx) + 'a;
+/// One received datagram: its sender and its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// The sender's address.
+    pub from: SocketAddrV4,
+    /// The UDP payload.
+    pub payload: &'a [u8],
+}
+
+impl Datagram<'_> {
+    /// A placeholder for unused slots of a [`Burst`].
+    const NONE: Datagram<'static> = Datagram {
+        from: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        payload: &[],
+    };
+}
+
+/// Most datagrams handed over at once: a receive batch of the AF_XDP
+/// worker's default size.
+pub const BURST_MAX: usize = 256;
+
+/// What a backend hands received datagrams to, a burst at a time in
+/// arrival order, along with its send side.
+pub type OnBurst<'a, Tx> = dyn FnMut(&[Datagram<'_>], &mut Tx) + 'a;
+
+/// Received datagrams gathered on the stack (nothing allocated) until
+/// they are handed over as one burst.
+pub struct Burst<'a> {
+    grams: [Datagram<'a>; BURST_MAX],
+    len: usize,
+}
+
+impl<'a> Burst<'a> {
+    /// An empty burst.
+    pub fn new() -> Self {
+        Burst {
+            grams: [Datagram::NONE; BURST_MAX],
+            len: 0,
+        }
+    }
+
+    /// Adds `gram`, first handing the burst to `each` (with `tx`) if it is
+    /// full.
+    pub fn push<Tx>(&mut self, gram: Datagram<'a>, tx: &mut Tx, each: &mut OnBurst<'_, Tx>) {
+        if self.len == BURST_MAX {
+            self.hand_over(tx, each);
+        }
+        self.grams[self.len] = gram;
+        self.len += 1;
+    }
+
+    /// Hands what was gathered to `each` (with `tx`), if anything.
+    pub fn hand_over<Tx>(&mut self, tx: &mut Tx, each: &mut OnBurst<'_, Tx>) {
+        if self.len > 0 {
+            each(&self.grams[..self.len], tx);
+            self.len = 0;
+        }
+    }
+}
+
+impl Default for Burst<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// A source of received datagrams with a send side for copies.
 pub trait PacketIo {
@@ -29,20 +91,21 @@ pub trait PacketIo {
     fn reclaim(&mut self);
 
     /// Takes at most `max` received datagrams without blocking and hands
-    /// each, with its sender, to `each` along with the send side; the
-    /// receive buffers are released before it returns. Returns the number
-    /// of packets taken (those that are not datagrams for this port
-    /// included, counted by the backend).
-    fn receive_batch(&mut self, max: usize, each: &mut OnDatagram<'_, Self::Tx>) -> usize;
+    /// them, with their senders, to `each` in bursts of at most
+    /// [`BURST_MAX`] along with the send side; the receive buffers are
+    /// released before it returns. Returns the number of packets taken
+    /// (those that are not datagrams for this port included, counted by
+    /// the backend).
+    fn receive_batch(&mut self, max: usize, each: &mut OnBurst<'_, Self::Tx>) -> usize;
 
     /// Hands every copy still pending to the network now.
     fn send_batch(&mut self);
 }
 
 /// One turn of the forwarding loop on any backend: reclaim, receive at
-/// most `max` datagrams, hand each to `fwd` with the send side as its copy
-/// sink (each block's copies leave as soon as it verifies), and send what
-/// is left. Returns the packets taken.
+/// most `max` datagrams, hand each burst to `fwd` with the send side as
+/// its copy sink (each block's copies leave as soon as it verifies), and
+/// send what is left. Returns the packets taken.
 pub fn forward_batch<P: PacketIo>(
     io: &mut P,
     fwd: &mut BlockForwarder,
@@ -50,8 +113,8 @@ pub fn forward_batch<P: PacketIo>(
     now_us: u64,
 ) -> usize {
     io.reclaim();
-    let n = io.receive_batch(max, &mut |from, payload, tx| {
-        fwd.handle(from, payload, now_us, tx);
+    let n = io.receive_batch(max, &mut |burst, tx| {
+        fwd.handle_burst(burst, now_us, tx);
     });
     io.send_batch();
     n

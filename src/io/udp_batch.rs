@@ -15,7 +15,7 @@ use std::os::fd::RawFd;
 
 use nix::libc;
 
-use super::packet::{OnDatagram, PacketIo, SendLatency};
+use super::packet::{Burst, Datagram, OnBurst, PacketIo, SendLatency};
 use super::udp::RECV_BUF;
 use crate::forward::{CopyError, CopySink};
 use crate::relay::fanout::Subscriber;
@@ -283,7 +283,7 @@ impl PacketIo for UdpBatchIo {
     /// Nothing to take back: the kernel copied what `sendmmsg` took.
     fn reclaim(&mut self) {}
 
-    fn receive_batch(&mut self, max: usize, each: &mut OnDatagram<'_, SendmmsgSink>) -> usize {
+    fn receive_batch(&mut self, max: usize, each: &mut OnBurst<'_, SendmmsgSink>) -> usize {
         let n = max.clamp(1, self.msgs.len());
         for i in 0..n {
             self.iovs[i] = libc::iovec {
@@ -318,6 +318,7 @@ impl PacketIo for UdpBatchIo {
         }
         let got = rc as usize;
         self.tx.latency.batch_taken();
+        let mut burst = Burst::new();
         for i in 0..got {
             let msg = &self.msgs[i];
             let len = (msg.msg_len as usize).min(RECV_BUF);
@@ -335,8 +336,13 @@ impl PacketIo for UdpBatchIo {
                 Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)),
                 u16::from_be(name.sin_port),
             );
-            each(from, &self.bufs[i][..len], &mut self.tx);
+            let gram = Datagram {
+                from,
+                payload: &self.bufs[i][..len],
+            };
+            burst.push(gram, &mut self.tx, each);
         }
+        burst.hand_over(&mut self.tx, each);
         got
     }
 

@@ -21,7 +21,7 @@ use super::frame::{self, PayloadSum, UdpChecksum, UdpHeaders, HEADERS_LEN};
 use super::worker::{LocalEndpoint, WorkerStats};
 use super::xsk::{self, Kick, XskKernelStats, XskSocket};
 use crate::forward::{CopyError, CopySink};
-use crate::io::packet::{OnDatagram, PacketIo, SendLatency};
+use crate::io::packet::{Burst, Datagram, OnBurst, PacketIo, SendLatency};
 use crate::wire::set_block_tag;
 
 /// Copies queued before a kick: copy mode transmits at most 32 frames per
@@ -118,6 +118,12 @@ impl CopySink for XdpTx {
     fn flush(&mut self, parked_us: u64) {
         self.latency.block_ready(parked_us);
         if self.pending.len() >= KICK_FRAMES {
+            self.submit();
+        }
+    }
+
+    fn send_pending(&mut self) {
+        if !self.pending.is_empty() {
             self.submit();
         }
     }
@@ -360,7 +366,7 @@ impl PacketIo for XdpIo {
         }
     }
 
-    fn receive_batch(&mut self, max: usize, each: &mut OnDatagram<'_, XdpTx>) -> usize {
+    fn receive_batch(&mut self, max: usize, each: &mut OnBurst<'_, XdpTx>) -> usize {
         let max = max.clamp(1, self.rx_descs.len());
         // SAFETY: `rx_descs` are plain descriptors the ring overwrites; the
         // frames they then name were filled by the kernel and are ours
@@ -371,6 +377,7 @@ impl PacketIo for XdpIo {
         }
         self.tx.latency.batch_taken();
         let port = self.tx.local.addr.port();
+        let mut burst = Burst::new();
         for i in 0..n {
             let desc = self.rx_descs[i];
             // SAFETY: `desc` names a frame of this UMEM that the kernel
@@ -383,12 +390,19 @@ impl PacketIo for XdpIo {
             counters.frames += 1;
             counters.bytes += frame.len() as u64;
             match frame::parse(frame) {
-                Ok(udp) if udp.dst.port() == port => each(udp.src, udp.payload, &mut self.tx),
+                Ok(udp) if udp.dst.port() == port => {
+                    let gram = Datagram {
+                        from: udp.src,
+                        payload: udp.payload,
+                    };
+                    burst.push(gram, &mut self.tx, each);
+                }
                 Ok(_) => counters.wrong_port += 1,
                 Err(err) if err.is_other_protocol() => counters.not_udp += 1,
                 Err(_) => counters.malformed_frame += 1,
             }
         }
+        burst.hand_over(&mut self.tx, each);
         self.return_rx(n);
         n
     }
