@@ -7,8 +7,8 @@
 //! side [`XdpTx`] is a [`CopySink`] on the UMEM's TX frames: each copy gets
 //! a free frame with its own headers around the datagram, whose UDP
 //! checksum is summed once; copies go on the TX ring and the kernel is
-//! kicked as soon as a kick's worth (32 frames) is ready, and at the end
-//! of the batch. Reclaiming moves completed TX frames back to the free
+//! kicked a whole kick (32 frames) at a time as they are made, and for the
+//! rest at the end of the batch or before a signature check. Reclaiming moves completed TX frames back to the free
 //! list. Every buffer is allocated when the backend is built: receiving
 //! and sending allocate nothing and take no lock.
 
@@ -24,9 +24,9 @@ use crate::forward::{CopyError, CopySink};
 use crate::io::packet::{Burst, Datagram, OnBurst, PacketIo, SendLatency};
 use crate::wire::set_block_tag;
 
-/// Copies queued before a kick: copy mode transmits at most 32 frames per
+/// Frames a kick transmits: copy mode transmits at most 32 frames per
 /// `sendto` (the kernel's `TX_BATCH_SIZE`), so waiting for more only
-/// delays the first.
+/// delays the first, and kicking fewer costs more `sendto` calls.
 const KICK_FRAMES: usize = 32;
 
 /// Completion descriptors taken per ring read.
@@ -113,54 +113,71 @@ impl CopySink for XdpTx {
     }
 
     /// Forward on verify: the copies go out as soon as a kick's worth is
-    /// ready (copy mode sends at most `KICK_FRAMES` a `sendto`), not after
-    /// the rest of the batch.
+    /// ready, not after the rest of the batch. Copy mode sends at most
+    /// `KICK_FRAMES` a `sendto`, so only whole kicks are made here; fewer
+    /// frames wait on the ring for the next block's copies or the end of
+    /// the batch. A block counts as sent once the ring is empty.
     fn flush(&mut self, parked_us: u64) {
         self.latency.block_ready(parked_us);
         if self.pending.len() >= KICK_FRAMES {
-            self.submit();
+            self.produce();
+            self.kick(KICK_FRAMES as u32);
+            if self.on_ring() == 0 {
+                self.latency.sent();
+            }
         }
     }
 
     fn send_pending(&mut self) {
-        if !self.pending.is_empty() {
-            self.submit();
-        }
+        self.submit();
     }
 }
 
 impl XdpTx {
-    /// Puts the pending TX frames on the TX ring, kicks the kernel and
-    /// records the latency of the blocks whose copies they are.
-    fn submit(&mut self) {
-        if !self.pending.is_empty() {
-            // SAFETY: every pending descriptor names a frame of this UMEM
-            // that user space owns and has written, with its length set.
-            let produced = unsafe { self.ring.produce(&self.pending) };
-            for desc in &self.pending[..produced] {
-                self.counters.bytes += desc.lengths().data() as u64;
-            }
-            self.counters.frames += produced as u64;
-            let unsent = self.pending.len() - produced;
-            if unsent > 0 {
-                self.counters.ring_full += unsent as u64;
-                for desc in &self.pending[produced..] {
-                    self.free.push(*desc);
-                }
-            }
-            self.pending.clear();
+    /// Puts the pending TX frames on the TX ring (a full ring drops the
+    /// rest, counted).
+    fn produce(&mut self) {
+        if self.pending.is_empty() {
+            return;
         }
+        // SAFETY: every pending descriptor names a frame of this UMEM
+        // that user space owns and has written, with its length set.
+        let produced = unsafe { self.ring.produce(&self.pending) };
+        for desc in &self.pending[..produced] {
+            self.counters.bytes += desc.lengths().data() as u64;
+        }
+        self.counters.frames += produced as u64;
+        let unsent = self.pending.len() - produced;
+        if unsent > 0 {
+            self.counters.ring_full += unsent as u64;
+            for desc in &self.pending[produced..] {
+                self.free.push(*desc);
+            }
+        }
+        self.pending.clear();
+    }
+
+    /// Frames on the TX ring the kernel has not taken yet.
+    fn on_ring(&mut self) -> u32 {
+        self.ring_size - self.ring.nb_free_exact()
+    }
+
+    /// Puts the pending TX frames on the TX ring, kicks the kernel until
+    /// the ring is empty and records the latency of the blocks whose copies
+    /// they are.
+    fn submit(&mut self) {
+        self.produce();
         // Frames an earlier loop left on the ring still want kicks.
-        self.kick();
+        self.kick(1);
         self.latency.sent();
     }
 
-    /// Kicks the TX ring until the kernel has taken everything on it, it
-    /// says to stop, or `max_kicks` is reached.
-    fn kick(&mut self) {
+    /// Kicks the TX ring while at least `least` frames are on it, until the
+    /// kernel says to stop or `max_kicks` is reached.
+    fn kick(&mut self, least: u32) {
         for _ in 0..self.max_kicks {
-            if self.ring.nb_free_exact() == self.ring_size {
-                return; // nothing left on the ring
+            if self.on_ring() < least {
+                return;
             }
             if self.need_wakeup && !self.ring.needs_wakeup() {
                 return; // the driver is polling the ring itself
