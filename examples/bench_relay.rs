@@ -37,8 +37,9 @@
 //! The sender sends as fast as the relay absorbs: `sendmmsg` bursts of 64,
 //! holding back only while more than `--window` blocks are in flight (sent
 //! but not yet taken by the relay), so the relay is always the limit and
-//! the veth is not flooded into drops. A burst goes out anyway after 2 ms
-//! without progress, so losses cannot stall it.
+//! the veth is not flooded into drops. When the relay takes nothing for
+//! 20 ms while the sender waits, what is still counted in flight is taken
+//! as lost, so a lost burst cannot throttle it.
 //!
 //! Every phase runs its relay (or transmit loop) on core 1 and the sender
 //! and helper threads on core 0.
@@ -177,6 +178,11 @@ enum Sink {
     /// Subscriber UDP sockets drained with recvmmsg.
     Socket,
 }
+
+/// How long the relay takes nothing from a waiting sender before the
+/// blocks counted in flight are taken as lost: ten times the longest a
+/// saturated relay was seen to take over one receive batch.
+const STALL: Duration = Duration::from_millis(20);
 
 /// Most blocks a paced sender that fell behind sends back to back.
 const PACE_BURST: u32 = 4;
@@ -431,6 +437,11 @@ fn build_pool(blocks: usize, clubs: u16) -> Pool {
 
 /// Sends the pool from the start with `sendmmsg`, keeping at most `window`
 /// blocks ahead of `absorbed`, until `stop` or the pool's end (`done`).
+/// Blocks lost on the way (veth drops a burst now and then when its ring
+/// fills before the receive softirq runs) would count as in flight for
+/// ever and throttle the sender: when the relay has taken nothing for
+/// `STALL` while the sender waits, everything still counted in flight is
+/// taken as lost.
 /// With `pace` (blocks per second) it sends one block at a time at that
 /// rate instead, for the latency phase: a sender that fell behind (its
 /// thread waited for the core) sends at most `PACE_BURST` blocks back to
@@ -471,17 +482,25 @@ fn run_sender(
     // SAFETY: an all-zero mmsghdr is a valid empty header.
     let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; MMSG];
     let mut next = 0usize;
-    let mut blocked_since: Option<Instant> = None;
+    let mut lost = 0u64;
+    let mut blocked: Option<(Instant, u64)> = None;
     while !stop.load(Ordering::Relaxed) && next < pool.len() {
-        let ahead = (next as u64).saturating_sub(absorbed.load(Ordering::Relaxed));
+        let taken = absorbed.load(Ordering::Relaxed);
+        let ahead = (next as u64).saturating_sub(taken + lost);
         if ahead + MMSG as u64 > window {
-            let since = *blocked_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < Duration::from_millis(2) {
-                thread::yield_now();
-                continue;
+            match blocked {
+                Some((_, at)) if at != taken => blocked = Some((Instant::now(), taken)),
+                Some((since, _)) if since.elapsed() >= STALL => {
+                    lost += ahead;
+                    blocked = None;
+                }
+                Some(_) => {}
+                None => blocked = Some((Instant::now(), taken)),
             }
+            thread::yield_now();
+            continue;
         }
-        blocked_since = None;
+        blocked = None;
         let n = MMSG.min(pool.len() - next);
         iovs.clear();
         for i in 0..n {

@@ -6,9 +6,10 @@
 //! so far and the leaves delivered. A batch's signature is checked once, when
 //! its first block arrives; later blocks are tied by their proof hashes to a
 //! node already verified ([0046], [0049]). `verify_many` hashes each complete
-//! batch in a burst as one contiguous input and checks it against the root,
-//! falling back to block-by-block checks when that fails, so a forged block
-//! is singled out. A slot is only filled after its signature verifies, so
+//! batch in a burst as one contiguous input and checks it against the root
+//! (`verify_complete`, which records the batch's whole tree so its blocks
+//! can be forwarded with full paths), falling back to block-by-block checks
+//! when that fails, so a forged block is singled out. A slot is only filled after its signature verifies, so
 //! forged blocks cannot evict genuine batches. A block another verifier of
 //! the same process has already passed (the relay's workers report to its
 //! control plane) is taken with [`Trust::Verified`]: its hashes are

@@ -9,7 +9,10 @@
 //! datagrams in memory (`crate::io::mem`); each copy carries the block tag
 //! its subscriber gave the relay. Each block's copies are flushed as soon
 //! as they are made, so a block goes out as soon as it verifies, not after
-//! the rest of its receive batch. A block that would cost a signature
+//! the rest of its receive batch. A burst of datagrams that holds a whole
+//! batch in leaf order is verified with one contiguous hash first
+//! ([`BlockForwarder::handle_burst`]), with the same outcome and counter
+//! for each datagram as one by one. A block that would cost a signature
 //! check (its batch is not verified yet) takes a token from a budget
 //! first, so even an uploader that forges (the XDP sender gate lets its
 //! tagged blocks through) costs a bounded share of the worker. Everything is
