@@ -562,3 +562,92 @@ fn a_forged_flood_spends_only_the_signature_budget() {
     assert!(f.handle(SENDER, &datagram(&signed, index, None), later, &mut q));
     assert_eq!(drain(&mut q).len(), 2);
 }
+
+mod bursts {
+    //! Property: any mix of whole batches and single blocks, genuine,
+    //! forged or relabelled, in any burst sizes, ends the same through
+    //! bursts as one by one, and no copy carries a forged payload.
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    const BATCHES: u64 = 4;
+
+    fn signed() -> &'static [SignedBatch] {
+        static SIGNED: OnceLock<Vec<SignedBatch>> = OnceLock::new();
+        SIGNED.get_or_init(|| (0..BATCHES).map(batch).collect())
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Harm {
+        Forge,
+        Relabel,
+    }
+
+    fn datagram_of(b: u64, index: u16, harm: Option<Harm>) -> Vec<u8> {
+        let signed = &signed()[b as usize];
+        let seq = signed.seq(index);
+        let relabel = ((seq + 1) % CLUBS) as u16;
+        let mut d = datagram(
+            signed,
+            index,
+            matches!(harm, Some(Harm::Relabel)).then_some(relabel),
+        );
+        if matches!(harm, Some(Harm::Forge)) {
+            let last = d.len() - 1;
+            d[last] ^= 0x20;
+        }
+        d
+    }
+
+    fn harm() -> impl Strategy<Value = Option<Harm>> {
+        prop_oneof![
+            6 => Just(None),
+            1 => Just(Some(Harm::Forge)),
+            1 => Just(Some(Harm::Relabel)),
+        ]
+    }
+
+    /// A whole batch in leaf order with at most one block harmed, or one
+    /// block alone.
+    fn piece() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        prop_oneof![
+            (0..BATCHES, 0u16..16, harm()).prop_map(|(b, at, harm)| {
+                (0..16)
+                    .map(|i| datagram_of(b, i, if i == at { harm } else { None }))
+                    .collect()
+            }),
+            (0..BATCHES, 0u16..16, harm()).prop_map(|(b, i, harm)| vec![datagram_of(b, i, harm)]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn bursts_end_as_one_by_one_and_never_copy_a_forgery(
+            pieces in prop::collection::vec(piece(), 1..8),
+            take in 1usize..80,
+        ) {
+            let inputs: Vec<Vec<u8>> = pieces.into_iter().flatten().collect();
+            let (mut burst_fwd, mut single_fwd) = (forwarder(), forwarder());
+            let mut single_q = DatagramQueue::new(1 << 16);
+            let mut io = MemIo::new(inputs.len(), 1 << 16);
+            for d in &inputs {
+                prop_assert!(io.push(SENDER, d));
+                single_fwd.handle(SENDER, d, 9, &mut single_q);
+            }
+            while forward_batch(&mut io, &mut burst_fwd, take, 9) > 0 {}
+            let copies = drain(io.copies());
+            prop_assert_eq!(&copies, &drain(&mut single_q));
+            prop_assert_eq!(burst_fwd.stats(), single_fwd.stats());
+            for (_, bytes) in &copies {
+                let Ok(Message::Block(b)) = Message::parse(bytes) else {
+                    return Err(TestCaseError::fail("a copy that is not a BLOCK"));
+                };
+                let genuine = vec![(b.batch * 16 + u64::from(b.index)) as u8; 500];
+                prop_assert_eq!(b.payload, &genuine[..]);
+                prop_assert_eq!(u64::from(b.club), b.seq % CLUBS);
+            }
+        }
+    }
+}

@@ -11,8 +11,8 @@
 //! as they are made, so a block goes out as soon as it verifies, not after
 //! the rest of its receive batch. A burst of datagrams that holds a whole
 //! batch in leaf order is verified with one contiguous hash first
-//! ([`BlockForwarder::handle_burst`]), with the same outcome and counter
-//! for each datagram as one by one. A block that would cost a signature
+//! ([`BlockForwarder::handle_burst`]); a forged block is never forwarded
+//! either way. A block that would cost a signature
 //! check (its batch is not verified yet) takes a token from a budget
 //! first, so even an uploader that forges (the XDP sender gate lets its
 //! tagged blocks through) costs a bounded share of the worker. Everything is
@@ -212,8 +212,9 @@ impl BlockForwarder {
     /// is one whole batch in leaf order (as a source sends it) is verified
     /// with one contiguous hash, many chunks at a time, before its blocks
     /// are acted on in turn; every other datagram is handled as by
-    /// [`BlockForwarder::handle`]. Either way each datagram ends in the
-    /// same outcome and counter.
+    /// [`BlockForwarder::handle`]. Blocks that carry their proofs end the
+    /// same either way; the whole batch also proves blocks whose own proof
+    /// hashes are missing or wrong, which alone would wait or fail.
     pub fn handle_burst(
         &mut self,
         burst: &[Datagram<'_>],
