@@ -9,12 +9,12 @@
 //! batch in a burst as one contiguous input and checks it against the root
 //! (`verify_complete`, which records the batch's whole tree so its blocks
 //! can be forwarded with full paths), falling back to block-by-block checks
-//! when that fails, so a forged block is singled out. A slot is only filled after its signature verifies, so
-//! forged blocks cannot evict genuine batches. A block another verifier of
-//! the same process has already passed (the relay's workers report to its
-//! control plane) is taken with [`Trust::Verified`]: its hashes are
-//! recorded, so proofs can be built from them, but its signature is not
-//! checked a second time.
+//! when that fails, so a forged block is singled out. A slot is only filled
+//! after its signature verifies, so forged blocks cannot evict genuine
+//! batches. A block another verifier of the same process has already
+//! passed (the relay's workers report to its control plane) is taken with
+//! [`Trust::Verified`]: its hashes are recorded, so proofs can be built
+//! from them, but its signature is not checked a second time.
 
 use super::chunk::chunk_image;
 use super::keys::StreamId;

@@ -3,14 +3,15 @@
 //!
 //! [`XdpIo`] receives by taking frames off the RX ring, parsing each
 //! one's Ethernet/IPv4/UDP headers and handing the datagrams for the relay
-//! port to the caller; the frames then go back to the fill ring. Its send
-//! side [`XdpTx`] is a [`CopySink`] on the UMEM's TX frames: each copy gets
-//! a free frame with its own headers around the datagram, whose UDP
-//! checksum is summed once; copies go on the TX ring and the kernel is
+//! port to the caller in bursts; the frames then go back to the fill ring.
+//! Its send side [`XdpTx`] is a [`CopySink`] on the UMEM's TX frames: each
+//! copy gets a free frame with its own headers around the datagram, whose
+//! UDP checksum is summed once; copies go on the TX ring and the kernel is
 //! kicked a whole kick (32 frames) at a time as they are made, and for the
-//! rest at the end of the batch or before a signature check. Reclaiming moves completed TX frames back to the free
-//! list. Every buffer is allocated when the backend is built: receiving
-//! and sending allocate nothing and take no lock.
+//! rest at the end of the batch or before a signature check. Reclaiming
+//! moves completed TX frames back to the free list. Every buffer is
+//! allocated when the backend is built: receiving and sending allocate
+//! nothing and take no lock.
 
 use std::os::fd::RawFd;
 
