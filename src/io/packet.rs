@@ -3,9 +3,9 @@
 //! [`PacketIo`] is all a backend offers the forwarding core: datagrams in,
 //! handed over in bursts gathered on the stack ([`Burst`], so the core can
 //! verify a whole batch that arrived together at once), a [`CopySink`] for
-//! the copies out, and buffers taken back once the
-//! network is done with them. Three backends implement it: AF_XDP rings
-//! and UMEM frames (`crate::relay::xdp_io`), a kernel UDP socket with
+//! the copies out, and buffers taken back once the network is done with
+//! them. Three backends implement it: AF_XDP rings and UMEM frames
+//! (`crate::relay::xdp_io`), a kernel UDP socket with
 //! `recvmmsg`/`sendmmsg` ([`super::udp_batch`]), and queues in memory
 //! ([`super::mem`], for tests and the simulator). [`forward_batch`] is the
 //! one loop body that runs the forwarding core on any of them, so the AF_XDP
