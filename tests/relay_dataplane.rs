@@ -982,11 +982,13 @@ fn worker_loop_allocates_nothing_after_warm_up() {
         let _ = writeln!(
             io::stderr(),
             "zero-alloc: {allocations} allocations in {polls} poll_once calls \
-             ({} frames, {} blocks forwarded, {} TX frames, {} table swaps)",
+             ({} frames, {} blocks forwarded, {} TX frames, {} table swaps, \
+             {} batches hashed whole)",
             s.rx_frames - WARM,
             s.forward.forwarded_blocks,
             s.tx_frames,
-            s.table_swaps
+            s.table_swaps,
+            worker.verifier_stats().batches_hashed
         );
         assert_eq!(s.rx_frames, WARM + MEASURED, "{s:?}");
         let shared = share.lock().expect("the share");
