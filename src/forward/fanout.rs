@@ -22,7 +22,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use super::{judge, verdict_of, ParkedBlocks, Verdict, PARKED_MAX};
+use super::{judge, misplaced, verdict_of, ParkedBlocks, Verdict, PARKED_MAX};
 use crate::auth::{AuthError, BatchVerifier, StreamId, Trust, MAX_BATCH_BLOCKS};
 use crate::io::packet::Datagram;
 use crate::relay::claims::ForwardClaims;
@@ -259,8 +259,7 @@ impl BlockForwarder {
     /// Whether `block` is of this stream and in the club its sequence
     /// number puts it in (what [`judge`] checks before authentication).
     fn in_place(&self, block: &Block<'_>) -> bool {
-        let clubs = u64::from(self.table.swarm_clubs());
-        block.stream == self.tag && clubs != 0 && u64::from(block.club) == block.seq % clubs
+        misplaced(self.tag, self.table.swarm_clubs(), block).is_none()
     }
 
     /// When `run` starts with the whole batch of `first` (its first

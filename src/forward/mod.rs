@@ -28,4 +28,4 @@ pub use fanout::{
 };
 pub use have::{HaveBoard, HAVE_WINDOW};
 pub use parking::{ParkedBlocks, ParkingStats, PARKED_MAX, PARKED_US};
-pub use verdict::{judge, verdict_of, Verdict};
+pub use verdict::{judge, misplaced, verdict_of, Verdict};

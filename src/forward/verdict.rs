@@ -36,13 +36,23 @@ pub fn judge(
     block: &Block<'_>,
     trust: Trust,
 ) -> Verdict {
+    match misplaced(tag, club_count, block) {
+        Some(verdict) => verdict,
+        None => verdict_of(verifier.verify_with(block, trust)),
+    }
+}
+
+/// What [`judge`] finds before authentication: `WrongStream` for a block
+/// not of the stream of `tag`, `WrongClub` for one outside the club its
+/// sequence number puts it in among `club_count` clubs, `None` otherwise.
+pub fn misplaced(tag: StreamTag, club_count: u16, block: &Block<'_>) -> Option<Verdict> {
     if block.stream != tag {
-        return Verdict::WrongStream;
+        return Some(Verdict::WrongStream);
     }
     if club_count == 0 || u64::from(block.club) != block.seq % u64::from(club_count) {
-        return Verdict::WrongClub;
+        return Some(Verdict::WrongClub);
     }
-    verdict_of(verifier.verify_with(block, trust))
+    None
 }
 
 /// The verdict on a block of this stream and its right club, given what

@@ -80,6 +80,9 @@ impl CopySink for DatagramQueue {
 pub struct MemIo {
     inbound: VecDeque<(SocketAddrV4, Vec<u8>)>,
     inbound_capacity: usize,
+    /// The datagrams of the receive in progress, taken off `inbound`
+    /// (kept, so its room is reused).
+    taken: Vec<(SocketAddrV4, Vec<u8>)>,
     copies: DatagramQueue,
     refused: u64,
     received: u64,
@@ -92,6 +95,7 @@ impl MemIo {
         MemIo {
             inbound: VecDeque::new(),
             inbound_capacity: inbound,
+            taken: Vec::new(),
             copies: DatagramQueue::new(copies),
             refused: 0,
             received: 0,
@@ -128,9 +132,10 @@ impl PacketIo for MemIo {
 
     fn receive_batch(&mut self, max: usize, each: &mut OnBurst<'_, DatagramQueue>) -> usize {
         let n = max.min(self.inbound.len());
-        let taken: Vec<(SocketAddrV4, Vec<u8>)> = self.inbound.drain(..n).collect();
+        self.taken.clear();
+        self.taken.extend(self.inbound.drain(..n));
         let mut burst = Burst::new();
-        for (from, datagram) in &taken {
+        for (from, datagram) in &self.taken {
             let gram = Datagram {
                 from: *from,
                 payload: datagram,
