@@ -836,6 +836,33 @@ fn congestion_drop_bans_and_banned_peer_is_not_chosen_over_others() {
     assert_eq!(to_z, BTreeSet::from(clubs));
 }
 
+/// A peer that says it is Leaving is not asked again: the download it
+/// carried is replaced by another member at the next tick, although the
+/// leaver's PONG is still fresh and reports fifty times the uploads
+/// (a choice blind to its departure would pick it about 50 times in 51
+/// and wait out a CONNECT to a dead address).
+#[test]
+fn download_from_a_leaving_peer_is_replaced_by_another_member() {
+    let (x, z) = (addr(5), addr(6));
+    let mut p = peer();
+    let now = open_foreign_download(&mut p, T0, x, 5);
+    tell(&mut p, now, x, &pong(&[5], 50));
+    tell(&mut p, now, z, &pong(&[5], 0));
+    let left = Message::Drop(Drop {
+        direction: Direction::Upload,
+        club: 5,
+        reason: DropReason::Leaving,
+    });
+    deliver(&mut p, at(now, 10), x, &left);
+    assert_eq!(p.connections().downloads_of(5), 0);
+    let out = run(&mut p, at(now, 10), at(now, 200), 20);
+    assert!(
+        !out.iter().any(|o| o.to == x && o.connect().is_some()),
+        "CONNECT sent to the peer that left"
+    );
+    assert_eq!(connects_for(&out, 5, Direction::Download), vec![z]);
+}
+
 /// [0054]: only the initiator of a drop bans; the peer told of a drop by
 /// the other side does not ban it.
 #[test]

@@ -44,13 +44,7 @@ impl Peer {
             Message::Connect(req) => self.on_connect(now, from, req),
             Message::Accept(acc) => self.on_accept(now, from, acc),
             Message::Refuse(refuse) => self.on_refuse(now, from, refuse),
-            Message::Drop(drop) => {
-                // The sender's direction: its download is our upload.
-                match drop.direction {
-                    Direction::Download => self.conns.remove_upload(from, drop.club),
-                    Direction::Upload => self.conns.remove_download(from, drop.club),
-                };
-            }
+            Message::Drop(drop) => self.on_drop(from, drop),
             Message::KeepAlive(ka) => self.on_keepalive(now, from, ka),
             Message::Have(have) => {
                 if let Some(u) = self.conns.upload(from, have.club) {
@@ -66,6 +60,26 @@ impl Peer {
             | Message::Block(_) => {
                 self.stats.malformed += 1;
             }
+        }
+    }
+
+    /// A DROP ends one connection. One with reason Leaving says its
+    /// sender is going away: once no connection with it remains, it is
+    /// forgotten with whatever was pending towards it, so the replacement
+    /// `keep_targets` seeks next is never the peer that just left (its
+    /// PONG would otherwise stay fresh for seconds and draw the CONNECT to
+    /// a dead address, leaving the club without a download until the
+    /// CONNECT times out). Should the sender still be there, its next
+    /// datagram makes it a contact again.
+    fn on_drop(&mut self, from: SocketAddr, drop: &crate::wire::Drop) {
+        // The sender's direction: its download is our upload.
+        match drop.direction {
+            Direction::Download => self.conns.remove_upload(from, drop.club),
+            Direction::Upload => self.conns.remove_download(from, drop.club),
+        };
+        if drop.reason == DropReason::Leaving && !self.conns.involves(from) {
+            self.contacts.remove(&from);
+            self.pending.retain(|p| p.to != from);
         }
     }
 
