@@ -3,10 +3,10 @@
 //! [`parse`] reads a received frame, bounds-checking every field, and hands
 //! back the addresses, ports and the UDP payload as a slice of the frame; it
 //! rejects anything that is not an unfragmented IPv4/UDP datagram with a
-//! typed [`ParseError`]. [`write_frame`] (and [`write_frame_summed`], which
-//! takes the payload's checksum contribution precomputed so a fan-out pays
-//! for it once) writes a whole outgoing frame into a caller's buffer, such as
-//! a UMEM frame. Pure functions, no allocation, no I/O. The UDP checksum of a
+//! typed [`ParseError`]. [`write_frame`] writes a whole outgoing frame into
+//! a caller's buffer, such as a UMEM frame; a fan-out makes one
+//! [`FrameTemplate`] per datagram instead (headers and checksum sums taken
+//! once) and writes each copy from it. Pure functions, no allocation, no I/O. The UDP checksum of a
 //! received frame is never checked: on veth the kernel leaves it unfinished
 //! (CHECKSUM_PARTIAL, DESIGN.md), and the clubcast signature authenticates
 //! what matters. This module knows nothing of clubcast messages.
@@ -208,6 +208,14 @@ pub enum BuildError {
         /// The payload's length.
         len: usize,
     },
+    /// The payload is not as long as the [`FrameTemplate`] was made for.
+    #[error("payload of {len} bytes written with a template for {expected}")]
+    PayloadLength {
+        /// The template's payload length.
+        expected: usize,
+        /// The payload's length.
+        len: usize,
+    },
 }
 
 /// A payload's contribution to the UDP checksum: its 16-bit ones'
@@ -224,7 +232,8 @@ impl PayloadSum {
     }
 
     /// The sum of the BLOCK datagram `payload` as if its block tag were
-    /// zero: each copy adds its own tag with [`PayloadSum::plus`].
+    /// zero: each copy adds its own tag's sum (the tag sits at an even
+    /// offset, `BLOCK_TAG_OFFSET`), as [`FrameTemplate::write`] takes it.
     pub fn of_untagged(payload: &[u8]) -> Self {
         let end = BLOCK_TAG_OFFSET + BLOCK_TAG_LEN;
         let head = &payload[..payload.len().min(BLOCK_TAG_OFFSET)];
@@ -233,12 +242,6 @@ impl PayloadSum {
             tail,
             ones_complement_sum(head, 0),
         )))
-    }
-
-    /// This sum with `bytes` added where the payload had zeros, at an even
-    /// offset (the block tag: `BLOCK_TAG_OFFSET` is even).
-    pub fn plus(self, bytes: &[u8]) -> Self {
-        PayloadSum(fold(ones_complement_sum(bytes, u64::from(self.0))))
     }
 }
 
@@ -382,76 +385,150 @@ pub fn write_frame(
         UdpChecksum::Compute => PayloadSum::of(payload),
         UdpChecksum::Zero => PayloadSum(0),
     };
-    write_frame_summed(out, headers, payload, sum)
+    FrameTemplate::new(
+        headers.src_mac,
+        headers.src,
+        headers.checksum,
+        payload.len(),
+        sum,
+    )?
+    .write(
+        out,
+        headers.dst_mac,
+        headers.dst,
+        headers.ip_id,
+        payload,
+        PayloadSum(0),
+    )
 }
 
-/// [`write_frame`] with the payload's checksum contribution given, so a
-/// payload sent to many destinations is summed once. `sum` must be
-/// [`PayloadSum::of`] `payload`; it is ignored under [`UdpChecksum::Zero`].
-pub fn write_frame_summed(
-    out: &mut [u8],
-    headers: &UdpHeaders,
-    payload: &[u8],
-    sum: PayloadSum,
-) -> Result<usize, BuildError> {
-    if payload.len() > MAX_UDP_PAYLOAD {
-        return Err(BuildError::PayloadTooLarge { len: payload.len() });
+/// Offsets of the fields a [`FrameTemplate`] fills in per frame.
+const IP_ID_AT: usize = ETH_HEADER_LEN + 4;
+const IP_SUM_AT: usize = ETH_HEADER_LEN + 10;
+const IP_DST_AT: usize = ETH_HEADER_LEN + 16;
+const UDP_DST_PORT_AT: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + 2;
+const UDP_SUM_AT: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + 6;
+
+/// The headers every frame of one payload shares, from one source: what a
+/// fan-out writes once per datagram. Each frame then copies them, fills in
+/// its destination and IPv4 identification, and finishes both checksums
+/// from the sums taken here, so a copy costs a 42-byte copy, a few stores
+/// and a few additions besides its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameTemplate {
+    head: [u8; HEADERS_LEN],
+    /// Ones' complement sum of the IPv4 header with a zero identification,
+    /// destination and checksum.
+    ip_sum: u64,
+    /// Ones' complement sum of the UDP pseudo-header, header and payload
+    /// with a zero destination address and port; `None` for no checksum.
+    udp_sum: Option<u64>,
+    payload_len: usize,
+}
+
+impl FrameTemplate {
+    /// The shared headers of frames from `src_mac`/`src` carrying a
+    /// `payload_len`-byte payload whose checksum contribution is `sum`.
+    pub fn new(
+        src_mac: MacAddr,
+        src: SocketAddrV4,
+        checksum: UdpChecksum,
+        payload_len: usize,
+        sum: PayloadSum,
+    ) -> Result<Self, BuildError> {
+        if payload_len > MAX_UDP_PAYLOAD {
+            return Err(BuildError::PayloadTooLarge { len: payload_len });
+        }
+        let udp_len = (UDP_HEADER_LEN + payload_len) as u16;
+        let ip_total = IPV4_HEADER_LEN as u16 + udp_len;
+        let src_ip = src.ip().octets();
+        let mut head = [0u8; HEADERS_LEN];
+        let (eth, rest) = head.split_at_mut(ETH_HEADER_LEN);
+        eth[6..12].copy_from_slice(&src_mac);
+        eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let (ip, udp) = rest.split_at_mut(IPV4_HEADER_LEN);
+        ip[0] = 0x45; // version 4, IHL 5
+        ip[2..4].copy_from_slice(&ip_total.to_be_bytes());
+        ip[6..8].copy_from_slice(&IP_DF.to_be_bytes());
+        ip[8] = TTL;
+        ip[9] = IPPROTO_UDP;
+        ip[12..16].copy_from_slice(&src_ip);
+        let ip_sum = ones_complement_sum(ip, 0);
+        udp[0..2].copy_from_slice(&src.port().to_be_bytes());
+        udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        let udp_sum = match checksum {
+            UdpChecksum::Zero => None,
+            // Pseudo-header (source address, protocol, UDP length), the
+            // UDP header with a zero checksum, then the payload's share.
+            UdpChecksum::Compute => Some(
+                ones_complement_sum(udp, ones_complement_sum(&src_ip, 0))
+                    + u64::from(IPPROTO_UDP)
+                    + u64::from(udp_len)
+                    + u64::from(sum.0),
+            ),
+        };
+        Ok(FrameTemplate {
+            head,
+            ip_sum,
+            udp_sum,
+            payload_len,
+        })
     }
-    let needed = HEADERS_LEN + payload.len();
-    let Some(frame) = out.get_mut(..needed) else {
-        return Err(BuildError::BufferTooSmall {
-            needed,
-            capacity: out.len(),
-        });
-    };
-    let udp_len = (UDP_HEADER_LEN + payload.len()) as u16;
-    let ip_total = IPV4_HEADER_LEN as u16 + udp_len;
-    let (src_ip, dst_ip) = (headers.src.ip().octets(), headers.dst.ip().octets());
 
-    let (eth, rest) = frame.split_at_mut(ETH_HEADER_LEN);
-    eth[0..6].copy_from_slice(&headers.dst_mac);
-    eth[6..12].copy_from_slice(&headers.src_mac);
-    eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    /// Bytes of each frame: headers and payload.
+    pub fn frame_len(&self) -> usize {
+        HEADERS_LEN + self.payload_len
+    }
 
-    let (ip, rest) = rest.split_at_mut(IPV4_HEADER_LEN);
-    ip[0] = 0x45; // version 4, IHL 5
-    ip[1] = 0; // DSCP/ECN
-    ip[2..4].copy_from_slice(&ip_total.to_be_bytes());
-    ip[4..6].copy_from_slice(&headers.ip_id.to_be_bytes());
-    ip[6..8].copy_from_slice(&IP_DF.to_be_bytes());
-    ip[8] = TTL;
-    ip[9] = IPPROTO_UDP;
-    ip[10..12].copy_from_slice(&[0, 0]);
-    ip[12..16].copy_from_slice(&src_ip);
-    ip[16..20].copy_from_slice(&dst_ip);
-    let ip_sum = !fold(ones_complement_sum(ip, 0));
-    ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
-
-    let (udp, body) = rest.split_at_mut(UDP_HEADER_LEN);
-    udp[0..2].copy_from_slice(&headers.src.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&headers.dst.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
-    body.copy_from_slice(payload);
-    let udp_sum = match headers.checksum {
-        UdpChecksum::Zero => 0,
-        UdpChecksum::Compute => {
-            // Pseudo-header (addresses, protocol, UDP length), the UDP
-            // header with a zero checksum, then the payload's share.
-            let mut s = ones_complement_sum(&src_ip, 0);
-            s = ones_complement_sum(&dst_ip, s);
-            s += u64::from(IPPROTO_UDP) + u64::from(udp_len);
-            s = ones_complement_sum(udp, s);
-            s += u64::from(sum.0);
+    /// Writes a frame to `dst_mac`/`dst` with identification `ip_id` into
+    /// the start of `out` and returns its length. `payload` must be as long
+    /// as the template says; `extra` is the checksum share of bytes the
+    /// caller writes over zeros of the payload afterwards (a block tag).
+    pub fn write(
+        &self,
+        out: &mut [u8],
+        dst_mac: MacAddr,
+        dst: SocketAddrV4,
+        ip_id: u16,
+        payload: &[u8],
+        extra: PayloadSum,
+    ) -> Result<usize, BuildError> {
+        let needed = self.frame_len();
+        let Some(frame) = out.get_mut(..needed) else {
+            return Err(BuildError::BufferTooSmall {
+                needed,
+                capacity: out.len(),
+            });
+        };
+        let (head, body) = frame.split_at_mut(HEADERS_LEN);
+        if payload.len() != body.len() {
+            return Err(BuildError::PayloadLength {
+                expected: body.len(),
+                len: payload.len(),
+            });
+        }
+        head.copy_from_slice(&self.head);
+        head[0..6].copy_from_slice(&dst_mac);
+        let dst_ip = dst.ip().octets();
+        head[IP_ID_AT..IP_ID_AT + 2].copy_from_slice(&ip_id.to_be_bytes());
+        head[IP_DST_AT..IP_DST_AT + 4].copy_from_slice(&dst_ip);
+        head[UDP_DST_PORT_AT..UDP_DST_PORT_AT + 2].copy_from_slice(&dst.port().to_be_bytes());
+        let dst_sum = u64::from(u16::from_be_bytes([dst_ip[0], dst_ip[1]]))
+            + u64::from(u16::from_be_bytes([dst_ip[2], dst_ip[3]]));
+        let ip_sum = !fold(self.ip_sum + dst_sum + u64::from(ip_id));
+        head[IP_SUM_AT..IP_SUM_AT + 2].copy_from_slice(&ip_sum.to_be_bytes());
+        let udp_sum = match self.udp_sum {
+            None => 0,
             // A computed 0 is sent as 0xFFFF: 0 means "no checksum".
-            match !fold(s) {
+            Some(s) => match !fold(s + dst_sum + u64::from(dst.port()) + u64::from(extra.0)) {
                 0 => 0xffff,
                 c => c,
-            }
-        }
-    };
-    udp[6..8].copy_from_slice(&udp_sum.to_be_bytes());
-    Ok(needed)
+            },
+        };
+        head[UDP_SUM_AT..UDP_SUM_AT + 2].copy_from_slice(&udp_sum.to_be_bytes());
+        body.copy_from_slice(payload);
+        Ok(needed)
+    }
 }
 
 #[cfg(test)]
@@ -466,7 +543,7 @@ mod tests {
             for tag in [0u64, 1, 0xffff_ffff_ffff_ffff, 0x0123_4567_89ab_cdef] {
                 crate::wire::set_block_tag(&mut datagram, tag);
                 assert_eq!(
-                    fold(u64::from(untagged.plus(&tag.to_be_bytes()).0)),
+                    fold(u64::from(untagged.0) + u64::from(PayloadSum::of(&tag.to_be_bytes()).0)),
                     fold(u64::from(PayloadSum::of(&datagram).0)),
                     "len {len}, tag {tag:#x}"
                 );
@@ -682,6 +759,48 @@ mod tests {
                 let carried = u16::from_be_bytes([segment[6], segment[7]]);
                 prop_assert_eq!(carried, reference_udp_checksum(*h.src.ip(), *h.dst.ip(), segment));
                 prop_assert_eq!(parse(&buf).unwrap().udp_checksum, carried);
+            }
+
+            /// One template serves copies to many destinations, each
+            /// with its own block tag written after: every copy is the
+            /// frame `write_frame` makes of the tagged datagram, checksums
+            /// included.
+            #[test]
+            fn template_copies_are_the_frames_of_their_tagged_datagrams(
+                h in any_headers(),
+                payload in prop::collection::vec(any::<u8>(), 12..1500),
+                copies in prop::collection::vec((any::<[u8; 6]>(), any::<[u8; 4]>(), any::<u16>(), any::<u16>(), any::<u64>()), 1..8),
+            ) {
+                let sum = match h.checksum {
+                    UdpChecksum::Compute => PayloadSum::of_untagged(&payload),
+                    UdpChecksum::Zero => PayloadSum(0),
+                };
+                let template = FrameTemplate::new(h.src_mac, h.src, h.checksum, payload.len(), sum).unwrap();
+                for (mac, ip, port, id, tag) in copies {
+                    let dst = SocketAddrV4::new(ip.into(), port);
+                    let extra = PayloadSum::of(&tag.to_be_bytes());
+                    let mut copy = vec![0u8; template.frame_len()];
+                    prop_assert_eq!(template.write(&mut copy, mac, dst, id, &payload, extra), Ok(copy.len()));
+                    prop_assert!(crate::wire::set_block_tag(&mut copy[HEADERS_LEN..], tag));
+                    let mut tagged = payload.clone();
+                    crate::wire::set_block_tag(&mut tagged, tag);
+                    let reference_headers = UdpHeaders { dst_mac: mac, dst, ip_id: id, ..h };
+                    let mut reference = vec![0u8; copy.len()];
+                    write_frame(&mut reference, &reference_headers, &tagged).unwrap();
+                    prop_assert_eq!(&copy, &reference);
+                }
+            }
+
+            #[test]
+            fn a_template_refuses_a_payload_of_another_length(len in 0usize..64, other in 0usize..64) {
+                prop_assume!(len != other);
+                let h = super::headers();
+                let template = FrameTemplate::new(h.src_mac, h.src, h.checksum, len, PayloadSum(0)).unwrap();
+                let mut buf = vec![0u8; 200];
+                prop_assert_eq!(
+                    template.write(&mut buf, h.dst_mac, h.dst, 1, &vec![0; other], PayloadSum(0)),
+                    Err(BuildError::PayloadLength { expected: len, len: other })
+                );
             }
 
             #[test]

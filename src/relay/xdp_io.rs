@@ -18,7 +18,7 @@ use std::os::fd::RawFd;
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 use super::fanout::Subscriber;
-use super::frame::{self, PayloadSum, UdpChecksum, UdpHeaders, HEADERS_LEN};
+use super::frame::{self, FrameTemplate, PayloadSum, UdpChecksum, HEADERS_LEN};
 use super::worker::{LocalEndpoint, WorkerStats};
 use super::xsk::{self, Kick, XskKernelStats, XskSocket};
 use crate::forward::{CopyError, CopySink};
@@ -54,7 +54,8 @@ pub struct XdpTx {
     /// TX frames written and waiting for the TX ring.
     pending: Vec<FrameDesc>,
     ip_id: u16,
-    sum: PayloadSum,
+    /// The headers this block's copies share (`None`: it fits no frame).
+    template: Option<FrameTemplate>,
     ring: TxQueue,
     comp: CompQueue,
     comp_descs: Box<[FrameDesc]>,
@@ -68,17 +69,23 @@ pub struct XdpTx {
 
 impl CopySink for XdpTx {
     fn begin(&mut self, datagram: &[u8]) {
-        self.sum = match self.checksum {
+        let sum = match self.checksum {
             UdpChecksum::Compute => PayloadSum::of_untagged(datagram),
             UdpChecksum::Zero => PayloadSum::of(&[]),
         };
+        let LocalEndpoint { mac, addr } = self.local;
+        self.template = FrameTemplate::new(mac, addr, self.checksum, datagram.len(), sum).ok();
     }
 
     fn copy(&mut self, to: &Subscriber, datagram: &[u8]) -> Result<(), CopyError> {
         let Some(mut desc) = self.free.pop() else {
             return Err(CopyError::NoBuffer);
         };
-        let frame_len = HEADERS_LEN + datagram.len();
+        let Some(template) = self.template else {
+            self.free.push(desc);
+            return Err(CopyError::TooLarge);
+        };
+        let frame_len = template.frame_len();
         // SAFETY: `desc` came off the free list, so it names a frame of
         // this UMEM that neither the kernel nor any other descriptor user
         // space holds refers to.
@@ -86,21 +93,13 @@ impl CopySink for XdpTx {
         // Completion resets a frame's length: set it for this frame.
         data.cursor().set_pos(frame_len);
         self.ip_id = self.ip_id.wrapping_add(1);
-        let headers = UdpHeaders {
-            src_mac: self.local.mac,
-            dst_mac: to.mac,
-            src: self.local.addr,
-            dst: to.addr,
-            ip_id: self.ip_id,
-            checksum: self.checksum,
-        };
         let tag = to.tag.to_be_bytes();
-        let sum = match self.checksum {
-            UdpChecksum::Compute => self.sum.plus(&tag),
-            UdpChecksum::Zero => self.sum,
+        let extra = match self.checksum {
+            UdpChecksum::Compute => PayloadSum::of(&tag),
+            UdpChecksum::Zero => PayloadSum::of(&[]),
         };
         let contents = data.contents_mut();
-        let written = frame::write_frame_summed(contents, &headers, datagram, sum);
+        let written = template.write(contents, to.mac, to.addr, self.ip_id, datagram, extra);
         let tagged = written == Ok(frame_len)
             && set_block_tag(&mut contents[HEADERS_LEN..frame_len], to.tag);
         if !tagged {
@@ -284,7 +283,7 @@ impl XdpIo {
                 free: tx_free,
                 pending: Vec::with_capacity(tx_frames),
                 ip_id: 0,
-                sum: PayloadSum::of(&[]),
+                template: None,
                 ring: tx,
                 comp,
                 comp_descs: vec![FrameDesc::default(); COMPLETION_CHUNK].into_boxed_slice(),
