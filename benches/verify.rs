@@ -1,9 +1,11 @@
 //! Criterion benches for authentication: per-block and complete-batch
-//! verification (batch roots cached), raw BLAKE3 for reference, and one
-//! ed25519 signature check.
+//! verification (batch roots cached), raw BLAKE3 for reference, one
+//! ed25519 signature check, and 2, 4 and 8 signatures checked one by one
+//! against the same checked at once (`auth::sigbatch`).
 
 use std::hint::black_box;
 
+use clubcast::auth::sigbatch::{verify_all, SignedStatement};
 use clubcast::auth::signer::HopFields;
 use clubcast::auth::statement::BatchStatement;
 use clubcast::auth::tree::{max_depth, CHUNK_LEN};
@@ -73,6 +75,32 @@ fn verification(c: &mut Criterion) {
     c.bench_function("ed25519_verify_batch_statement", |b| {
         b.iter(|| black_box(stream.verify(black_box(&statement), &sig)))
     });
+
+    let mut g = c.benchmark_group("signatures");
+    for count in [2usize, 4, 8] {
+        let items: Vec<SignedStatement> = (0..count)
+            .map(|i| {
+                let mut statement = statement;
+                statement[17 + 32 + 7] = i as u8; // another batch number
+                let signature = SourceKey::from_seed(&[7; 32]).sign(&statement);
+                SignedStatement {
+                    statement,
+                    signature,
+                }
+            })
+            .collect();
+        g.bench_function(format!("one_by_one_{count}"), |b| {
+            b.iter(|| {
+                for item in &items {
+                    black_box(stream.verify(&item.statement, &item.signature));
+                }
+            })
+        });
+        g.bench_function(format!("at_once_{count}"), |b| {
+            b.iter(|| black_box(verify_all(&stream, black_box(&items))))
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, verification);

@@ -164,6 +164,64 @@ fn every_block_of_a_batch_verifies_with_one_signature_check() {
     assert_eq!(v.stats().passed, 160);
 }
 
+/// Signatures checked ahead, together, admit their batches without a
+/// check of their own, but only for the statement checked: a block that
+/// reuses a checked signature over other bytes is refused without one.
+/// A joint check with a forged member keeps nothing.
+#[test]
+fn signatures_checked_ahead_admit_only_the_statement_they_sign() {
+    let signer = BatchSigner::new(key(1));
+    let mut v = BatchVerifier::new(key(1).stream_id(), 64);
+    let mut bufs = [[0u8; MAX_DATAGRAM]; 3];
+    let signed: Vec<SignedBatch> = (0..3).map(|b| sign(&signer, b, 16)).collect();
+    let mut lens = [0; 3];
+    for ((buf, len), s) in bufs.iter_mut().zip(&mut lens).zip(&signed) {
+        *len = over_wire(&s.block(0, FULL, HopFields::default()), buf);
+    }
+    let blocks: Vec<Block<'_>> = bufs
+        .iter()
+        .zip(lens)
+        .map(|(buf, len)| parse(&buf[..len]).expect("parses"))
+        .collect();
+    assert_eq!(v.check_signatures_ahead(&blocks), 3);
+    assert_eq!(v.stats().signatures_checked, 3);
+    assert!(blocks.iter().all(|b| !v.needs_signature(b)));
+    // Block 1 of batch 1 with block 0's signature and a changed payload.
+    let mut buf = [0u8; MAX_DATAGRAM];
+    let len = over_wire(&signed[1].block(1, FULL, HopFields::default()), &mut buf);
+    let mut tampered = parse(&buf[..len]).expect("parses");
+    let other = vec![0u8; tampered.payload.len()];
+    tampered.payload = &other;
+    assert_eq!(v.verify(&tampered), Err(AuthError::BadSignature));
+    for b in &blocks {
+        assert_eq!(v.verify(b).map(|r| r.fresh), Ok(true));
+    }
+    assert_eq!(v.stats().signatures_checked, 3, "no check of their own");
+
+    // Batches 3 and 4, with a block of 4 under another key's signature.
+    let mut v = BatchVerifier::new(key(1).stream_id(), 64);
+    let forger = BatchSigner::new(key(2));
+    let genuine = sign(&signer, 3, 16);
+    let forged = sign(&forger, 4, 16);
+    let honest_4 = sign(&signer, 4, 16);
+    let (mut a, mut b) = ([0u8; MAX_DATAGRAM], [0u8; MAX_DATAGRAM]);
+    let la = over_wire(&genuine.block(0, FULL, HopFields::default()), &mut a);
+    let mut fake = honest_4.block(0, FULL, HopFields::default());
+    let forged_block = forged.block(0, FULL, HopFields::default());
+    fake.signature = forged_block.signature;
+    let lb = over_wire(&fake, &mut b);
+    let pair = [
+        parse(&a[..la]).expect("parses"),
+        parse(&b[..lb]).expect("parses"),
+    ];
+    assert_eq!(v.check_signatures_ahead(&pair), 0);
+    assert!(pair.iter().all(|b| v.needs_signature(b)));
+    assert!(v.verify(&pair[0]).is_ok());
+    assert_eq!(v.verify(&pair[1]), Err(AuthError::BadSignature));
+    assert_eq!(v.stats().signatures_checked, 4);
+    assert_eq!(v.stats().signature_batches, 1);
+}
+
 #[test]
 fn ledger_sends_signature_once_and_about_one_hash_per_block() {
     let mut ledger = ProofLedger::new();

@@ -18,7 +18,7 @@ use clubcast::io::mem::{DatagramQueue, MemIo};
 use clubcast::io::packet::forward_batch;
 use clubcast::io::udp_batch::UdpBatchIo;
 use clubcast::relay::{FanoutLimits, FanoutTable, ForwardClaims, Subscriber, Uplink};
-use clubcast::wire::{Block, Message, StreamTag, MAX_DATAGRAM};
+use clubcast::wire::{BatchSignature, Block, Message, StreamTag, MAX_DATAGRAM};
 
 const SEED: [u8; 32] = [9; 32];
 const CLUBS: u64 = 4;
@@ -650,4 +650,67 @@ mod bursts {
             }
         }
     }
+}
+
+/// The first block of `signed` with its batch timestamp changed: the
+/// signature no longer covers what the block says.
+fn resigned_timestamp(signed: &SignedBatch) -> Vec<u8> {
+    let hop = HopFields {
+        club: (signed.seq(0) % CLUBS) as u16,
+        sent_at_us: 5,
+        delay_threshold_ms: 1_000,
+        bitrate_kbps: 2_000,
+    };
+    let mut block = signed.block(0, full(), hop);
+    let sig = block.signature.expect("a full plan carries the signature");
+    block.signature = Some(BatchSignature {
+        timestamp_us: sig.timestamp_us + 1,
+        ..sig
+    });
+    let mut buf = [0u8; MAX_DATAGRAM];
+    let len = Message::Block(block).encode(&mut buf).expect("encodes");
+    buf[..len].to_vec()
+}
+
+/// A receive burst that starts four new batches has their four signatures
+/// checked at once, and every block goes out; when one of them is forged
+/// the joint check fails, each is checked alone, and only the forged one is
+/// held back. Every signature computed is counted.
+#[test]
+fn a_burst_of_new_batches_has_their_signatures_checked_at_once() {
+    let mut f = forwarder();
+    let mut io = MemIo::new(64, 1024);
+    // Block 0 of batch b has seq 16 b: club 0, two subscribers.
+    let batches: Vec<SignedBatch> = (10..14).map(batch).collect();
+    for signed in &batches {
+        assert!(io.push(SENDER, &datagram(signed, 0, None)));
+    }
+    assert_eq!(forward_batch(&mut io, &mut f, 64, 9), 4);
+    assert_eq!(drain(io.copies()).len(), 8);
+    let v = f.verifier_stats();
+    assert_eq!((v.signature_batches, v.signatures_checked), (1, 4));
+    assert_eq!(f.stats().forwarded_blocks, 4);
+
+    let batches: Vec<SignedBatch> = (20..24).map(batch).collect();
+    for (i, signed) in batches.iter().enumerate() {
+        let d = if i == 2 {
+            resigned_timestamp(signed)
+        } else {
+            datagram(signed, 0, None)
+        };
+        assert!(io.push(SENDER, &d));
+    }
+    assert_eq!(forward_batch(&mut io, &mut f, 64, 9), 4);
+    let seqs: Vec<u64> = drain(io.copies())
+        .iter()
+        .map(|(_, bytes)| match Message::parse(bytes) {
+            Ok(Message::Block(b)) => b.seq,
+            other => panic!("a BLOCK, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, [320, 320, 336, 336, 368, 368]);
+    let v = f.verifier_stats();
+    assert_eq!((v.signature_batches, v.signatures_checked), (2, 12));
+    let s = f.stats();
+    assert_eq!((s.forwarded_blocks, s.forged), (7, 1), "{s:?}");
 }

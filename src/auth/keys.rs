@@ -94,6 +94,12 @@ impl StreamId {
             .map_err(|_| KeyError::BadStreamId("not a valid ed25519 public key"))
     }
 
+    /// The key as a curve point (for checking several signatures at once,
+    /// `super::sigbatch`).
+    pub(crate) fn point(&self) -> curve25519_dalek::edwards::EdwardsPoint {
+        self.0.to_edwards()
+    }
+
     /// Checks `signature` over `message` (strict: no malleable signatures,
     /// no small-order keys).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {

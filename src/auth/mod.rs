@@ -10,11 +10,13 @@
 //!
 //! Rooms: `tree` (hashing), `chunk` (a block's leaf bytes), `statement`
 //! (signed bytes), `keys` (key files, stream ids), `signer` (source side),
-//! `ledger` (what a receiver already holds), `verifier` (receiver side).
+//! `ledger` (what a receiver already holds), `verifier` (receiver side),
+//! `sigbatch` (several signatures checked at once).
 
 pub mod chunk;
 pub mod keys;
 pub mod ledger;
+pub mod sigbatch;
 pub mod signer;
 pub mod statement;
 pub mod tree;

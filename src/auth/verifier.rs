@@ -11,13 +11,16 @@
 //! can be forwarded with full paths), falling back to block-by-block checks
 //! when that fails, so a forged block is singled out. A slot is only filled
 //! after its signature verifies, so forged blocks cannot evict genuine
-//! batches. A block another verifier of the same process has already
+//! batches. A receiver that gets several new batches at once (a relay's
+//! receive burst) can check their signatures together first
+//! ([`BatchVerifier::check_signatures_ahead`], `sigbatch`). A block another verifier of the same process has already
 //! passed (the relay's workers report to its control plane) is taken with
 //! [`Trust::Verified`]: its hashes are recorded, so proofs can be built
 //! from them, but its signature is not checked a second time.
 
 use super::chunk::chunk_image;
 use super::keys::StreamId;
+use super::sigbatch::{self, SignedStatement, MAX_SIGNATURES};
 use super::statement::BatchStatement;
 use super::tree::{batch_root, fill_nodes, leaf_cv, parent, Cv, NodeId, Path, CHUNK_LEN, MAX_PATH};
 use super::{AuthError, MAX_BATCH_BLOCKS};
@@ -101,6 +104,10 @@ pub struct VerifierStats {
     pub signatures_trusted: u64,
     /// Complete batches checked with one contiguous hash.
     pub batches_hashed: u64,
+    /// Calls that checked several signatures at once
+    /// ([`BatchVerifier::check_signatures_ahead`]); their signatures count
+    /// in `signatures_checked`.
+    pub signature_batches: u64,
 }
 
 #[derive(Clone)]
@@ -146,7 +153,19 @@ pub struct BatchVerifier {
     slots: Box<[Option<Entry>]>,
     newest: Option<u64>,
     scratch: Box<[[u8; CHUNK_LEN]; MAX_BATCH_BLOCKS]>,
+    /// Signatures checked ahead, together, by batch number.
+    ahead: [Option<(u64, SignedStatement)>; MAX_SIGNATURES],
     stats: VerifierStats,
+}
+
+/// A block's leaf folded up through the proof hashes it carries: every
+/// node met (leaf, then each sibling and parent), the topmost node and its
+/// chaining value.
+struct Folded {
+    met: [(NodeId, Cv); 2 * MAX_PATH + 1],
+    len: usize,
+    top: NodeId,
+    cv: Cv,
 }
 
 fn bit(id: NodeId) -> u128 {
@@ -163,6 +182,7 @@ impl BatchVerifier {
             slots: vec![None; window].into_boxed_slice(),
             newest: None,
             scratch: Box::new([[0u8; CHUNK_LEN]; MAX_BATCH_BLOCKS]),
+            ahead: [None; MAX_SIGNATURES],
             stats: VerifierStats::default(),
         }
     }
@@ -208,10 +228,93 @@ impl BatchVerifier {
     }
 
     /// Whether checking `block` would cost a signature check: it is of
-    /// this stream and its batch is not verified yet (nor too old to be).
-    /// Cheap: one slot lookup.
+    /// this stream, its batch is not verified yet (nor too old to be), and
+    /// its signature was not checked ahead. Cheap: one slot lookup.
     pub fn needs_signature(&self, block: &Block<'_>) -> bool {
-        block.stream == self.tag && matches!(self.slot(block.batch), Ok(Slot::Free(_)))
+        block.stream == self.tag
+            && matches!(self.slot(block.batch), Ok(Slot::Free(_)))
+            && block
+                .signature
+                .is_none_or(|sig| self.checked_ahead(block.batch, sig.signature).is_none())
+    }
+
+    /// The statement `signature` was found to sign for `batch` by
+    /// [`BatchVerifier::check_signatures_ahead`], if it was.
+    fn checked_ahead(&self, batch: u64, signature: &[u8; 64]) -> Option<&SignedStatement> {
+        self.ahead
+            .iter()
+            .flatten()
+            .find(|(b, item)| *b == batch && item.signature == *signature)
+            .map(|(_, item)| item)
+    }
+
+    /// Checks the batch signatures of `blocks` (each the first of a batch
+    /// that needs one, carrying the signature and its whole proof path) at
+    /// once, with `sigbatch::verify_all`: about a third cheaper for 4
+    /// signatures than one by one, and more for more. When all hold, each
+    /// batch's first block to be verified (by any call) admits its batch
+    /// without another signature check, provided its statement is the one
+    /// checked. When one fails, nothing is kept, and each block is checked
+    /// alone, which singles out the forged one. Returns the signatures
+    /// kept; fewer than 2 usable blocks are not checked (0).
+    pub fn check_signatures_ahead<'a: 'b, 'b>(
+        &mut self,
+        blocks: impl IntoIterator<Item = &'b Block<'a>>,
+    ) -> usize {
+        let mut items = [SignedStatement {
+            statement: [0; super::statement::STATEMENT_LEN],
+            signature: [0; 64],
+        }; MAX_SIGNATURES];
+        let mut batches = [0u64; MAX_SIGNATURES];
+        let mut n = 0;
+        for block in blocks {
+            if n == MAX_SIGNATURES {
+                break;
+            }
+            let Some(sig) = block.signature else { continue };
+            let Ok(shape) = self.shape(block) else {
+                continue;
+            };
+            let Ok(folded) = Self::fold(&shape, block) else {
+                continue;
+            };
+            if folded.top != shape.root || batches[..n].contains(&block.batch) {
+                continue;
+            }
+            items[n] = SignedStatement {
+                statement: self
+                    .statement(block, sig.timestamp_us, folded.cv)
+                    .to_bytes(),
+                signature: *sig.signature,
+            };
+            batches[n] = block.batch;
+            n += 1;
+        }
+        if n < 2 {
+            return 0;
+        }
+        self.stats.signature_batches += 1;
+        self.stats.signatures_checked += n as u64;
+        self.ahead = [None; MAX_SIGNATURES];
+        if !sigbatch::verify_all(&self.stream, &items[..n]) {
+            return 0;
+        }
+        for ((slot, batch), item) in self.ahead.iter_mut().zip(batches).zip(items).take(n) {
+            *slot = Some((batch, item));
+        }
+        n
+    }
+
+    /// The statement `block`'s batch signature covers, for root `root`.
+    fn statement(&self, block: &Block<'_>, timestamp_us: u64, root: Cv) -> BatchStatement {
+        BatchStatement {
+            stream_key: self.stream.to_bytes(),
+            batch: block.batch,
+            first_seq: block.first_seq(),
+            count: block.count,
+            timestamp_us,
+            root,
+        }
     }
 
     fn slot(&self, batch: u64) -> Result<Slot, AuthError> {
@@ -282,22 +385,23 @@ impl BatchVerifier {
         trust: Trust,
     ) -> Result<(), AuthError> {
         let sig = block.signature.ok_or(AuthError::MissingSignature)?;
-        let statement = BatchStatement {
-            stream_key: self.stream.to_bytes(),
-            batch: block.batch,
-            first_seq: block.first_seq(),
-            count: block.count,
-            timestamp_us: sig.timestamp_us,
-            root,
-        };
+        let statement = self.statement(block, sig.timestamp_us, root).to_bytes();
         match trust {
             Trust::Verified => self.stats.signatures_trusted += 1,
-            Trust::Check => {
-                self.stats.signatures_checked += 1;
-                if !self.stream.verify(&statement.to_bytes(), sig.signature) {
+            Trust::Check => match self.checked_ahead(block.batch, sig.signature) {
+                // A signature that holds for one statement holds for no
+                // other (that would take a SHA-512 collision).
+                Some(checked) if checked.statement != statement => {
                     return Err(AuthError::BadSignature);
                 }
-            }
+                Some(_) => {}
+                None => {
+                    self.stats.signatures_checked += 1;
+                    if !self.stream.verify(&statement, sig.signature) {
+                        return Err(AuthError::BadSignature);
+                    }
+                }
+            },
         }
         let root_id = NodeId::of_range(0, block.count);
         let mut nodes = [[0u8; 32]; MAX_NODES];
@@ -348,32 +452,15 @@ impl BatchVerifier {
                 Self::check_cached(entry, block)?;
             }
         }
-        let mut image = [0u8; CHUNK_LEN];
-        chunk_image(block.payload, &mut image).ok_or(AuthError::HashMismatch)?;
-        let steps = shape.path.steps();
-        let depth = steps.len();
         // Fold the leaf up through every proof hash given, remembering the
         // nodes met so they can be cached once the top one is trusted.
-        let mut met: [(NodeId, Cv); 2 * MAX_PATH + 1] = [(NodeId(0), [0; 32]); 2 * MAX_PATH + 1];
-        let mut cur = if depth == 0 {
-            *blake3::hash(&image).as_bytes()
-        } else {
-            leaf_cv(&image, block.index)
-        };
-        met[0] = (shape.leaf, cur);
-        let mut top = shape.leaf;
-        for (k, (step, sibling)) in steps.iter().zip(block.proof).enumerate() {
-            let is_root = k + 1 == depth;
-            cur = if step.sibling_is_left {
-                parent(sibling, &cur, is_root)
-            } else {
-                parent(&cur, sibling, is_root)
-            };
-            met[2 * k + 1] = (step.sibling, *sibling);
-            met[2 * k + 2] = (step.parent, cur);
-            top = step.parent;
-        }
-        let met = &met[..2 * block.proof.len() + 1];
+        let Folded {
+            met,
+            len,
+            top,
+            cv: cur,
+        } = Self::fold(&shape, block)?;
+        let met = &met[..len];
         let i = match slot {
             Slot::Known(i) => {
                 let entry = self.slots[i].as_ref().ok_or(AuthError::MissingProof)?;
@@ -399,6 +486,39 @@ impl BatchVerifier {
             entry.nodes[usize::from(id.0)] = *cv;
         }
         Ok(Self::deliver(entry, block.index))
+    }
+
+    /// Folds `block`'s leaf up through the proof hashes it carries.
+    fn fold(shape: &Shape, block: &Block<'_>) -> Result<Folded, AuthError> {
+        let mut image = [0u8; CHUNK_LEN];
+        chunk_image(block.payload, &mut image).ok_or(AuthError::HashMismatch)?;
+        let steps = shape.path.steps();
+        let depth = steps.len();
+        let mut met: [(NodeId, Cv); 2 * MAX_PATH + 1] = [(NodeId(0), [0; 32]); 2 * MAX_PATH + 1];
+        let mut cur = if depth == 0 {
+            *blake3::hash(&image).as_bytes()
+        } else {
+            leaf_cv(&image, block.index)
+        };
+        met[0] = (shape.leaf, cur);
+        let mut top = shape.leaf;
+        for (k, (step, sibling)) in steps.iter().zip(block.proof).enumerate() {
+            let is_root = k + 1 == depth;
+            cur = if step.sibling_is_left {
+                parent(sibling, &cur, is_root)
+            } else {
+                parent(&cur, sibling, is_root)
+            };
+            met[2 * k + 1] = (step.sibling, *sibling);
+            met[2 * k + 2] = (step.parent, cur);
+            top = step.parent;
+        }
+        Ok(Folded {
+            met,
+            len: 2 * block.proof.len() + 1,
+            top,
+            cv: cur,
+        })
     }
 
     fn deliver(entry: &mut Entry, index: u16) -> Verified {

@@ -23,6 +23,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use super::{judge, misplaced, verdict_of, ParkedBlocks, Verdict, PARKED_MAX};
+use crate::auth::sigbatch::MAX_SIGNATURES;
 use crate::auth::{AuthError, BatchVerifier, StreamId, Trust, MAX_BATCH_BLOCKS};
 use crate::io::packet::Datagram;
 use crate::relay::claims::ForwardClaims;
@@ -221,6 +222,7 @@ impl BlockForwarder {
         now_us: u64,
         sink: &mut impl CopySink,
     ) -> usize {
+        self.check_signatures_ahead(burst, now_us, sink);
         let mut copied = 0;
         let mut at = 0;
         while let Some(gram) = burst.get(at) {
@@ -238,6 +240,49 @@ impl BlockForwarder {
             at += 1;
         }
         copied
+    }
+
+    /// When the burst starts several batches whose signatures are still
+    /// to check, checks them together (cheaper than one by one), paying a
+    /// signature token for each: their blocks then verify without a
+    /// signature check of their own. Blocks of the burst wait for this
+    /// check, not only those of the first batch; it is skipped when the
+    /// burst has fewer than two such batches or the budget has not a token
+    /// for each. Counts nothing: each datagram is counted when handled.
+    fn check_signatures_ahead(
+        &mut self,
+        burst: &[Datagram<'_>],
+        now_us: u64,
+        sink: &mut impl CopySink,
+    ) {
+        let mut firsts = [None; MAX_SIGNATURES];
+        let mut n = 0;
+        for gram in burst {
+            if n == MAX_SIGNATURES {
+                break;
+            }
+            let Ok(Message::Block(block)) = Message::parse(gram.payload) else {
+                continue;
+            };
+            let new_batch = firsts[..n]
+                .iter()
+                .flatten()
+                .all(|b: &Block<'_>| b.batch != block.batch);
+            if new_batch
+                && block.signature.is_some()
+                && self.in_place(&block)
+                && self.verifier.needs_signature(&block)
+            {
+                firsts[n] = Some(block);
+                n += 1;
+            }
+        }
+        if n < 2 || !self.signatures.take(Time(now_us), n as f64) {
+            return;
+        }
+        sink.send_pending();
+        self.verifier
+            .check_signatures_ahead(firsts[..n].iter().flatten());
     }
 
     /// `payload` as a BLOCK; `None`, counted, when it is another message
