@@ -7,9 +7,9 @@
 //! M_i)` all hold when `sum z_i R_i == (sum z_i s_i) B - (sum z_i k_i) A`.
 //! The key `A` is the same for every statement, so its term is one
 //! multiplication instead of one per signature; each `R_i` costs a
-//! 128-bit multiplication, about half of a single check. Every signature
-//! `verify_strict` accepts passes; a wrong one fails but with probability
-//! 2^-128. Each `s_i` must be canonical and each `R_i` a point not of small
+//! 128-bit multiplication, about half of a single check. A set of
+//! signatures `verify_strict` accepts passes; a set holding one it refuses
+//! passes only by a chance of about 2^-128. Each `s_i` must be canonical and each `R_i` a point not of small
 //! order, as `verify_strict` demands (and the key not of small order). The one difference: a signature made
 //! by the key's holder with a small-order component added to `R_i`, which
 //! fails alone, can pass here (the weights may cancel it). Only the source

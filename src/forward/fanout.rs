@@ -12,7 +12,9 @@
 //! the rest of its receive batch. A burst of datagrams that holds a whole
 //! batch in leaf order is verified with one contiguous hash first
 //! ([`BlockForwarder::handle_burst`]); a forged block is never forwarded
-//! either way. A block that would cost a signature
+//! either way. A burst that starts several new batches has their
+//! signatures checked together first, which is cheaper than one by one
+//! (`BlockForwarder::check_signatures_ahead`). A block that would cost a signature
 //! check (its batch is not verified yet) takes a token from a budget
 //! first, so even an uploader that forges (the XDP sender gate lets its
 //! tagged blocks through) costs a bounded share of the worker. Everything is
