@@ -33,5 +33,7 @@ if [ "$(id -u)" -ne 0 ]; then
         "(run: sudo -E $0 $*)" >&2
     exit 1
 fi
+bash scripts/install-deps.sh >/dev/null
+export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --quiet --example bench_relay
 exec cargo run --release --quiet --example bench_relay -- "$@"

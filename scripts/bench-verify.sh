@@ -6,5 +6,7 @@
 # Usage: scripts/bench-verify.sh [BATCH_BLOCKS]   (default 16)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh >/dev/null
+export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --quiet --example bench_verify
 exec target/release/examples/bench_verify "${1:-16}"

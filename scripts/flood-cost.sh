@@ -33,6 +33,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 hz=${1:-4000}
+bash scripts/install-deps.sh >/dev/null
+export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v perf > /dev/null; then
     apt-get update -q && apt-get install -y -q linux-perf
 fi
