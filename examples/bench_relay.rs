@@ -85,6 +85,11 @@
 //! there would first copy each frame into a page of its own), the whole
 //! socket delivery with `--sink socket`.
 //!
+//! Each phase also prints the time the hypervisor stole from the relay's
+//! core over its window (`relay_core_steal_ms`, from `/proc/stat`): on a
+//! shared host, a run with stolen time is a noisy one, and its latency
+//! tail above all.
+//!
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN). Without it it says
 //! why and exits with status 1.
 
@@ -242,6 +247,28 @@ fn thread_cpu_seconds() -> f64 {
 /// CPU seconds (user + system) of the whole process.
 fn process_cpu_seconds() -> f64 {
     cpu_seconds(libc::RUSAGE_SELF)
+}
+
+/// Seconds the hypervisor took from `core` for other guests so far (the
+/// `steal` column of its `/proc/stat` line; 0 where there is none): a run
+/// whose relay core lost time this way is a noisy one.
+fn core_steal_seconds(core: usize) -> f64 {
+    let name = format!("cpu{core}");
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let ticks = stat
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next() == Some(name.as_str())).then(|| fields.nth(7))
+        })
+        .flatten()
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf reads a constant of the running system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / hz as f64
 }
 
 fn cpu_seconds(who: libc::c_int) -> f64 {
@@ -623,6 +650,8 @@ struct PhaseResult {
     /// CPU seconds of the whole process (relay, sender, drain, and the
     /// softirq work charged to them) over the window.
     process_cpu: f64,
+    /// Seconds the hypervisor stole from the relay's core over the window.
+    relay_core_steal: f64,
     pool_ran_out: bool,
 }
 
@@ -693,6 +722,7 @@ fn drive_phase(
     let sent0 = sent.load(Ordering::Relaxed);
     let delivered0 = delivered.load(Ordering::Relaxed);
     let process0 = process_cpu_seconds();
+    let steal0 = core_steal_seconds(RELAY_CORE);
     mark.store(MARK_MEASURE, Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     while Instant::now() < deadline && !done.load(Ordering::Relaxed) {
@@ -703,6 +733,7 @@ fn drive_phase(
     let sent1 = sent.load(Ordering::Relaxed);
     let delivered1 = delivered.load(Ordering::Relaxed);
     let process_cpu = process_cpu_seconds() - process0;
+    let relay_core_steal = core_steal_seconds(RELAY_CORE) - steal0;
     stop.store(true, Ordering::Relaxed);
     sender_thread.join().expect("the sender panicked");
     let relay = relay.join().expect("the relay thread panicked");
@@ -719,6 +750,7 @@ fn drive_phase(
         sent: sent1 - sent0,
         delivered: delivered1 - delivered0,
         process_cpu,
+        relay_core_steal,
         pool_ran_out,
     }
 }
@@ -878,7 +910,7 @@ fn udp_relay(
 
 /// Phase 3: a plain AF_XDP TX loop of prebuilt frames. Returns (frames
 /// completed, seconds, CPU seconds, frames delivered to subscribers).
-fn txonly(args: &Args, delivered: &AtomicU64) -> (u64, f64, f64, u64) {
+fn txonly(args: &Args, delivered: &AtomicU64) -> (u64, f64, f64, u64, f64) {
     pin_to(RELAY_CORE);
     const FRAMES: u32 = 8192;
     const RING: u32 = 8192;
@@ -938,7 +970,7 @@ fn txonly(args: &Args, delivered: &AtomicU64) -> (u64, f64, f64, u64) {
     let mut comp_descs = vec![FrameDesc::default(); 256];
     let mut completed = 0u64;
     let warm_end = Instant::now() + Duration::from_millis(args.warmup_ms);
-    let mut start: Option<(Instant, f64, u64, u64)> = None;
+    let mut start: Option<(Instant, f64, u64, u64, f64)> = None;
     let mut end_at = None;
     loop {
         let now = Instant::now();
@@ -948,6 +980,7 @@ fn txonly(args: &Args, delivered: &AtomicU64) -> (u64, f64, f64, u64) {
                 thread_cpu_seconds(),
                 completed,
                 delivered.load(Ordering::Relaxed),
+                core_steal_seconds(RELAY_CORE),
             ));
             end_at = Some(now + Duration::from_secs_f64(args.seconds));
         }
@@ -994,14 +1027,15 @@ fn txonly(args: &Args, delivered: &AtomicU64) -> (u64, f64, f64, u64) {
             }
         }
     }
-    let Some((at, cpu, c0, d0)) = start else {
-        return (0, 0.0, 0.0, 0);
+    let Some((at, cpu, c0, d0, steal0)) = start else {
+        return (0, 0.0, 0.0, 0, 0.0);
     };
     let result = (
         completed - c0,
         at.elapsed().as_secs_f64(),
         thread_cpu_seconds() - cpu,
         delivered.load(Ordering::Relaxed) - d0,
+        core_steal_seconds(RELAY_CORE) - steal0,
     );
     // Let the ring drain before the socket closes.
     thread::sleep(Duration::from_millis(100));
@@ -1023,7 +1057,7 @@ fn json_line(r: &PhaseResult, peers: usize) -> String {
     format!(
         "{{\"io\":\"{}\",\"peers\":{},\"egress_pps\":{},\"egress_gbps\":{},\
          \"ingress_blocks_per_s\":{},\"lat_us_p50\":{},\"lat_us_p99\":{},\
-         \"lat_us_p999\":{},\"cpu_per_mpps\":{}}}",
+         \"lat_us_p999\":{},\"cpu_per_mpps\":{},\"relay_core_steal_ms\":{}}}",
         r.io,
         peers,
         num(r.egress_pps()),
@@ -1033,6 +1067,7 @@ fn json_line(r: &PhaseResult, peers: usize) -> String {
         num(r.quantile_us(0.99)),
         num(r.quantile_us(0.999)),
         num(r.cpu_per_mpps()),
+        num(r.relay_core_steal * 1e3),
     )
 }
 
@@ -1042,7 +1077,8 @@ fn print_figures(r: &PhaseResult) {
         "{:>4}: {:.2} s  sender {:.0} blocks/s  relay ingress {:.0} blocks/s  \
          forwarded {:.0} blocks/s  relay egress {:.0} pps  subscribers {:.0} pps  \
          {:.3} Gbit/s  latency p50/p99/p99.9 {:.1}/{:.1}/{:.1} us  relay CPU {:.2} s \
-         ({:.0}%)  {:.3} CPU-s per M packets  process CPU {:.0}% of one core{}",
+         ({:.0}%)  {:.3} CPU-s per M packets  process CPU {:.0}% of one core  \
+         relay core stolen {:.0} ms{}",
         r.io,
         s,
         r.sent as f64 / s,
@@ -1058,6 +1094,7 @@ fn print_figures(r: &PhaseResult) {
         100.0 * r.relay.cpu_seconds / s,
         r.cpu_per_mpps(),
         100.0 * r.process_cpu / s,
+        r.relay_core_steal * 1e3,
         if r.pool_ran_out {
             "  (pool ran out)"
         } else {
@@ -1219,7 +1256,7 @@ fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
     thread::sleep(Duration::from_millis(200));
 
     // Phase 3: the raw AF_XDP TX ceiling.
-    let (frames, secs, cpu, got) = txonly(args, &delivered);
+    let (frames, secs, cpu, got, steal) = txonly(args, &delivered);
     thread::sleep(Duration::from_millis(200));
 
     // Phase 4: latency at half of the AF_XDP relay's capacity, the worker
@@ -1238,10 +1275,11 @@ fn run_all(args: &Args, pool: &Arc<Pool>) -> (Vec<PhaseResult>, f64, usize) {
     let txonly_pps = frames as f64 / secs;
     println!(
         "txonly: {secs:.2} s  {txonly_pps:.0} frames/s completed  subscribers {:.0} pps  \
-         {:.3} Gbit/s  CPU {cpu:.2} s  {:.3} CPU-s per M packets",
+         {:.3} Gbit/s  CPU {cpu:.2} s  {:.3} CPU-s per M packets  core stolen {:.0} ms",
         got as f64 / secs,
         txonly_pps * TXONLY_FRAME as f64 * 8.0 / 1e9,
         cpu / (frames as f64 / 1e6),
+        steal * 1e3,
     );
 
     thread::sleep(Duration::from_millis(100));
