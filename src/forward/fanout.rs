@@ -257,6 +257,9 @@ impl BlockForwarder {
         now_us: u64,
         sink: &mut impl CopySink,
     ) {
+        if burst.len() < 2 {
+            return; // one datagram starts one batch at most
+        }
         let mut firsts = [None; MAX_SIGNATURES];
         let mut n = 0;
         for gram in burst {
