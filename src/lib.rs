@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod cli;
+mod counters;
 pub mod forward;
 pub mod io;
 pub mod media;

@@ -43,51 +43,93 @@ fn value(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A tracker and a source of a synthetic 500 kbit/s stream on loopback,
+/// for `secs` seconds, the source serving metrics on `source_metrics` if
+/// given; its key lives in a temporary directory removed on drop.
+struct Stream {
+    dir: std::path::PathBuf,
+    sid: String,
+    tracker: String,
+    secs: String,
+    _roles: [Kid; 2],
+}
+
+impl Stream {
+    fn start(tag: &str, secs: u32, source_metrics: Option<u16>) -> Stream {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (key, sid) = keygen::keygen(BIN, &dir.join("source.key"));
+        let tracker = format!("127.0.0.1:{}", free_port());
+        let secs = secs.to_string();
+        let tracker_kid = spawn(&[
+            "tracker",
+            "--listen",
+            &tracker,
+            "--stream-id",
+            &sid,
+            "--duration",
+            &secs,
+        ]);
+        let metrics = source_metrics.map(|port| format!("127.0.0.1:{port}"));
+        let mut args = vec![
+            "source",
+            "--key",
+            &key,
+            "--tracker",
+            &tracker,
+            "--listen",
+            "127.0.0.1:0",
+            "--synthetic-kbps",
+            "500",
+            "--duration",
+            &secs,
+        ];
+        if let Some(m) = &metrics {
+            args.extend(["--metrics", m]);
+        }
+        let source = spawn(&args);
+        Stream {
+            dir,
+            sid,
+            tracker,
+            secs,
+            _roles: [tracker_kid, source],
+        }
+    }
+}
+
+impl Stream {
+    /// A peer of the stream on loopback, with `extra` arguments.
+    fn peer(&self, extra: &[&str]) -> Kid {
+        let mut args = vec![
+            "peer",
+            "--stream-id",
+            &self.sid,
+            "--tracker",
+            &self.tracker,
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            &self.secs,
+        ];
+        args.extend(extra);
+        spawn(&args)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[test]
 fn source_and_peer_serve_prometheus_metrics() {
-    let dir = std::env::temp_dir().join(format!("clubcast-metrics-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (key, sid) = keygen::keygen(BIN, &dir.join("source.key"));
-    let tracker = format!("127.0.0.1:{}", free_port());
-    let (source_m, peer_m) = (free_port(), free_port());
-    let _t = spawn(&[
-        "tracker",
-        "--listen",
-        &tracker,
-        "--stream-id",
-        &sid,
-        "--duration",
-        "20",
-    ]);
-    let _s = spawn(&[
-        "source",
-        "--key",
-        &key,
-        "--tracker",
-        &tracker,
-        "--listen",
-        "127.0.0.1:0",
-        "--synthetic-kbps",
-        "500",
-        "--metrics",
-        &format!("127.0.0.1:{source_m}"),
-        "--duration",
-        "20",
-    ]);
-    let _p = spawn(&[
-        "peer",
-        "--stream-id",
-        &sid,
-        "--tracker",
-        &tracker,
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics",
-        &format!("127.0.0.1:{peer_m}"),
-        "--duration",
-        "20",
-    ]);
+    let source_m = free_port();
+    let stream = Stream::start("clubcast-metrics", 20, Some(source_m));
+    let peer_m = free_port();
+    let _p = stream.peer(&["--metrics", &format!("127.0.0.1:{peer_m}")]);
     let deadline = Instant::now() + Duration::from_secs(15);
     let (mut source, mut peer) = (String::new(), String::new());
     while Instant::now() < deadline {
@@ -176,5 +218,52 @@ fn source_and_peer_serve_prometheus_metrics() {
     let startup = value(&peer, "clubcast_peer_startup_seconds_sum").unwrap_or(0.0);
     assert!(startup > 0.0 && startup < 5.0, "start-up {startup} s");
     assert!(peer.contains("clubcast_peer_startup_seconds_bucket{le=\"+Inf\"} 1"));
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The kernel-UDP relay (`--io udp`) exports every counter of the
+/// forwarding core its control plane runs, under `clubcast_relay_inline_*`.
+#[test]
+fn kernel_udp_relay_exports_its_forwarding_core() {
+    let stream = Stream::start("clubcast-metrics-relay", 25, None);
+    let (sid, tracker) = (stream.sid.as_str(), stream.tracker.as_str());
+    let relay_m = free_port();
+    let _r = spawn(&[
+        "relay",
+        "--io",
+        "udp",
+        "--stream-id",
+        sid,
+        "--tracker",
+        tracker,
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--metrics",
+        &format!("127.0.0.1:{relay_m}"),
+        "--duration",
+        "25",
+    ]);
+    let _peers: Vec<Kid> = (0..3).map(|_| stream.peer(&[])).collect();
+    let forwarded = "clubcast_relay_inline_blocks_forwarded_total";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut relay = String::new();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        relay = scrape(relay_m);
+        if value(&relay, forwarded).unwrap_or(0.0) > 50.0 {
+            break;
+        }
+    }
+    assert!(value(&relay, forwarded).unwrap_or(0.0) > 50.0, "{relay}");
+    for (name, _, _) in clubcast::forward::ForwardStats::default().named() {
+        let name = format!("clubcast_relay_inline_{name}_total");
+        assert!(value(&relay, &name).is_some(), "no {name}: {relay}");
+    }
+    assert!(
+        value(&relay, "clubcast_relay_inline_copies_total") >= value(&relay, forwarded),
+        "{relay}"
+    );
+    assert_eq!(
+        value(&relay, "clubcast_relay_inline_forged_total"),
+        Some(0.0)
+    );
 }

@@ -306,6 +306,28 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
         metric("clubcast_relay_worker_latency_seconds_count") > 100.0,
         "{metrics}"
     );
+    // Every counter of the workers' rings and forwarding core is exported,
+    // summed over the workers.
+    let stats = clubcast::relay::WorkerStats::default();
+    let names = stats.named().into_iter().chain(stats.forward.named());
+    for (name, _, _) in names {
+        let value = metric(&format!("clubcast_relay_worker_{name}_total"));
+        assert!(
+            value >= 0.0,
+            "clubcast_relay_worker_{name}_total: {metrics}"
+        );
+    }
+    assert!(
+        metric("clubcast_relay_worker_copies_total")
+            >= metric("clubcast_relay_worker_blocks_forwarded_total")
+            && metric("clubcast_relay_worker_blocks_forwarded_total") > 10.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric("clubcast_relay_worker_forged_total"),
+        0.0,
+        "{metrics}"
+    );
     let p99 = metric("clubcast_relay_worker_latency_seconds{quantile=\"0.99\"}");
     assert!(p99 > 0.0 && p99 < 1.0, "{metrics}");
     let peers_ok: Vec<bool> = peers.into_iter().map(Kid::wait).collect();

@@ -365,10 +365,13 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The relay's own metrics: its control plane's and its steering
-/// program's counters.
+/// The relay's own metrics: its control plane's counters, every counter
+/// of its forwarding core (`clubcast_relay_inline_*` when the control
+/// plane runs it, `clubcast_relay_worker_*` summed over the AF_XDP
+/// workers) and its steering program's counters.
 fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposition) {
-    if let Some(c) = node.control() {
+    {
+        let c = node.plane();
         let cs = c.stats();
         e.gauge(
             "clubcast_relay_subscribers",
@@ -410,63 +413,16 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
             "BLOCKs to the inline core without their sender's block tag, dropped unchecked",
             cs.blocks_wrong_tag,
         );
+        if let Some(f) = c.inline_stats() {
+            for (name, help, value) in f.named() {
+                e.counter(&format!("clubcast_relay_inline_{name}_total"), help, value);
+            }
+        }
     }
     if let Some(plane) = plane {
         let w = plane.worker_stats();
-        let counters = [
-            (
-                "rx_frames",
-                "frames the workers took from their RX rings",
-                w.rx_frames,
-            ),
-            (
-                "blocks_forwarded",
-                "verified fresh blocks fanned out",
-                w.forward.forwarded_blocks,
-            ),
-            ("tx_frames", "copies put on the TX rings", w.tx_frames),
-            (
-                "forged",
-                "forged blocks dropped by the workers",
-                w.forward.forged,
-            ),
-            (
-                "signature_checks_refused",
-                "blocks dropped unchecked: the workers' signature-check budget was spent",
-                w.forward.signature_checks_refused,
-            ),
-            (
-                "wrong_club",
-                "blocks labelled with another club than their sequence number's, dropped",
-                w.forward.wrong_club,
-            ),
-            (
-                "unverifiable",
-                "blocks whose proof hashes or signature the workers lacked, dropped",
-                w.forward.unverifiable,
-            ),
-            (
-                "duplicates",
-                "verified blocks received before",
-                w.forward.duplicates,
-            ),
-            (
-                "claimed_elsewhere",
-                "fresh blocks another worker had already fanned out",
-                w.forward.claimed_elsewhere,
-            ),
-            (
-                "tx_ring_full",
-                "copies dropped: TX ring full",
-                w.tx_ring_full,
-            ),
-            (
-                "no_free_tx_frame",
-                "copies dropped: no free TX frame",
-                w.forward.no_free_buffer,
-            ),
-        ];
-        for (name, help, value) in counters {
+        let named = w.named().into_iter().chain(w.forward.named());
+        for (name, help, value) in named {
             e.counter(&format!("clubcast_relay_worker_{name}_total"), help, value);
         }
         e.latency_summary(

@@ -24,7 +24,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use super::{judge, misplaced, verdict_of, ParkedBlocks, Verdict, PARKED_MAX};
+use super::{judge, misplaced, verdict_of, ForwardStats, ParkedBlocks, Verdict, PARKED_MAX};
 use crate::auth::sigbatch::MAX_SIGNATURES;
 use crate::auth::{AuthError, BatchVerifier, StreamId, Trust, MAX_BATCH_BLOCKS};
 use crate::io::packet::Datagram;
@@ -67,62 +67,6 @@ pub trait CopySink {
     /// made so far now, so that earlier blocks' copies do not wait behind
     /// it. Nothing to do for a sink whose `flush` always sends.
     fn send_pending(&mut self) {}
-}
-
-/// What the forwarder counted. Each datagram handed to it ends in one of
-/// `not_block`, `malformed_block`, `signature_checks_refused`,
-/// `wrong_stream`, `wrong_club`, `stale`, `unverifiable`, `forged`,
-/// `duplicates`, `claimed_elsewhere`,
-/// `no_subscribers`, `no_forward_proof`, `template_errors`,
-/// `forwarded_blocks` or `unsent_blocks`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ForwardStats {
-    /// Well-formed clubcast messages other than BLOCK.
-    pub not_block: u64,
-    /// Payloads that do not parse as a clubcast message.
-    pub malformed_block: u64,
-    /// BLOCKs dropped unchecked because they would have cost a signature
-    /// check and the budget for them was spent.
-    pub signature_checks_refused: u64,
-    /// BLOCKs of another stream.
-    pub wrong_stream: u64,
-    /// BLOCKs whose club is not their sequence number modulo the club
-    /// count (relabelled on the way): never fanned out.
-    pub wrong_club: u64,
-    /// BLOCKs of a batch older than the verification window.
-    pub stale: u64,
-    /// BLOCKs that cannot be tied to a signature yet: parked, and counted
-    /// here while they wait or when they never verify (one that verifies
-    /// later counts under its final outcome instead).
-    pub unverifiable: u64,
-    /// Parked BLOCKs that verified later (counted under their outcome too).
-    pub verified_late: u64,
-    /// BLOCKs that failed authentication. Never forwarded.
-    pub forged: u64,
-    /// Verified BLOCKs received before.
-    pub duplicates: u64,
-    /// Verified BLOCKs fresh here that another worker fanned out.
-    pub claimed_elsewhere: u64,
-    /// Verified fresh BLOCKs whose club has no subscriber.
-    pub no_subscribers: u64,
-    /// Verified fresh BLOCKs whose full proof was not in the cache.
-    pub no_forward_proof: u64,
-    /// Verified fresh BLOCKs whose outgoing datagram could not be built.
-    pub template_errors: u64,
-    /// Verified fresh BLOCKs copied to at least one subscriber.
-    pub forwarded_blocks: u64,
-    /// Copies made, over all blocks.
-    pub copies: u64,
-    /// Verified fresh BLOCKs with subscribers of which no copy was made.
-    pub unsent_blocks: u64,
-    /// Copies not made for want of a buffer.
-    pub no_free_buffer: u64,
-    /// Copies left out because the subscriber said it holds the block.
-    pub have_suppressed: u64,
-    /// Verified blocks reported to the control plane.
-    pub uplinked: u64,
-    /// Verified blocks the uplink had no free slot for.
-    pub uplink_dropped: u64,
 }
 
 /// When a block is acted on: now, and how long it waited parked before

@@ -20,12 +20,13 @@
 mod fanout;
 mod have;
 mod parking;
+mod stats;
 mod verdict;
 
 pub use fanout::{
-    BlockForwarder, CopyError, CopySink, ForwardStats, SIGNATURE_CHECKS_BURST,
-    SIGNATURE_CHECKS_PER_S,
+    BlockForwarder, CopyError, CopySink, SIGNATURE_CHECKS_BURST, SIGNATURE_CHECKS_PER_S,
 };
 pub use have::{HaveBoard, HAVE_WINDOW};
 pub use parking::{ParkedBlocks, ParkingStats, PARKED_MAX, PARKED_US};
+pub use stats::ForwardStats;
 pub use verdict::{judge, misplaced, verdict_of, Verdict};

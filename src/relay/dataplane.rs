@@ -261,18 +261,7 @@ impl XdpDataPlane {
         let mut sum = WorkerStats::default();
         for share in &self.shares {
             if let Ok(share) = share.lock() {
-                let s = &share.stats;
-                sum.rx_frames += s.rx_frames;
-                sum.forward.forwarded_blocks += s.forward.forwarded_blocks;
-                sum.tx_frames += s.tx_frames;
-                sum.forward.forged += s.forward.forged;
-                sum.forward.duplicates += s.forward.duplicates;
-                sum.forward.claimed_elsewhere += s.forward.claimed_elsewhere;
-                sum.forward.no_subscribers += s.forward.no_subscribers;
-                sum.tx_ring_full += s.tx_ring_full;
-                sum.forward.no_free_buffer += s.forward.no_free_buffer;
-                sum.fill_ring_empty += s.fill_ring_empty;
-                sum.forward.uplink_dropped += s.forward.uplink_dropped;
+                sum.add(&share.stats);
             }
         }
         sum

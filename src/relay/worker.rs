@@ -36,6 +36,7 @@ use super::xdp_io::XdpIo;
 use super::xsk::{self, XskError, XskKernelStats, XskSocket};
 use crate::auth::verifier::DEFAULT_WINDOW;
 use crate::auth::StreamId;
+use crate::counters::counters;
 use crate::forward::{BlockForwarder, ForwardStats};
 use crate::io::packet::{forward_batch, latency_histogram, PacketIo};
 
@@ -101,50 +102,53 @@ pub struct LocalEndpoint {
     pub addr: SocketAddrV4,
 }
 
-/// Everything the worker counted: its rings' mechanism here, its
-/// forwarding core's decisions in [`WorkerStats::forward`]. Each RX frame
-/// ends in one of `not_udp`, `malformed_frame`, `wrong_port` or one of the
-/// forwarding core's outcomes (see [`ForwardStats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WorkerStats {
-    /// Calls of `poll_once`.
-    pub polls: u64,
-    /// Calls that found no RX frame.
-    pub idle_polls: u64,
-    /// Frames taken from the RX ring.
-    pub rx_frames: u64,
-    /// Bytes of those frames.
-    pub rx_bytes: u64,
-    /// Frames that are not IPv4/UDP or are IPv4 fragments.
-    pub not_udp: u64,
-    /// Frames with a malformed Ethernet/IPv4/UDP header.
-    pub malformed_frame: u64,
-    /// UDP datagrams to a port other than the relay's.
-    pub wrong_port: u64,
-    /// Frames submitted to the TX ring.
-    pub tx_frames: u64,
-    /// Bytes of those frames.
-    pub tx_bytes: u64,
-    /// Copies dropped because the TX ring had no room.
-    pub tx_ring_full: u64,
-    /// TX frames the kernel reported completed.
-    pub tx_completed: u64,
-    /// `sendto` kicks of the TX ring.
-    pub tx_kicks: u64,
-    /// Kicks that failed with an unexpected error.
-    pub tx_kick_errors: u64,
-    /// Loops that found the fill ring empty (the kernel had no frame to
-    /// receive into).
-    pub fill_ring_empty: u64,
-    /// RX frames the fill ring could not take back at once (retried).
-    pub fill_ring_full: u64,
-    /// RX wakeups the driver asked for.
-    pub fill_wakeups: u64,
-    /// Fan-out tables swapped in.
-    pub table_swaps: u64,
-    /// The forwarding core's counters; its `no_free_buffer` counts copies
-    /// dropped because no TX frame was free.
-    pub forward: ForwardStats,
+counters! {
+    /// Everything the worker counted: its rings' mechanism here, its
+    /// forwarding core's decisions in [`WorkerStats::forward`]. Each RX frame
+    /// ends in one of `not_udp`, `malformed_frame`, `wrong_port` or one of the
+    /// forwarding core's outcomes (see [`ForwardStats`]).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct WorkerStats {
+        /// Calls of `poll_once`.
+        polls as "polls",
+        /// Calls that found no RX frame.
+        idle_polls as "idle_polls",
+        /// Frames taken from the RX ring.
+        rx_frames as "rx_frames",
+        /// Bytes of the frames taken from the RX ring.
+        rx_bytes as "rx_bytes",
+        /// Frames that are not IPv4/UDP or are IPv4 fragments.
+        not_udp as "not_udp",
+        /// Frames with a malformed Ethernet/IPv4/UDP header.
+        malformed_frame as "malformed_frame",
+        /// UDP datagrams to a port other than the relay's.
+        wrong_port as "wrong_port",
+        /// Frames submitted to the TX ring.
+        tx_frames as "tx_frames",
+        /// Bytes of the frames submitted to the TX ring.
+        tx_bytes as "tx_bytes",
+        /// Copies dropped because the TX ring had no room.
+        tx_ring_full as "tx_ring_full",
+        /// TX frames the kernel reported completed.
+        tx_completed as "tx_completed",
+        /// `sendto` kicks of the TX ring.
+        tx_kicks as "tx_kicks",
+        /// Kicks that failed with an unexpected error.
+        tx_kick_errors as "tx_kick_errors",
+        /// Loops that found the fill ring empty (the kernel had no frame to
+        /// receive into).
+        fill_ring_empty as "fill_ring_empty",
+        /// RX frames the fill ring could not take back at once (retried).
+        fill_ring_full as "fill_ring_full",
+        /// RX wakeups the driver asked for.
+        fill_wakeups as "fill_wakeups",
+        /// Fan-out tables swapped in.
+        table_swaps as "table_swaps",
+        ;
+        /// The forwarding core's counters; its `no_free_buffer` counts copies
+        /// dropped because no TX frame was free.
+        forward: ForwardStats
+    }
 }
 
 /// Percentiles of the ingress-to-submit latency, in nanoseconds.
@@ -426,4 +430,31 @@ fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summed_stats_carry_every_drop_counter() {
+        let mut one = WorkerStats {
+            rx_frames: 5,
+            fill_ring_full: 1,
+            ..WorkerStats::default()
+        };
+        one.forward.wrong_club = 3;
+        one.forward.signature_checks_refused = 2;
+        one.forward.unverifiable = 1;
+        let mut sum = WorkerStats::default();
+        sum.add(&one);
+        sum.add(&one);
+        assert_eq!(sum.rx_frames, 10);
+        assert_eq!(sum.fill_ring_full, 2);
+        assert_eq!(sum.forward.wrong_club, 6);
+        assert_eq!(sum.forward.signature_checks_refused, 4);
+        assert_eq!(sum.forward.unverifiable, 2);
+        let named = sum.named();
+        assert!(named.contains(&("rx_frames", named[2].1, 10)), "{named:?}");
+    }
 }
