@@ -2,7 +2,7 @@
 /*
  * clubcast.h: the few constants of the clubcast wire format and of the
  * steering policy that the XDP program needs. The wire values mirror
- * src/wire/mod.rs and docs/PROTOCOL.md (magic 0xCC, version 5, BLOCK 0x40, block tag);
+ * src/wire/mod.rs and docs/PROTOCOL.md (magic 0xCC, version 6, BLOCK 0x40, block tag);
  * the counter indices mirror `SteerCounter` in src/relay/steer.rs. Nothing
  * here parses packets or declares maps: see parse.h and maps.h.
  */
@@ -12,7 +12,7 @@
 /* First byte of every clubcast datagram (wire::MAGIC). */
 #define CLUBCAST_MAGIC 0xCC
 /* Wire format version this program steers (wire::VERSION). */
-#define CLUBCAST_VERSION 5
+#define CLUBCAST_VERSION 6
 /* Message type of a data block, the hot path (wire::MessageType::Block). */
 #define CLUBCAST_MSG_BLOCK 0x40
 /* Common header: magic, version, message type (wire::HEADER_LEN). */
@@ -41,7 +41,7 @@ enum steer_counter {
 	STEER_PASSED_TRUNCATED = 5,
 	/* IPv4 fragment (MF set or non-zero offset): passed for reassembly. */
 	STEER_PASSED_FRAGMENT = 6,
-	/* Relay-port datagram without clubcast magic/version 5: passed, the
+	/* Relay-port datagram without clubcast magic/version 6: passed, the
 	 * socket counts and drops it. */
 	STEER_PASSED_NOT_CLUBCAST = 7,
 	/* BLOCK whose rx queue has no AF_XDP socket in the XSKMAP: passed by

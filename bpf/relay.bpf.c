@@ -2,7 +2,7 @@
 /*
  * relay.bpf.c: the relay's XDP steering program. It splits the relay port's
  * traffic into the two planes of the design: a UDP datagram to `relay_port`
- * whose clubcast header (magic 0xCC, version 5) marks a BLOCK is redirected
+ * whose clubcast header (magic 0xCC, version 6) marks a BLOCK is redirected
  * into the AF_XDP socket of the receiving rx queue through the `xsks` XSKMAP;
  * everything else (control messages, other ports, non-UDP, non-IPv4, IPv6,
  * IPv4 fragments, truncated or foreign frames) is passed to the kernel, so

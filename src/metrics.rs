@@ -154,7 +154,7 @@ pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
-    let counters: [(&str, &str, u64); 55] = [
+    let counters: [(&str, &str, u64); 56] = [
         (
             "blocks_received_total",
             "BLOCK datagrams received",
@@ -341,6 +341,11 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
             "blocks_wrong_tag_total",
             "BLOCKs without the block tag this peer gave their sender, dropped unjudged",
             s.blocks_wrong_tag,
+        ),
+        (
+            "control_wrong_tag_total",
+            "DROPs, KEEPALIVEs, HAVEs and BITFIELDs without their connection's tag, ignored",
+            s.control_wrong_tag,
         ),
         (
             "signature_checks_refused_total",

@@ -222,11 +222,30 @@ fn run(node: &mut impl Node, from: Time, to: Time, step_ms: u64) -> Vec<Out> {
     out
 }
 
+/// The tag of a node's connection with `other` in `club` going `ours` from
+/// the node's side (0 when there is none): what the other end puts on its
+/// DROP, KEEPALIVE, HAVE and BITFIELD about it.
+trait ConnTag {
+    fn tag_of(&self, other: SocketAddr, club: u16, ours: Direction) -> u64;
+}
+
+impl ConnTag for Peer {
+    fn tag_of(&self, other: SocketAddr, club: u16, ours: Direction) -> u64 {
+        self.connection_tag(other, club, ours).unwrap_or(0)
+    }
+}
+
+impl ConnTag for Source {
+    fn tag_of(&self, other: SocketAddr, club: u16, ours: Direction) -> u64 {
+        self.peer().tag_of(other, club, ours)
+    }
+}
+
 /// Like [`run`], but before every timer call each `(addr, club)` of
 /// `keepers` sends the node a KEEPALIVE for `club`, as a live downloader
 /// does ([0053]).
 fn run_keeping(
-    node: &mut impl Node,
+    node: &mut (impl Node + ConnTag),
     from: Time,
     to: Time,
     step_ms: u64,
@@ -236,11 +255,12 @@ fn run_keeping(
     let mut now = from;
     while now < to {
         for (a, club) in keepers {
+            let tag = node.tag_of(*a, *club, Direction::Upload);
             out.extend(deliver(
                 node,
                 now,
                 *a,
-                &Message::KeepAlive(KeepAlive::bare(*club)),
+                &Message::KeepAlive(KeepAlive::bare(*club, tag)),
             ));
         }
         node.handle_timeout(now);
@@ -852,6 +872,7 @@ fn download_from_a_leaving_peer_is_replaced_by_another_member() {
         direction: Direction::Upload,
         club: 5,
         reason: DropReason::Leaving,
+        tag: p.tag_of(x, 5, Direction::Download),
     });
     deliver(&mut p, at(now, 10), x, &left);
     assert_eq!(p.connections().downloads_of(5), 0);
@@ -874,6 +895,7 @@ fn peer_told_of_a_congestion_drop_does_not_ban() {
         direction: Direction::Download,
         club: 0,
         reason: DropReason::Delay,
+        tag: p.tag_of(w, 0, Direction::Upload),
     });
     deliver(&mut p, at(T0, 10), w, &drop);
     assert!(p.connections().uploads.is_empty(), "upload forgotten");
@@ -1511,7 +1533,18 @@ fn fresh_in_club_block_is_announced_with_have_to_other_download_peers() {
         .iter()
         .filter_map(|o| o.have().map(|h| (o.to, h)))
         .collect();
-    assert_eq!(haves, vec![(b, Have { club: 0, seq: 12 })]);
+    let tag = p.tag_of(b, 0, Direction::Download);
+    assert_eq!(
+        haves,
+        vec![(
+            b,
+            Have {
+                club: 0,
+                seq: 12,
+                tag
+            }
+        )]
+    );
     // The same block again, from B: no second HAVE.
     let out = deliver_raw(&mut p, now, b, &f.block(12, now, 0));
     assert!(!out.iter().any(|o| o.have().is_some()));
@@ -1522,10 +1555,66 @@ fn fresh_in_club_block_is_announced_with_have_to_other_download_peers() {
     let out = deliver_raw(&mut p, now, stranger(), &f.block(24, now, 0));
     let to: BTreeSet<SocketAddr> = out
         .iter()
-        .filter(|o| o.have() == Some(Have { club: 0, seq: 24 }))
+        .filter(|o| {
+            let tag = p.tag_of(o.to, 0, Direction::Download);
+            o.have()
+                == Some(Have {
+                    club: 0,
+                    seq: 24,
+                    tag,
+                })
+        })
         .map(|o| o.to)
         .collect();
     assert_eq!(to, BTreeSet::from([a, b]));
+}
+
+/// 5.12: a DROP, HAVE or KEEPALIVE under a downloader's address without
+/// the connection's tag (an off-path spoofer cannot know it) changes
+/// nothing and is counted; the same messages with the tag act.
+#[test]
+fn control_messages_without_the_connection_tag_change_nothing() {
+    let u = addr(1);
+    let mut p = peer();
+    assert_accepted(&connect_as_downloader(&mut p, T0, u, 0, &[0, 4]), u);
+    let right = p.tag_of(u, 0, Direction::Upload);
+    let wrong = right ^ 0x8000;
+    let drop = |tag| {
+        Message::Drop(Drop {
+            direction: Direction::Download,
+            club: 0,
+            reason: DropReason::Leaving,
+            tag,
+        })
+    };
+    let have = |seq, tag| Message::Have(Have { club: 0, seq, tag });
+    let mut f = feed();
+    let now = at(T0, 10);
+    deliver(&mut p, now, u, &drop(wrong));
+    assert_eq!(p.connections().uploads.len(), 1, "ended by a spoofed DROP");
+    deliver(&mut p, now, u, &have(0, wrong));
+    let out = deliver_raw(&mut p, now, stranger(), &f.block(0, now, 0));
+    assert_eq!(
+        block_seqs_to(&out, u),
+        vec![0],
+        "held back by a spoofed HAVE"
+    );
+    let lie = KeepAlive {
+        club: 0,
+        received: 0,
+        queue_delay_ms: 60_000,
+        tag: wrong,
+    };
+    let out = deliver(&mut p, now, u, &Message::KeepAlive(lie));
+    assert!(drops_to(&out, u).is_empty());
+    assert_eq!(p.stats().control_wrong_tag, 3);
+    // With the tag: the HAVE holds the block back, the DROP ends the upload.
+    deliver(&mut p, now, u, &have(12, right));
+    let out = deliver_raw(&mut p, now, stranger(), &f.block(12, now, 0));
+    assert!(block_seqs_to(&out, u).is_empty(), "sent despite HAVE");
+    deliver(&mut p, now, u, &drop(right));
+    assert!(p.connections().uploads.is_empty());
+    assert_eq!(p.stats().control_wrong_tag, 3);
 }
 
 /// [0047]: the peer forwards a block of its club to each in-club upload,
@@ -1541,7 +1630,17 @@ fn upload_peer_that_said_have_is_not_sent_the_block() {
     let out = deliver_raw(&mut p, now, stranger(), &f.block(0, now, 0));
     assert_eq!(block_seqs_to(&out, u1), vec![0]);
     assert_eq!(block_seqs_to(&out, u2), vec![0]);
-    deliver(&mut p, now, u1, &Message::Have(Have { club: 0, seq: 12 }));
+    let tag = p.tag_of(u1, 0, Direction::Upload);
+    deliver(
+        &mut p,
+        now,
+        u1,
+        &Message::Have(Have {
+            club: 0,
+            seq: 12,
+            tag,
+        }),
+    );
     let out = deliver_raw(&mut p, now, stranger(), &f.block(12, now, 0));
     assert!(block_seqs_to(&out, u1).is_empty(), "sent despite HAVE");
     assert_eq!(block_seqs_to(&out, u2), vec![12]);
@@ -1617,6 +1716,7 @@ fn a_bitfield_catch_up_is_resent_once_a_second_per_connection() {
         start_seq: 0,
         bits: 0,
         first: false,
+        tag: p.tag_of(d, 0, Direction::Upload),
         runs: &[],
     });
     let first = run_deliver(&mut p, at(T0, 10), d, &empty);
@@ -1698,11 +1798,16 @@ fn in_club_push_waits_half_a_round_trip_for_have() {
     let due = Time(now.0 + 1_000);
     assert_eq!(p.poll_timeout(), Some(due));
     // U1 got the block elsewhere and says so within the hold.
+    let tag = p.tag_of(u1, 0, Direction::Upload);
     deliver(
         &mut p,
         Time(now.0 + 500),
         u1,
-        &Message::Have(Have { club: 0, seq: 0 }),
+        &Message::Have(Have {
+            club: 0,
+            seq: 0,
+            tag,
+        }),
     );
     p.handle_timeout(due);
     let out = drain(&mut p, due);
@@ -2193,11 +2298,12 @@ fn upload_without_keepalive_is_dropped() {
     while now < last_keepalive {
         out.extend(run(&mut p, now, at(now, timeout / 2), 20));
         now = at(now, timeout / 2);
+        let tag = p.tag_of(u, 0, Direction::Upload);
         out.extend(deliver(
             &mut p,
             now,
             u,
-            &Message::KeepAlive(KeepAlive::bare(0)),
+            &Message::KeepAlive(KeepAlive::bare(0, tag)),
         ));
     }
     assert!(drops_to(&out, u).is_empty(), "dropped despite KEEPALIVEs");
@@ -2323,6 +2429,7 @@ fn uploader_sends_a_new_downloader_only_the_blocks_its_bitfield_lacks() {
         start_seq: 0,
         bits: 4,
         first,
+        tag: p.tag_of(d, 0, Direction::Upload),
         runs: &runs[..len],
     });
     let out = deliver(&mut p, now, d, &bf);
@@ -2400,21 +2507,24 @@ fn in_club_download_is_replaced_only_below_two() {
     accept_connects(&mut p, at(T0, 100), e, &out);
     assert!(connects_for(&out, 0, Direction::Download).is_empty());
     let keep_e = [(e, 0)];
-    let left = |direction| {
+    let left = |tag| {
         Message::Drop(Drop {
-            direction,
+            direction: Direction::Upload,
             club: 0,
             reason: DropReason::Leaving,
+            tag,
         })
     };
-    deliver(&mut p, at(T0, 200), a, &left(Direction::Upload));
+    let tag = p.tag_of(a, 0, Direction::Download);
+    deliver(&mut p, at(T0, 200), a, &left(tag));
     assert_eq!(p.connections().downloads_of(0), 2);
     let out = run_keeping(&mut p, at(T0, 200), at(T0, 700), 20, &keep_e);
     assert!(
         connects_for(&out, 0, Direction::Download).is_empty(),
         "replaced although 2 remain"
     );
-    deliver(&mut p, at(T0, 700), b, &left(Direction::Upload));
+    let tag = p.tag_of(b, 0, Direction::Download);
+    deliver(&mut p, at(T0, 700), b, &left(tag));
     assert_eq!(p.connections().downloads_of(0), 1);
     let out = run_keeping(&mut p, at(T0, 700), at(T0, 1_200), 20, &keep_e);
     assert_eq!(
@@ -2440,17 +2550,21 @@ fn in_club_upload_is_replaced_only_below_two_foreign_never() {
     let out = run(&mut p, T0, at(T0, 100), 20);
     accept_connects(&mut p, at(T0, 100), e, &out);
     assert!(connects_for(&out, 0, Direction::Upload).is_empty());
-    let left = Message::Drop(Drop {
-        direction: Direction::Download,
-        club: 0,
-        reason: DropReason::Leaving,
-    });
+    let left = |tag| {
+        Message::Drop(Drop {
+            direction: Direction::Download,
+            club: 0,
+            reason: DropReason::Leaving,
+            tag,
+        })
+    };
     // The receivers send KEEPALIVEs while connected ([0053]).
     let mut keepers = vec![(u1, 0), (u2, 0), (u3, 0), (o, 0)];
     let mut quiet = Vec::new();
     for (i, gone) in [o, u3].into_iter().enumerate() {
         let t = at(T0, 200 + 500 * i as u64);
-        deliver(&mut p, t, gone, &left);
+        let tag = p.tag_of(gone, 0, Direction::Upload);
+        deliver(&mut p, t, gone, &left(tag));
         keepers.retain(|(a, _)| *a != gone);
         quiet.extend(run_keeping(&mut p, t, at(t, 500), 20, &keepers));
     }
@@ -2459,7 +2573,8 @@ fn in_club_upload_is_replaced_only_below_two_foreign_never() {
         connects_for(&quiet, 0, Direction::Upload).is_empty(),
         "replaced although 2 in-club uploads remain"
     );
-    deliver(&mut p, at(T0, 1_200), u2, &left);
+    let tag = p.tag_of(u2, 0, Direction::Upload);
+    deliver(&mut p, at(T0, 1_200), u2, &left(tag));
     keepers.retain(|(a, _)| *a != u2);
     let out = run_keeping(&mut p, at(T0, 1_200), at(T0, 1_700), 20, &keepers);
     assert_eq!(
@@ -2852,6 +2967,7 @@ fn quality_scenario(
                     club: *club,
                     received: 0,
                     queue_delay_ms,
+                    tag: p.tag_of(*r, *club, Direction::Upload),
                 };
                 out.extend(deliver(&mut p, now, *r, &Message::KeepAlive(ka)));
             }
@@ -3282,17 +3398,22 @@ fn keepalive_or_bitfield_for_an_upload_not_held_gets_a_drop() {
         direction: Direction::Download,
         club: 0,
         reason: DropReason::SequenceGap,
+        tag: p.tag_of(d, 0, Direction::Upload),
     });
     deliver(&mut p, at(T0, 2), d, &old_drop);
     assert!(p.connections().uploads.iter().all(|u| u.to != d));
+    // D puts the tag of its download on them; the DROP echoes it, as the
+    // uploader keeps none for a connection it does not have.
+    let d_tag = 0x5eed_u64;
     let bitfield = Message::Bitfield(Bitfield {
         club: 0,
         start_seq: 0,
         bits: 0,
         first: false,
+        tag: d_tag,
         runs: &[],
     });
-    for (i, msg) in [Message::KeepAlive(KeepAlive::bare(0)), bitfield]
+    for (i, msg) in [Message::KeepAlive(KeepAlive::bare(0, d_tag)), bitfield]
         .iter()
         .enumerate()
     {
@@ -3300,18 +3421,24 @@ fn keepalive_or_bitfield_for_an_upload_not_held_gets_a_drop() {
         let drops = drops_to(&out, d);
         assert_eq!(drops.len(), 1, "{i}: one DROP");
         assert_eq!(
-            (drops[0].1.direction, drops[0].1.club, drops[0].1.reason),
-            (Direction::Upload, 0, DropReason::NoSuchConnection)
+            (
+                drops[0].1.direction,
+                drops[0].1.club,
+                drops[0].1.reason,
+                drops[0].1.tag
+            ),
+            (Direction::Upload, 0, DropReason::NoSuchConnection, d_tag)
         );
     }
     // A KEEPALIVE on an upload that stands gets none.
     let e = addr(21);
     assert_accepted(&connect_as_downloader(&mut p, at(T0, 5), e, 1, &[1, 5]), e);
+    let tag = p.tag_of(e, 1, Direction::Upload);
     let out = deliver(
         &mut p,
         at(T0, 6),
         e,
-        &Message::KeepAlive(KeepAlive::bare(1)),
+        &Message::KeepAlive(KeepAlive::bare(1, tag)),
     );
     assert!(drops_to(&out, e).is_empty());
 }
@@ -3328,6 +3455,7 @@ fn a_no_such_connection_drop_ends_the_download_and_another_is_sought() {
         direction: Direction::Upload,
         club: 4,
         reason: DropReason::NoSuchConnection,
+        tag: p.tag_of(u, 4, Direction::Download),
     });
     deliver(&mut p, now, u, &gone);
     assert!(p.connections().downloads.iter().all(|d| d.club != 4));
@@ -3425,6 +3553,7 @@ fn a_lying_downloader_cannot_throttle_its_uploader() {
                     club,
                     received: sent[i],
                     queue_delay_ms: 2,
+                    tag: p.tag_of(*d, club, Direction::Upload),
                 };
                 deliver(&mut p, now, *d, &Message::KeepAlive(ka));
             }
@@ -3432,6 +3561,7 @@ fn a_lying_downloader_cannot_throttle_its_uploader() {
                 club: 0,
                 received: 0,
                 queue_delay_ms: 60_000,
+                tag: p.tag_of(liar, 0, Direction::Upload),
             };
             deliver(&mut p, now, liar, &Message::KeepAlive(lie));
         }

@@ -79,6 +79,7 @@ fn requests(tag: StreamTag) -> Vec<(&'static str, Vec<u8>)> {
                 club: 0,
                 received: 0,
                 queue_delay_ms: 0,
+                tag: 1,
             })),
         ),
         (
@@ -88,6 +89,7 @@ fn requests(tag: StreamTag) -> Vec<(&'static str, Vec<u8>)> {
                 start_seq: 0,
                 bits: 0,
                 first: false,
+                tag: 1,
                 runs: &[],
             })),
         ),

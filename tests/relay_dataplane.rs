@@ -863,8 +863,8 @@ fn control_messages_reach_the_kernel_socket_not_the_worker() {
     with_rig(|rig, mut stream| {
         let before = rig.steering.counters().expect("counters");
         let running = RunningWorker::start(rig.worker);
-        let mut keepalive = [0u8; 16];
-        let len = Message::KeepAlive(KeepAlive::bare(1))
+        let mut keepalive = [0u8; 32];
+        let len = Message::KeepAlive(KeepAlive::bare(1, 7))
             .encode(&mut keepalive)
             .expect("encode KEEPALIVE");
         rig.peers

@@ -182,21 +182,25 @@ fn build(o: &Owned) -> Message<'_> {
                 DropReason::NoSuchConnection,
                 DropReason::Shed,
             ][c as usize % 9],
+            tag: a,
         }),
         11 => Message::KeepAlive(KeepAlive {
             club: a as u16,
             received: b as u32,
             queue_delay_ms: c as u16,
+            tag: c.rotate_left(17) ^ b,
         }),
         12 => Message::Have(Have {
             club: a as u16,
             seq: b,
+            tag: c,
         }),
         13 => Message::Bitfield(Bitfield {
             club: a as u16,
             start_seq: b,
             bits: o.nbits as u16,
             first: o.nbits > 0 && bitfield::get_bit(&o.bits, 0),
+            tag: c,
             runs: &o.runs,
         }),
         14 => Message::Request(Request {
@@ -349,8 +353,8 @@ fn unknown_version_type_and_magic_are_named() {
 
 #[test]
 fn trailing_bytes_are_rejected() {
-    let msg = Message::KeepAlive(KeepAlive::bare(3));
-    let mut buf = [0u8; 16];
+    let msg = Message::KeepAlive(KeepAlive::bare(3, 7));
+    let mut buf = [0u8; 32];
     let len = msg.encode(&mut buf).expect("fits");
     assert_eq!(
         Message::parse(&buf[..len + 1]),
@@ -477,6 +481,7 @@ fn empty_bitfield_with_first_bit_set_is_rejected() {
         start_seq: 0,
         bits: 0,
         first: false,
+        tag: 5,
         runs: &[],
     });
     let mut buf = [0u8; 64];

@@ -469,6 +469,10 @@ pub struct Drop {
     pub club: u16,
     /// Why.
     pub reason: DropReason,
+    /// The connection's tag: the block tag its downloader gave its
+    /// uploader (5.16), which only the two ends (and whoever is on the path
+    /// between them) know; a receiver ignores the message without it.
+    pub tag: u64,
 }
 
 impl Drop {
@@ -476,17 +480,20 @@ impl Drop {
         let direction = Direction::read(r)?;
         let club = r.u16("club")?;
         let reason = DropReason::from_u8(r.u8("drop reason")?)?;
+        let tag = r.u64("connection tag")?;
         Ok(Drop {
             direction,
             club,
             reason,
+            tag,
         })
     }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.u8(self.direction as u8)?;
         w.u16(self.club)?;
-        w.u8(self.reason as u8)
+        w.u8(self.reason as u8)?;
+        w.u64(self.tag)
     }
 }
 
@@ -505,15 +512,21 @@ pub struct KeepAlive {
     /// lowest it has had, in ms (saturating); [`DELAY_UNKNOWN`] before
     /// any block.
     pub queue_delay_ms: u16,
+    /// The connection's tag: the block tag its downloader gave its
+    /// uploader (5.16), which only the two ends (and whoever is on the path
+    /// between them) know; a receiver ignores the message without it.
+    pub tag: u64,
 }
 
 impl KeepAlive {
-    /// A keep-alive of `club` that reports nothing.
-    pub fn bare(club: u16) -> Self {
+    /// A keep-alive of `club` on the connection with tag `tag` that
+    /// reports nothing.
+    pub fn bare(club: u16, tag: u64) -> Self {
         KeepAlive {
             club,
             received: 0,
             queue_delay_ms: DELAY_UNKNOWN,
+            tag,
         }
     }
 
@@ -522,13 +535,15 @@ impl KeepAlive {
             club: r.u16("club")?,
             received: r.u32("received")?,
             queue_delay_ms: r.u16("queue delay")?,
+            tag: r.u64("connection tag")?,
         })
     }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.u16(self.club)?;
         w.u32(self.received)?;
-        w.u16(self.queue_delay_ms)
+        w.u16(self.queue_delay_ms)?;
+        w.u64(self.tag)
     }
 }
 
@@ -579,6 +594,10 @@ pub struct Have {
     pub club: u16,
     /// Its sequence number.
     pub seq: u64,
+    /// The connection's tag: the block tag its downloader gave its
+    /// uploader (5.16), which only the two ends (and whoever is on the path
+    /// between them) know; a receiver ignores the message without it.
+    pub tag: u64,
 }
 
 impl Have {
@@ -586,12 +605,14 @@ impl Have {
         Ok(Have {
             club: r.u16("club")?,
             seq: r.u64("sequence")?,
+            tag: r.u64("connection tag")?,
         })
     }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         w.u16(self.club)?;
-        w.u64(self.seq)
+        w.u64(self.seq)?;
+        w.u64(self.tag)
     }
 }
 
@@ -609,6 +630,10 @@ pub struct Bitfield<'a> {
     pub bits: u16,
     /// Value of bit 0 (the first run's value).
     pub first: bool,
+    /// The connection's tag: the block tag its downloader gave its
+    /// uploader (5.16), which only the two ends (and whoever is on the path
+    /// between them) know; a receiver ignores the message without it.
+    pub tag: u64,
     /// Gamma-coded run lengths, validated to cover exactly `bits` bits.
     pub runs: &'a [u8],
 }
@@ -634,6 +659,7 @@ impl<'a> Bitfield<'a> {
                 reason: "set in an empty bit field",
             });
         }
+        let tag = r.u64("connection tag")?;
         let runs_len = usize::from(r.u16("runs length")?);
         let runs = r.bytes(runs_len, "runs")?;
         bitfield::validate(runs, usize::from(bits))?;
@@ -642,6 +668,7 @@ impl<'a> Bitfield<'a> {
             start_seq,
             bits,
             first,
+            tag,
             runs,
         })
     }
@@ -655,6 +682,7 @@ impl<'a> Bitfield<'a> {
         w.u64(self.start_seq)?;
         w.u16(self.bits)?;
         w.u8(u8::from(self.first))?;
+        w.u64(self.tag)?;
         w.u16(runs_len)?;
         w.bytes(self.runs)
     }

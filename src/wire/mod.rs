@@ -37,7 +37,7 @@ use thiserror::Error;
 pub const MAGIC: u8 = 0xCC;
 
 /// Wire format version spoken by this build.
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 
 /// Largest UDP payload clubcast ever sends or accepts. 1232 bytes fits the
 /// IPv6 minimum MTU of 1280 after a 40-byte IPv6 and an 8-byte UDP header, so

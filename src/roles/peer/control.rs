@@ -48,7 +48,11 @@ impl Peer {
             Message::KeepAlive(ka) => self.on_keepalive(now, from, ka),
             Message::Have(have) => {
                 if let Some(u) = self.conns.upload(from, have.club) {
-                    u.have.insert(have.seq);
+                    if u.tag == have.tag {
+                        u.have.insert(have.seq);
+                    } else {
+                        self.stats.control_wrong_tag += 1;
+                    }
                 }
             }
             Message::Bitfield(bf) => self.on_bitfield(from, bf),
@@ -70,9 +74,17 @@ impl Peer {
     /// PONG would otherwise stay fresh for seconds and draw the CONNECT to
     /// a dead address, leaving the club without a download until the
     /// CONNECT times out). Should the sender still be there, its next
-    /// datagram makes it a contact again.
+    /// datagram makes it a contact again. A DROP without the connection's
+    /// tag ends nothing: anyone can send one under a neighbour's address.
     fn on_drop(&mut self, from: SocketAddr, drop: &crate::wire::Drop) {
         // The sender's direction: its download is our upload.
+        let ours = match drop.direction {
+            Direction::Download => Direction::Upload,
+            Direction::Upload => Direction::Download,
+        };
+        if !self.tag_matches(from, drop.club, ours, drop.tag) {
+            return;
+        }
         match drop.direction {
             Direction::Download => self.conns.remove_upload(from, drop.club),
             Direction::Upload => self.conns.remove_download(from, drop.club),
@@ -247,9 +259,13 @@ impl Peer {
             .and_then(|c| c.rtt)
             .map_or(REPORT_RTT_US, |r| r.srtt_us());
         let Some(u) = self.conns.upload(from, ka.club) else {
-            self.no_such_upload(from, ka.club);
+            self.no_such_upload(from, ka.club, ka.tag);
             return;
         };
+        if u.tag != ka.tag {
+            self.stats.control_wrong_tag += 1;
+            return;
+        }
         u.keepalive = now;
         let queuing =
             (ka.queue_delay_ms != DELAY_UNKNOWN).then(|| u64::from(ka.queue_delay_ms) * 1000);
@@ -403,13 +419,10 @@ impl Peer {
     /// the club this peer already holds ([0056]).
     pub(super) fn add_download(&mut self, now: Time, from: SocketAddr, club: u16) {
         let in_club = self.in_club(club);
-        self.conns.downloads.push(Download::new(
-            from,
-            self.block_tag(from),
-            club,
-            in_club,
-            now,
-        ));
+        let tag = self.block_tag(from);
+        self.conns
+            .downloads
+            .push(Download::new(from, tag, club, in_club, now));
         let Some(newest) = self.store.newest() else {
             // Nothing held yet: an empty bit field asks the uploader for
             // its recent blocks of the club, so playback can start at once.
@@ -418,6 +431,7 @@ impl Peer {
                 start_seq: 0,
                 bits: 0,
                 first: false,
+                tag,
                 runs: &[],
             });
             self.send(from, &empty);
@@ -446,6 +460,7 @@ impl Peer {
                 start_seq: start,
                 bits: nbits as u16,
                 first,
+                tag,
                 runs: &runs[..len],
             });
             self.send(from, &msg);
@@ -457,8 +472,11 @@ impl Peer {
     /// it was lost. Unless a request of this peer's own to upload to
     /// `from` is under way (its ACCEPT may simply be late), a DROP tells
     /// `from` to find another uploader instead of waiting for blocks that
-    /// never come.
-    fn no_such_upload(&mut self, from: SocketAddr, club: u16) {
+    /// never come. The DROP carries the tag `from` put on its message (this
+    /// peer keeps none for a connection it does not have): `from` takes it
+    /// only if it is the tag it gave this peer, so a KEEPALIVE or BITFIELD
+    /// spoofed under `from`'s address draws a DROP that `from` ignores.
+    fn no_such_upload(&mut self, from: SocketAddr, club: u16, tag: u64) {
         let asking = self
             .pending
             .iter()
@@ -470,6 +488,7 @@ impl Peer {
                     direction: Direction::Upload,
                     club,
                     reason: crate::wire::DropReason::NoSuchConnection,
+                    tag,
                 }),
             );
         }
@@ -551,12 +570,18 @@ impl Peer {
             }
         };
         if !wanted {
+            // The connection its ACCEPT made, from this side.
+            let tag = match p.direction {
+                Direction::Download => self.block_tag(from),
+                Direction::Upload => acc.block_tag,
+            };
             self.send(
                 from,
                 &Message::Drop(crate::wire::Drop {
                     direction: p.direction,
                     club: p.club,
                     reason: DropReason::Trimmed,
+                    tag,
                 }),
             );
             return;
@@ -592,9 +617,13 @@ impl Peer {
             return;
         }
         let Some(upload) = self.conns.upload(from, bf.club) else {
-            self.no_such_upload(from, bf.club);
+            self.no_such_upload(from, bf.club, bf.tag);
             return;
         };
+        if upload.tag != bf.tag {
+            self.stats.control_wrong_tag += 1;
+            return;
+        }
         let lane = if upload.in_club {
             Lane::InClub
         } else {
@@ -670,15 +699,15 @@ impl Peer {
     /// Sends HAVE for `seq` to the in-club peers this peer downloads `club`
     /// from, except `except` ([0046]).
     pub(super) fn announce_have(&mut self, club: u16, seq: u64, except: SocketAddr) {
-        let targets: Vec<SocketAddr> = self
+        let targets: Vec<(SocketAddr, u64)> = self
             .conns
             .downloads
             .iter()
             .filter(|d| d.club == club && d.in_club && d.from != except)
-            .map(|d| d.from)
+            .map(|d| (d.from, d.tag))
             .collect();
-        for to in targets {
-            self.send(to, &Message::Have(Have { club, seq }));
+        for (to, tag) in targets {
+            self.send(to, &Message::Have(Have { club, seq, tag }));
         }
     }
 

@@ -338,6 +338,7 @@ impl Peer {
                         club: d.club,
                         received: d.received,
                         queue_delay_ms: queuing,
+                        tag: d.tag,
                     }),
                 ));
             }

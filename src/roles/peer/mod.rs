@@ -324,6 +324,10 @@ pub struct PeerStats {
     /// BLOCKs without the block tag this peer gave their sender's address,
     /// dropped unjudged: spoofed, or from an address never given one.
     pub blocks_wrong_tag: u64,
+    /// DROPs, KEEPALIVEs, HAVEs and BITFIELDs without their connection's
+    /// tag, ignored: spoofed under a neighbour's address, or about a
+    /// connection already gone.
+    pub control_wrong_tag: u64,
     /// BLOCKs dropped unjudged because the signature check they needed was
     /// over budget (all checks, or those for strangers).
     pub signature_checks_refused: u64,
@@ -660,6 +664,45 @@ impl Peer {
             .map_or_else(|| self.token_key.block_tag(addr), |d| d.tag)
     }
 
+    /// The tag of this peer's connection with `other` in `club` that goes
+    /// `direction` from this peer's side: the block tag the downloader
+    /// gave the uploader, which DROP, KEEPALIVE, HAVE and BITFIELD carry
+    /// (5.12-5.15 of `docs/PROTOCOL.md`). For a download that is the tag
+    /// this peer gives `other` (known even once the download is gone);
+    /// for an upload, the one `other` gave, while the upload lasts.
+    pub fn connection_tag(
+        &self,
+        other: SocketAddr,
+        club: u16,
+        direction: crate::wire::Direction,
+    ) -> Option<u64> {
+        match direction {
+            crate::wire::Direction::Download => Some(self.block_tag(other)),
+            crate::wire::Direction::Upload => self
+                .conns
+                .uploads
+                .iter()
+                .find(|u| u.to == other && u.club == club)
+                .map(|u| u.tag),
+        }
+    }
+
+    /// Whether `tag` is the tag of this peer's connection with `from` in
+    /// `club` going `direction` from this peer's side; counts it when not.
+    fn tag_matches(
+        &mut self,
+        from: SocketAddr,
+        club: u16,
+        direction: crate::wire::Direction,
+        tag: u64,
+    ) -> bool {
+        let ok = self.connection_tag(from, club, direction) == Some(tag);
+        if !ok {
+            self.stats.control_wrong_tag += 1;
+        }
+        ok
+    }
+
     /// The stream this peer plays.
     pub fn stream(&self) -> StreamId {
         self.cfg.stream
@@ -783,6 +826,9 @@ impl Peer {
         direction: crate::wire::Direction,
         reason: DropReason,
     ) {
+        let Some(tag) = self.connection_tag(other, club, direction) else {
+            return;
+        };
         let removed = match direction {
             crate::wire::Direction::Download => self.conns.remove_download(other, club),
             crate::wire::Direction::Upload => self.conns.remove_upload(other, club),
@@ -819,6 +865,7 @@ impl Peer {
                 direction,
                 club,
                 reason,
+                tag,
             }),
         );
         if !self.conns.involves(other) {
