@@ -43,6 +43,17 @@ impl Swarm {
         }
     }
 
+    /// A swarm of `peers` viewers on links of `ms` latency, run to
+    /// `until_us`.
+    fn started(seed: u64, bitrate_bps: u64, ms: u64, peers: usize, until_us: u64) -> Self {
+        let mut swarm = Swarm::new(seed, bitrate_bps, LinkProfile::with_latency_ms(ms));
+        for _ in 0..peers {
+            swarm.add_peer();
+        }
+        swarm.run_to_us(until_us);
+        swarm
+    }
+
     fn add_peer(&mut self) -> NodeId {
         let link = Impairment::link(self.net_profile);
         self.sim.add_peer(link)
@@ -260,11 +271,7 @@ fn relay_serves_many_peers_per_club() {
 /// order.
 #[test]
 fn summary_json_has_the_documented_fields() {
-    let mut swarm = Swarm::new(6, 1_000_000, LinkProfile::with_latency_ms(2));
-    for _ in 0..6 {
-        swarm.add_peer();
-    }
-    swarm.run_to_us(3_000_000);
+    let swarm = Swarm::started(6, 1_000_000, 2, 6, 3_000_000);
     let ids = swarm.peers.clone();
     let json = swarm.summary(&ids, 3.0).to_json();
     let keys: Vec<&str> = json
@@ -525,11 +532,7 @@ fn relay_serves_a_lossy_reordering_swarm_with_slow_uplinks() {
 #[test]
 fn spoofed_drops_haves_and_keepalives_from_neighbours_change_nothing() {
     use clubcast::wire::{Direction, Drop, DropReason, Have, KeepAlive, Message};
-    let mut swarm = Swarm::new(14, 2_000_000, LinkProfile::with_latency_ms(10));
-    for _ in 0..12 {
-        swarm.add_peer();
-    }
-    swarm.run_to_us(5_000_000);
+    let mut swarm = Swarm::started(14, 2_000_000, 10, 12, 5_000_000);
     let mut nodes = vec![addr(SOURCE)];
     nodes.extend(swarm.peers.iter().filter_map(|id| swarm.net.addr(*id)));
     let mut buf = vec![0u8; 64];
