@@ -370,53 +370,51 @@ pub fn run(args: &RelayArgs) -> Result<ExitCode, String> {
 /// plane runs it, `clubcast_relay_worker_*` summed over the AF_XDP
 /// workers) and its steering program's counters.
 fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposition) {
-    {
-        let c = node.plane();
-        let cs = c.stats();
-        e.gauge(
-            "clubcast_relay_subscribers",
-            "distinct peers in the fan-out tables",
-            c.subscribers() as f64,
-        );
-        e.gauge(
-            "clubcast_relay_subscriptions",
-            "subscriptions in the fan-out tables",
-            cs.subscriptions as f64,
-        );
-        e.gauge(
-            "clubcast_relay_unresolved",
-            "uploads left out: next hop not resolved yet",
-            cs.unresolved as f64,
-        );
-        e.counter(
-            "clubcast_relay_tables_published_total",
-            "fan-out tables published",
-            cs.tables_published,
-        );
-        e.counter(
-            "clubcast_relay_uplinked_total",
-            "verified blocks the workers reported",
-            cs.uplinked,
-        );
-        e.counter(
-            "clubcast_relay_uplink_dropped_total",
-            "reports dropped for want of a slot",
-            c.uplink_dropped(),
-        );
-        e.counter(
-            "clubcast_relay_blocks_unconnected_total",
-            "BLOCKs to the inline core from addresses with no connection, dropped unchecked",
-            cs.blocks_unconnected,
-        );
-        e.counter(
-            "clubcast_relay_blocks_wrong_tag_total",
-            "BLOCKs to the inline core without their sender's block tag, dropped unchecked",
-            cs.blocks_wrong_tag,
-        );
-        if let Some(f) = c.inline_stats() {
-            for (name, help, value) in f.named() {
-                e.counter(&format!("clubcast_relay_inline_{name}_total"), help, value);
-            }
+    let c = node.plane();
+    let cs = c.stats();
+    e.gauge(
+        "clubcast_relay_subscribers",
+        "distinct peers in the fan-out tables",
+        c.subscribers() as f64,
+    );
+    e.gauge(
+        "clubcast_relay_subscriptions",
+        "subscriptions in the fan-out tables",
+        cs.subscriptions as f64,
+    );
+    e.gauge(
+        "clubcast_relay_unresolved",
+        "uploads left out: next hop not resolved yet",
+        cs.unresolved as f64,
+    );
+    e.counter(
+        "clubcast_relay_tables_published_total",
+        "fan-out tables published",
+        cs.tables_published,
+    );
+    e.counter(
+        "clubcast_relay_uplinked_total",
+        "verified blocks the workers reported",
+        cs.uplinked,
+    );
+    e.counter(
+        "clubcast_relay_uplink_dropped_total",
+        "reports dropped for want of a slot",
+        c.uplink_dropped(),
+    );
+    e.counter(
+        "clubcast_relay_blocks_unconnected_total",
+        "BLOCKs to the inline core from addresses with no connection, dropped unchecked",
+        cs.blocks_unconnected,
+    );
+    e.counter(
+        "clubcast_relay_blocks_wrong_tag_total",
+        "BLOCKs to the inline core without their sender's block tag, dropped unchecked",
+        cs.blocks_wrong_tag,
+    );
+    if let Some(f) = c.inline_stats() {
+        for (name, help, value) in f.named() {
+            e.counter(&format!("clubcast_relay_inline_{name}_total"), help, value);
         }
     }
     if let Some(plane) = plane {
