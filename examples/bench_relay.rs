@@ -88,7 +88,14 @@
 //! Each phase also prints the time the hypervisor stole from the relay's
 //! core over its window (`relay_core_steal_ms`, from `/proc/stat`): on a
 //! shared host, a run with stolen time is a noisy one, and its latency
-//! tail above all.
+//! tail above all. `/proc/stat` counts in 10 ms ticks, so the spinning
+//! latency phase also times its own idle loops: one that takes 50 us or
+//! more (an idle loop normally takes well under one) lost the core
+//! meanwhile, to the hypervisor, an interrupt or another thread, and the
+//! phase prints how many did and how long they took in all
+//! (`relay_idle_stalls`, `relay_idle_stall_ms`; null for the other
+//! phases). Stalls while the relay is busy are not seen, so this is a
+//! floor of what the core lost.
 //!
 //! Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN). Without it it says
 //! why and exits with status 1.
@@ -633,7 +640,15 @@ struct RelayWindow {
     egress_bytes: u64,
     /// Nanoseconds, per forwarded block.
     latency: Option<Histogram<u64>>,
+    /// A spinning relay's idle loops that took at least [`STALL_MIN`]: the
+    /// core was taken from it (by the hypervisor, an interrupt or another
+    /// thread), count and seconds; `None` for a relay that does not spin.
+    idle_stalls: Option<(u64, f64)>,
 }
+
+/// An idle loop of a spinning relay (one that found no frame, normally well
+/// under a microsecond) that takes this long lost its core meanwhile.
+const STALL_MIN: Duration = Duration::from_micros(50);
 
 /// Phase marks the main thread sets for the relay thread.
 const MARK_WARMUP: u8 = 0;
@@ -788,6 +803,8 @@ fn xdp_relay(
     };
     let mut start: Option<Snapshot> = None;
     let mut empty = 0u32;
+    let (mut stalls, mut stalled) = (0u64, Duration::ZERO);
+    let mut loop_start = Instant::now();
     loop {
         match mark.load(Ordering::Relaxed) {
             MARK_MEASURE if start.is_none() => start = Some(snap(&worker)),
@@ -796,6 +813,15 @@ fn xdp_relay(
         }
         let n = worker.poll_once();
         absorbed.store(worker.stats().rx_frames, Ordering::Relaxed);
+        if spin {
+            let now = Instant::now();
+            let took = now - loop_start;
+            loop_start = now;
+            if n == 0 && took >= STALL_MIN && start.is_some() {
+                stalls += 1;
+                stalled += took;
+            }
+        }
         if n == 0 && spin {
             std::hint::spin_loop();
         } else if n == 0 {
@@ -837,6 +863,7 @@ fn xdp_relay(
         egress_frames: b.tx_frames - a.tx_frames,
         egress_bytes: b.tx_bytes - a.tx_bytes,
         latency: Some(latency),
+        idle_stalls: spin.then_some((stalls, stalled.as_secs_f64())),
     }
 }
 
@@ -905,6 +932,7 @@ fn udp_relay(
         egress_frames: end.2 - s.2,
         egress_bytes: end.3 - s.3,
         latency: Some(latency),
+        idle_stalls: None,
     }
 }
 
@@ -1057,7 +1085,8 @@ fn json_line(r: &PhaseResult, peers: usize) -> String {
     format!(
         "{{\"io\":\"{}\",\"peers\":{},\"egress_pps\":{},\"egress_gbps\":{},\
          \"ingress_blocks_per_s\":{},\"lat_us_p50\":{},\"lat_us_p99\":{},\
-         \"lat_us_p999\":{},\"cpu_per_mpps\":{},\"relay_core_steal_ms\":{}}}",
+         \"lat_us_p999\":{},\"cpu_per_mpps\":{},\"relay_core_steal_ms\":{},\
+         \"relay_idle_stalls\":{},\"relay_idle_stall_ms\":{}}}",
         r.io,
         peers,
         num(r.egress_pps()),
@@ -1068,6 +1097,10 @@ fn json_line(r: &PhaseResult, peers: usize) -> String {
         num(r.quantile_us(0.999)),
         num(r.cpu_per_mpps()),
         num(r.relay_core_steal * 1e3),
+        r.relay
+            .idle_stalls
+            .map_or("null".to_owned(), |(n, _)| n.to_string()),
+        num(r.relay.idle_stalls.map_or(f64::NAN, |(_, t)| t * 1e3)),
     )
 }
 
@@ -1078,7 +1111,7 @@ fn print_figures(r: &PhaseResult) {
          forwarded {:.0} blocks/s  relay egress {:.0} pps  subscribers {:.0} pps  \
          {:.3} Gbit/s  latency p50/p99/p99.9 {:.1}/{:.1}/{:.1} us  relay CPU {:.2} s \
          ({:.0}%)  {:.3} CPU-s per M packets  process CPU {:.0}% of one core  \
-         relay core stolen {:.0} ms{}",
+         relay core stolen {:.0} ms{}{}",
         r.io,
         s,
         r.sent as f64 / s,
@@ -1095,6 +1128,11 @@ fn print_figures(r: &PhaseResult) {
         r.cpu_per_mpps(),
         100.0 * r.process_cpu / s,
         r.relay_core_steal * 1e3,
+        r.relay.idle_stalls.map_or(String::new(), |(n, t)| format!(
+            "  idle loops that lost the core (>= {} us): {n}, {:.2} ms",
+            STALL_MIN.as_micros(),
+            t * 1e3
+        )),
         if r.pool_ran_out {
             "  (pool ran out)"
         } else {
