@@ -7,6 +7,7 @@ mod keygen;
 #[path = "support/process.rs"]
 mod process;
 
+use clubcast::roles::PeerStats;
 use process::{free_port, Kid};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -193,6 +194,29 @@ fn source_and_peer_serve_prometheus_metrics() {
         "clubcast_udp_send_errors_total",
     ] {
         assert!(value(&peer, name).is_some(), "no {name}");
+    }
+    // And so does every other counter the peer keeps (relabelled and
+    // foreign blocks among them), each under its own name.
+    let named = PeerStats::default().named();
+    for (name, help, _) in named {
+        let metric = format!("clubcast_peer_{name}_total");
+        assert!(value(&peer, &metric).is_some(), "no {metric}");
+        assert!(
+            peer.contains(&format!("# HELP {metric} {help}\n")),
+            "{metric} without its help text"
+        );
+        assert!(!help.is_empty(), "{metric} has an empty help text");
+    }
+    let mut names: Vec<&str> = named.iter().map(|(n, _, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), PeerStats::NAMED, "two counters share a name");
+    for name in [
+        "blocks_wrong_club",
+        "blocks_wrong_stream",
+        "block_payload_sent",
+    ] {
+        assert!(names.contains(&name), "no {name}");
     }
     // On loopback the tracker sees the peer's own address: it is public,
     // and its uploads are counted under that class alone.

@@ -55,6 +55,7 @@ use self::store::BlockStore;
 use super::token::TokenKey;
 use super::{Node, Outbox, Time, Transmit};
 use crate::auth::{BatchVerifier, ProofLedger, StreamId, Trust, VerifierStats};
+use crate::counters::counters;
 use crate::forward::{ParkedBlocks, PARKED_MAX};
 use crate::roles::TokenBucket;
 use crate::wire::{DropReason, Message, StreamTag, Token};
@@ -240,140 +241,142 @@ impl PeerConfig {
     }
 }
 
-/// Counters of one peer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PeerStats {
-    /// BLOCK datagrams received.
-    pub blocks_in: u64,
-    /// Payload bytes of BLOCKs received, duplicates included.
-    pub block_payload_in: u64,
-    /// Bytes of BLOCK datagrams received.
-    pub block_bytes_in: u64,
-    /// Bytes of other datagrams received.
-    pub control_bytes_in: u64,
-    /// Verified blocks seen for the first time.
-    pub unique_blocks: u64,
-    /// Payload bytes of those.
-    pub unique_payload: u64,
-    /// Verified blocks already held.
-    pub duplicates: u64,
-    /// Blocks that failed authentication (never played or forwarded).
-    pub forged_rejected: u64,
-    /// Blocks that could not be checked yet (parked, not counted as forged).
-    pub unverifiable: u64,
-    /// Blocks of batches older than the verification window.
-    pub stale: u64,
-    /// Blocks for another stream.
-    pub wrong_stream: u64,
-    /// Blocks whose club is not their sequence number modulo the club count.
-    pub wrong_club: u64,
-    /// Datagrams that did not parse.
-    pub malformed: u64,
-    /// BLOCK datagrams sent.
-    pub blocks_out: u64,
-    /// Bytes of BLOCK datagrams sent.
-    pub block_bytes_out: u64,
-    /// Payload bytes of BLOCKs sent.
-    pub block_payload_out: u64,
-    /// Bytes of other datagrams sent.
-    pub control_bytes_out: u64,
-    /// Connections dropped by this peer, by reason.
-    pub dropped_delay: u64,
-    /// See `dropped_delay`.
-    pub dropped_gap: u64,
-    /// See `dropped_delay`.
-    pub dropped_silence: u64,
-    /// See `dropped_delay`.
-    pub dropped_keepalive: u64,
-    /// See `dropped_delay`.
-    pub dropped_trimmed: u64,
-    /// See `dropped_delay`.
-    pub dropped_forged: u64,
-    /// Uploads shed because the uplink could not carry them.
-    pub dropped_shed: u64,
-    /// Peers put on the ban list ([0054]).
-    pub bans_added: u64,
-    /// CONNECTs sent (first sends).
-    pub connects: u64,
-    /// CONNECTs sent again after their timeout.
-    pub connect_retries: u64,
-    /// ACCEPTs that came after their CONNECT was given up.
-    pub late_accepts: u64,
-    /// Requests (PING, CLUB_PEERS_REQUEST, CONNECT) that carried a valid
-    /// address-validation token and were served.
-    pub requests_validated: u64,
-    /// RETRYs sent: requests from addresses not validated, answered with a
-    /// token only (validation tokens issued).
-    pub retries_sent: u64,
-    /// Requests whose token did not check (expired, for another address,
-    /// or forged).
-    pub tokens_failed: u64,
-    /// RETRYs taken: the request asked again with the token.
-    pub retries_received: u64,
-    /// RETRYs for nothing outstanding, ignored.
-    pub retries_ignored: u64,
-    /// Answers (PONG, CLUB_PEERS) to nothing this peer asked, ignored.
-    pub unsolicited_answers: u64,
-    /// BITFIELDs that came within a second of the last catch-up on their
-    /// upload: their holdings noted, nothing resent.
-    pub catch_ups_refused: u64,
-    /// JOINs sent again because the peer list led to no download for 5 s.
-    pub lists_asked_again: u64,
-    /// BLOCKs from banned addresses with no connection, dropped unjudged.
-    pub blocks_from_banned: u64,
-    /// BLOCKs without the block tag this peer gave their sender's address,
-    /// dropped unjudged: spoofed, or from an address never given one.
-    pub blocks_wrong_tag: u64,
-    /// DROPs, KEEPALIVEs, HAVEs and BITFIELDs without their connection's
-    /// tag, ignored: spoofed under a neighbour's address, or about a
-    /// connection already gone.
-    pub control_wrong_tag: u64,
-    /// BLOCKs dropped unjudged because the signature check they needed was
-    /// over budget (all checks, or those for strangers).
-    pub signature_checks_refused: u64,
-    /// Datagrams the outbox could not take.
-    pub send_drops: u64,
-    /// Queued forwards dropped for waiting longer than a block is useful.
-    pub send_stale: u64,
-    /// Queued forwards whose block or proof was no longer held.
-    pub unforwardable: u64,
-    /// Queued in-club pushes left out because the receiver said HAVE
-    /// while they waited ([0047]).
-    pub have_suppressed: u64,
-    /// REQUEST datagrams sent (loss repair).
-    pub repair_requests: u64,
-    /// Blocks asked for in them.
-    pub repair_asked: u64,
-    /// Blocks asked for that then arrived.
-    pub repaired: u64,
-    /// Blocks wanted that were given up (asked too often, or played past).
-    pub repair_given_up: u64,
-    /// Blocks sent in answer to REQUESTs.
-    pub repair_blocks_sent: u64,
-    /// Bytes of BLOCK datagrams sent in answer to REQUESTs.
-    pub repair_bytes_sent: u64,
-    /// Blocks asked of this peer and not sent: not held, over the
-    /// requester's budget, or asked by a peer with no connection.
-    pub repair_refused: u64,
-    /// Graceful failures ([0063]).
-    pub graceful_failures: u64,
-    /// PUNCH_REQUESTs sent for contacts that did not answer a PING.
-    pub punches_requested: u64,
-    /// Of those contacts, the ones that answered a PING afterwards.
-    pub punches_succeeded: u64,
-    /// PUNCHes from the tracker answered with a PING.
-    pub punches_answered: u64,
-    /// PUNCHes ignored: not from the tracker, or for an address pinged
-    /// for a punch lately.
-    pub punches_ignored: u64,
-    /// Times a club went missing for a second while others came.
-    pub clubs_missing: u64,
-    /// Out-of-club downloads moved from a public uploader to one behind a
-    /// router, leaving public uploaders to peers behind symmetric routers.
-    pub handovers: u64,
-    /// Quality windows that would have stopped the peer but were excused:
-    /// the peer was under attack then ([0063]).
-    pub quality_windows_excused: u64,
+counters! {
+    /// Counters of one peer.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct PeerStats {
+        /// BLOCK datagrams received.
+        blocks_in as "blocks_received",
+        /// Payload bytes of BLOCKs received, duplicates included.
+        block_payload_in as "block_payload_received",
+        /// Bytes of BLOCK datagrams received.
+        block_bytes_in as "block_bytes_received",
+        /// Bytes of other datagrams received.
+        control_bytes_in as "control_bytes_received",
+        /// Verified blocks seen for the first time.
+        unique_blocks as "blocks_unique",
+        /// Payload bytes of verified blocks seen for the first time.
+        unique_payload as "unique_payload_bytes",
+        /// Verified blocks already held.
+        duplicates as "blocks_duplicate",
+        /// Blocks that failed authentication (never played or forwarded).
+        forged_rejected as "blocks_forged",
+        /// Blocks that could not be checked yet (parked, not counted as forged).
+        unverifiable as "blocks_unverifiable",
+        /// Blocks of batches older than the verification window.
+        stale as "blocks_stale",
+        /// Blocks for another stream.
+        wrong_stream as "blocks_wrong_stream",
+        /// Blocks whose club is not their sequence number modulo the club count.
+        wrong_club as "blocks_wrong_club",
+        /// Datagrams that did not parse.
+        malformed as "malformed",
+        /// BLOCK datagrams sent.
+        blocks_out as "blocks_sent",
+        /// Bytes of BLOCK datagrams sent.
+        block_bytes_out as "block_bytes_sent",
+        /// Payload bytes of BLOCKs sent.
+        block_payload_out as "block_payload_sent",
+        /// Bytes of other datagrams sent.
+        control_bytes_out as "control_bytes_sent",
+        /// Downloads dropped for delay ([0051]).
+        dropped_delay as "drops_delay",
+        /// Downloads dropped for a sequence gap ([0052]).
+        dropped_gap as "drops_gap",
+        /// Downloads dropped for silence ([0053]).
+        dropped_silence as "drops_silence",
+        /// Uploads dropped for missing keep-alives ([0053]).
+        dropped_keepalive as "drops_keepalive",
+        /// Connections trimmed after an accepted request overshot ([0059]).
+        dropped_trimmed as "drops_trimmed",
+        /// Downloads dropped for forged blocks.
+        dropped_forged as "drops_forged",
+        /// Uploads shed because the uplink could not carry them.
+        dropped_shed as "drops_shed",
+        /// Peers put on the ban list ([0054]).
+        bans_added as "bans_added",
+        /// CONNECTs sent (first sends).
+        connects as "connects",
+        /// CONNECTs sent again after their timeout.
+        connect_retries as "connect_retries",
+        /// ACCEPTs that came after their CONNECT was given up.
+        late_accepts as "late_accepts",
+        /// Requests (PING, CLUB_PEERS_REQUEST, CONNECT) that carried a valid
+        /// address-validation token and were served.
+        requests_validated as "requests_validated",
+        /// RETRYs sent: requests from addresses not validated, answered with a
+        /// token only (validation tokens issued).
+        retries_sent as "validation_tokens_issued",
+        /// Requests whose token did not check (expired, for another address,
+        /// or forged).
+        tokens_failed as "validation_tokens_failed",
+        /// RETRYs taken: the request asked again with the token.
+        retries_received as "retries_taken",
+        /// RETRYs for nothing outstanding, ignored.
+        retries_ignored as "retries_ignored",
+        /// Answers (PONG, CLUB_PEERS) to nothing this peer asked, ignored.
+        unsolicited_answers as "unsolicited_answers",
+        /// BITFIELDs that came within a second of the last catch-up on their
+        /// upload: their holdings noted, nothing resent.
+        catch_ups_refused as "catch_ups_refused",
+        /// JOINs sent again because the peer list led to no download for 5 s.
+        lists_asked_again as "lists_asked_again",
+        /// BLOCKs from banned addresses with no connection, dropped unjudged.
+        blocks_from_banned as "blocks_from_banned",
+        /// BLOCKs without the block tag this peer gave their sender's address,
+        /// dropped unjudged: spoofed, or from an address never given one.
+        blocks_wrong_tag as "blocks_wrong_tag",
+        /// DROPs, KEEPALIVEs, HAVEs and BITFIELDs without their connection's
+        /// tag, ignored: spoofed under a neighbour's address, or about a
+        /// connection already gone.
+        control_wrong_tag as "control_wrong_tag",
+        /// BLOCKs dropped unjudged because the signature check they needed was
+        /// over budget (all checks, or those for strangers).
+        signature_checks_refused as "signature_checks_refused",
+        /// Datagrams the outbox could not take.
+        send_drops as "send_drops",
+        /// Queued forwards dropped for waiting longer than a block is useful.
+        send_stale as "send_stale",
+        /// Queued forwards whose block or proof was no longer held.
+        unforwardable as "unforwardable",
+        /// Queued in-club pushes left out because the receiver said HAVE
+        /// while they waited ([0047]).
+        have_suppressed as "have_suppressed",
+        /// REQUEST datagrams sent (loss repair).
+        repair_requests as "repair_requests",
+        /// Blocks asked for in them.
+        repair_asked as "repair_asked",
+        /// Blocks asked for that then arrived.
+        repaired as "repaired",
+        /// Blocks wanted that were given up (asked too often, or played past).
+        repair_given_up as "repair_given_up",
+        /// Blocks sent in answer to REQUESTs.
+        repair_blocks_sent as "repair_blocks_sent",
+        /// Bytes of BLOCK datagrams sent in answer to REQUESTs.
+        repair_bytes_sent as "repair_bytes_sent",
+        /// Blocks asked of this peer and not sent: not held, over the
+        /// requester's budget, or asked by a peer with no connection.
+        repair_refused as "repair_refused",
+        /// Graceful failures ([0063]).
+        graceful_failures as "graceful_failures",
+        /// PUNCH_REQUESTs sent for contacts that did not answer a PING.
+        punches_requested as "punches_requested",
+        /// Contacts that answered a PING after a PUNCH_REQUEST for them.
+        punches_succeeded as "punches_succeeded",
+        /// PUNCHes from the tracker answered with a PING.
+        punches_answered as "punches_answered",
+        /// PUNCHes ignored: not from the tracker, or for an address pinged
+        /// for a punch lately.
+        punches_ignored as "punches_ignored",
+        /// Times a club went missing for a second while others came.
+        clubs_missing as "clubs_missing",
+        /// Out-of-club downloads moved from a public uploader to one behind a
+        /// router, leaving public uploaders to peers behind symmetric routers.
+        handovers as "handovers",
+        /// Quality windows that would have stopped the peer but were excused:
+        /// the peer was under attack then ([0063]).
+        quality_windows_excused as "quality_windows_excused",
+    }
 }
 
 /// Something a driver may want to report.
