@@ -129,26 +129,9 @@ const STARTUP_BUCKETS_S: &[f64] = &[0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0];
 
 /// Writes a socket driver's counters as `clubcast_udp_*` metrics.
 pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
-    out.counter(
-        "clubcast_udp_send_drops_total",
-        "datagrams the socket did not take (buffer full or a send error)",
-        s.send_drops,
-    );
-    out.counter(
-        "clubcast_udp_send_errors_total",
-        "send errors other than a full buffer",
-        s.send_errors,
-    );
-    out.counter(
-        "clubcast_udp_recv_errors_total",
-        "receive errors",
-        s.recv_errors,
-    );
-    out.counter(
-        "clubcast_udp_kernel_rx_drops_total",
-        "datagrams the kernel dropped for a full receive buffer on the node's socket",
-        s.kernel_rx_drops,
-    );
+    for (name, help, value) in s.named() {
+        out.counter(&format!("clubcast_udp_{name}_total"), help, value);
+    }
 }
 
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.

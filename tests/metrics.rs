@@ -7,6 +7,7 @@ mod keygen;
 #[path = "support/process.rs"]
 mod process;
 
+use clubcast::io::udp::UdpStats;
 use clubcast::roles::PeerStats;
 use process::{free_port, Kid};
 use std::io::{Read, Write};
@@ -218,6 +219,15 @@ fn source_and_peer_serve_prometheus_metrics() {
     ] {
         assert!(names.contains(&name), "no {name}");
     }
+    // The socket driver's counters too, traffic and errors alike.
+    for (name, _, _) in UdpStats::default().named() {
+        let metric = format!("clubcast_udp_{name}_total");
+        assert!(value(&peer, &metric).is_some(), "no {metric}");
+    }
+    assert!(
+        value(&peer, "clubcast_udp_datagrams_received_total").unwrap_or(0.0) > 100.0,
+        "{peer}"
+    );
     // On loopback the tracker sees the peer's own address: it is public,
     // and its uploads are counted under that class alone.
     assert_eq!(value(&peer, "clubcast_peer_nat_type"), Some(1.0));
@@ -290,4 +300,13 @@ fn kernel_udp_relay_exports_its_forwarding_core() {
         value(&relay, "clubcast_relay_inline_forged_total"),
         Some(0.0)
     );
+    // Uploads the fan-out tables leave out, and publications that found a
+    // worker gone, are counted too (none here).
+    for name in [
+        "clubcast_relay_ipv6_skipped",
+        "clubcast_relay_over_limit",
+        "clubcast_relay_workers_gone_total",
+    ] {
+        assert_eq!(value(&relay, name), Some(0.0), "{name}: {relay}");
+    }
 }

@@ -387,6 +387,21 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
         "uploads left out: next hop not resolved yet",
         cs.unresolved as f64,
     );
+    e.gauge(
+        "clubcast_relay_ipv6_skipped",
+        "uploads left out of the fan-out tables: IPv6 receivers (the control plane sends them their blocks)",
+        cs.ipv6_skipped as f64,
+    );
+    e.gauge(
+        "clubcast_relay_over_limit",
+        "uploads left out of the fan-out tables: over the table's limits",
+        cs.over_limit as f64,
+    );
+    e.counter(
+        "clubcast_relay_workers_gone_total",
+        "fan-out table publications that found a worker gone",
+        cs.workers_gone,
+    );
     e.counter(
         "clubcast_relay_tables_published_total",
         "fan-out tables published",

@@ -23,6 +23,7 @@ use nix::libc;
 use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage};
 
 use super::clock;
+use crate::counters::counters;
 use crate::roles::{Node, Time, Transmit};
 
 /// Datagrams moved by one `recvmmsg` or `sendmmsg` call.
@@ -55,34 +56,35 @@ impl NodeId {
     }
 }
 
-/// Counters summed over all nodes of a driver.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UdpStats {
-    /// Datagrams handed to nodes.
-    pub datagrams_in: u64,
-    /// Datagrams the kernel accepted for sending.
-    pub datagrams_out: u64,
-    /// Bytes handed to nodes.
-    pub bytes_in: u64,
-    /// Bytes the kernel accepted for sending.
-    pub bytes_out: u64,
-    /// Datagrams dropped on send: socket buffer full (`EAGAIN`, `ENOBUFS`)
-    /// or another send error (those also count in `send_errors`).
-    pub send_drops: u64,
-    /// Send errors other than a full buffer (a bad destination, say).
-    pub send_errors: u64,
-    /// Receive errors, and datagrams whose source address did not decode.
-    pub recv_errors: u64,
-    /// Datagrams longer than [`RECV_BUF`], handed over cut to that size.
-    pub truncated: u64,
-    /// `recvmmsg` calls that returned at least one datagram.
-    pub recv_batches: u64,
-    /// `sendmmsg` calls that sent at least one datagram.
-    pub send_batches: u64,
-    /// Datagrams the kernel dropped for a full receive buffer on the
-    /// driver's sockets: filled in by [`UdpDriver::stats_with_kernel_drops`]
-    /// only (it reads `/proc`), 0 in [`UdpDriver::stats`].
-    pub kernel_rx_drops: u64,
+counters! {
+    /// Counters summed over all nodes of a driver. `kernel_rx_drops` is
+    /// filled in by [`UdpDriver::stats_with_kernel_drops`] only (it reads
+    /// `/proc`), and is 0 in [`UdpDriver::stats`].
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct UdpStats {
+        /// Datagrams handed to nodes.
+        datagrams_in as "datagrams_received",
+        /// Datagrams the kernel accepted for sending.
+        datagrams_out as "datagrams_sent",
+        /// Bytes handed to nodes.
+        bytes_in as "bytes_received",
+        /// Bytes the kernel accepted for sending.
+        bytes_out as "bytes_sent",
+        /// Datagrams the socket did not take (buffer full or a send error).
+        send_drops as "send_drops",
+        /// Send errors other than a full buffer (a bad destination, say).
+        send_errors as "send_errors",
+        /// Receive errors, and datagrams whose source address did not decode.
+        recv_errors as "recv_errors",
+        /// Datagrams longer than the receive buffer, handed over cut to its size.
+        truncated as "truncated",
+        /// Receive calls that returned at least one datagram.
+        recv_batches as "recv_batches",
+        /// Send calls that sent at least one datagram.
+        send_batches as "send_batches",
+        /// Datagrams the kernel dropped for a full receive buffer on the node's sockets.
+        kernel_rx_drops as "kernel_rx_drops",
+    }
 }
 
 struct Slot<N> {
