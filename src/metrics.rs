@@ -21,7 +21,7 @@ use tiny_http::{Header, Response, Server};
 
 use crate::io::udp::UdpStats;
 use crate::roles::peer::traversal::NatType;
-use crate::roles::Peer;
+use crate::roles::{Peer, Tracker};
 
 /// Prometheus text exposition being written.
 #[derive(Debug, Default, Clone)]
@@ -131,6 +131,19 @@ const STARTUP_BUCKETS_S: &[f64] = &[0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0];
 pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
     for (name, help, value) in s.named() {
         out.counter(&format!("clubcast_udp_{name}_total"), help, value);
+    }
+}
+
+/// Writes the tracker's counters as `clubcast_tracker_*` metrics, with the
+/// peers it lists.
+pub fn tracker_metrics<R: rand::Rng>(tracker: &Tracker<R>, out: &mut Exposition) {
+    out.gauge(
+        "clubcast_tracker_peers",
+        "peers listed",
+        tracker.peer_count() as f64,
+    );
+    for (name, help, value) in tracker.stats().named() {
+        out.counter(&format!("clubcast_tracker_{name}_total"), help, value);
     }
 }
 

@@ -8,7 +8,7 @@ mod keygen;
 mod process;
 
 use clubcast::io::udp::UdpStats;
-use clubcast::roles::PeerStats;
+use clubcast::roles::{PeerStats, TrackerStats};
 use process::{free_port, Kid};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -52,6 +52,8 @@ struct Stream {
     dir: std::path::PathBuf,
     sid: String,
     tracker: String,
+    /// The tracker's metrics port.
+    tracker_metrics: u16,
     secs: String,
     _roles: [Kid; 2],
 }
@@ -64,12 +66,15 @@ impl Stream {
         let (key, sid) = keygen::keygen(BIN, &dir.join("source.key"));
         let tracker = format!("127.0.0.1:{}", free_port());
         let secs = secs.to_string();
+        let tracker_metrics = free_port();
         let tracker_kid = spawn(&[
             "tracker",
             "--listen",
             &tracker,
             "--stream-id",
             &sid,
+            "--metrics",
+            &format!("127.0.0.1:{tracker_metrics}"),
             "--duration",
             &secs,
         ]);
@@ -95,6 +100,7 @@ impl Stream {
             dir,
             sid,
             tracker,
+            tracker_metrics,
             secs,
             _roles: [tracker_kid, source],
         }
@@ -252,6 +258,30 @@ fn source_and_peer_serve_prometheus_metrics() {
     let startup = value(&peer, "clubcast_peer_startup_seconds_sum").unwrap_or(0.0);
     assert!(startup > 0.0 && startup < 5.0, "start-up {startup} s");
     assert!(peer.contains("clubcast_peer_startup_seconds_bucket{le=\"+Inf\"} 1"));
+    // The tracker lists the source and the peer, and exports every counter
+    // it keeps (refusals among them) and its socket's.
+    let tracker = scrape(stream.tracker_metrics);
+    assert_eq!(
+        value(&tracker, "clubcast_tracker_peers"),
+        Some(2.0),
+        "{tracker}"
+    );
+    assert!(
+        value(&tracker, "clubcast_tracker_joins_total").unwrap_or(0.0) >= 2.0,
+        "{tracker}"
+    );
+    for (name, _, _) in TrackerStats::default().named() {
+        let metric = format!("clubcast_tracker_{name}_total");
+        assert!(value(&tracker, &metric).is_some(), "no {metric}");
+    }
+    assert_eq!(
+        value(&tracker, "clubcast_tracker_malformed_total"),
+        Some(0.0)
+    );
+    assert!(
+        value(&tracker, "clubcast_udp_datagrams_received_total").unwrap_or(0.0) > 0.0,
+        "{tracker}"
+    );
 }
 
 /// The kernel-UDP relay (`--io udp`) exports every counter of the

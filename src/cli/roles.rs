@@ -20,7 +20,7 @@ use crate::auth::{SourceKey, StreamId};
 use crate::io::clock;
 use crate::io::udp::{UdpDriver, UdpStats};
 use crate::media::{IngestPump, PeerStream};
-use crate::metrics::{peer_metrics, udp_metrics, Exposition, MetricsServer};
+use crate::metrics::{peer_metrics, tracker_metrics, udp_metrics, Exposition, MetricsServer};
 use crate::roles::peer::playout::PlayoutConfig;
 use crate::roles::{
     Node, Peer, PeerConfig, PeerEvent, Source, SourceConfig, Tracker, TrackerConfig,
@@ -55,6 +55,9 @@ pub struct TrackerArgs {
     /// JOINs answered per second from one IP address.
     #[arg(long, default_value_t = 50.0)]
     joins_per_address: f64,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     duration: Option<u64>,
@@ -364,6 +367,7 @@ pub fn run_tracker(args: &TrackerArgs) -> Result<ExitCode, String> {
         args.stream_id,
         cfg.clubs
     );
+    let metrics = metrics_server(args.metrics)?;
     let tracker = Tracker::new(cfg, os_rng()?);
     drive(
         socket,
@@ -371,26 +375,19 @@ pub fn run_tracker(args: &TrackerArgs) -> Result<ExitCode, String> {
         args.duration,
         Duration::from_secs(1),
         |_| {},
-        |t, s, _| {
+        |t, s, udp| {
             let st = t.stats();
-            println!(
-                "t={s}s peers {} joins {} heartbeats {} expired {} malformed {} wrong-stream {} \
-                 full {} retries {} tokens-failed {} unknown-heartbeats {} address-full {} \
-                 prefix-full {} rate-limited {}",
-                t.peer_count(),
-                st.joins,
-                st.heartbeats,
-                st.expired,
-                st.malformed,
-                st.wrong_stream,
-                st.full,
-                st.retries_sent,
-                st.tokens_failed,
-                st.heartbeats_unknown,
-                st.address_full,
-                st.prefix_full,
-                st.rate_limited
-            );
+            let mut line = format!("t={s}s peers {}", t.peer_count());
+            for (name, _, value) in st.named() {
+                line.push_str(&format!(" {} {value}", name.replace('_', "-")));
+            }
+            println!("{line}");
+            if let Some(server) = &metrics {
+                let mut e = Exposition::new();
+                tracker_metrics(t, &mut e);
+                udp_metrics(udp, &mut e);
+                server.publish(e);
+            }
         },
     )?;
     Ok(ExitCode::SUCCESS)

@@ -33,6 +33,7 @@ use rand::Rng;
 
 use super::token::TokenKey;
 use super::{ClubRecommender, Node, Outbox, Time, Transmit};
+use crate::counters::counters;
 use crate::wire::{
     AddrList, ClubList, Heartbeat, Join, JoinRole, Message, MessageType, PeerList, Punch,
     PunchRequest, Retry, StreamTag,
@@ -101,41 +102,43 @@ impl TrackerConfig {
     }
 }
 
-/// Tracker counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TrackerStats {
-    /// JOINs answered.
-    pub joins: u64,
-    /// Heartbeats accepted.
-    pub heartbeats: u64,
-    /// Peers removed for silence.
-    pub expired: u64,
-    /// Datagrams that did not parse.
-    pub malformed: u64,
-    /// Datagrams for another stream.
-    pub wrong_stream: u64,
-    /// Well-formed messages a tracker does not handle.
-    pub unexpected: u64,
-    /// Joins dropped because the table was full (`max_peers`).
-    pub full: u64,
-    /// RETRYs sent: JOINs without a valid token, and HEARTBEATs from
-    /// addresses not listed (validation tokens issued).
-    pub retries_sent: u64,
-    /// JOINs whose token did not check.
-    pub tokens_failed: u64,
-    /// HEARTBEATs from addresses not listed (not added).
-    pub heartbeats_unknown: u64,
-    /// JOINs refused: their IP address holds `max_per_address` entries.
-    pub address_full: u64,
-    /// JOINs refused: their prefix holds `max_per_prefix` entries.
-    pub prefix_full: u64,
-    /// JOINs left unanswered over their address's rate.
-    pub rate_limited: u64,
-    /// PUNCHes sent: for lists handed out and for PUNCH_REQUESTs.
-    pub punches_sent: u64,
-    /// PUNCH_REQUESTs refused: a bad token, an asker or target not listed,
-    /// a target with no router in front of it, or over the asker's rate.
-    pub punch_requests_refused: u64,
+counters! {
+    /// Tracker counters.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct TrackerStats {
+        /// JOINs answered.
+        joins as "joins",
+        /// Heartbeats accepted.
+        heartbeats as "heartbeats",
+        /// Peers removed for silence.
+        expired as "expired",
+        /// Datagrams that did not parse.
+        malformed as "malformed",
+        /// Datagrams for another stream.
+        wrong_stream as "wrong_stream",
+        /// Well-formed messages a tracker does not handle.
+        unexpected as "unexpected",
+        /// Joins dropped because the table was full (`max_peers`).
+        full as "joins_table_full",
+        /// RETRYs sent: JOINs without a valid token, and HEARTBEATs from
+        /// addresses not listed (validation tokens issued).
+        retries_sent as "retries_sent",
+        /// JOINs whose token did not check.
+        tokens_failed as "tokens_failed",
+        /// HEARTBEATs from addresses not listed (not added).
+        heartbeats_unknown as "heartbeats_unknown",
+        /// JOINs refused: their IP address holds `max_per_address` entries.
+        address_full as "joins_address_full",
+        /// JOINs refused: their prefix holds `max_per_prefix` entries.
+        prefix_full as "joins_prefix_full",
+        /// JOINs left unanswered over their address's rate.
+        rate_limited as "joins_rate_limited",
+        /// PUNCHes sent: for lists handed out and for PUNCH_REQUESTs.
+        punches_sent as "punches_sent",
+        /// PUNCH_REQUESTs refused: a bad token, an asker or target not listed,
+        /// a target with no router in front of it, or over the asker's rate.
+        punch_requests_refused as "punch_requests_refused",
+    }
 }
 
 #[derive(Debug, Clone)]
