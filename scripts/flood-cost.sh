@@ -5,8 +5,9 @@
 # Runs the relay integration test (tests/relay_swarm.rs: a relay on AF_XDP
 # serving 40 viewers over veth; mid-run a stranger sends it 20,000 forged
 # BLOCKs a second for 4 s from a UDP socket, then 20,000 a second for 4 s
-# injected into the veth as xdp_frames under the address of the source, an
-# uploader of the relay, without the block tag the relay gave it; such
+# injected into the veth as xdp_frames under the address of one of the
+# relay's uploaders (the source while it is one), without the block tag the
+# relay gave it; such
 # frames reach the relay's XDP program as a NIC driver's would; the XDP
 # sender gate drops them all, as unknown senders and wrong tags) under
 # `perf record -a -k CLOCK_MONOTONIC`. The test prints its quiet window and

@@ -23,7 +23,12 @@
 //! statistics, and the machine's softirq time against a quiet window of
 //! the same length: a coarse figure, as the kernel samples softirq time at
 //! its 4 ms ticks; `scripts/flood-cost.sh` reads the two windows, printed
-//! in CLOCK_MONOTONIC seconds, from a `perf` profile instead). Then the stranger sends a PING on the relay port, which
+//! in CLOCK_MONOTONIC seconds, from a `perf` profile instead). Then it
+//! injects as many under the address of one of the relay's uploaders (the
+//! source while the relay downloads from it; the relay trims in-club
+//! downloads at random, [0059], so whichever uploader it has held longest
+//! otherwise) without that uploader's block tag, which the gate drops too.
+//! Then the stranger sends a PING on the relay port, which
 //! the control plane answers after a RETRY; later three peers vanish
 //! without a word. The relay's next hops come
 //! from the kernel's neighbour table, which nothing pins: ARP resolves them
@@ -35,10 +40,10 @@
 #[path = "support/netns.rs"]
 mod netns;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -99,6 +104,12 @@ struct Flood {
     sent: u64,
     /// Forged BLOCKs then injected as xdp_frames.
     injected: u64,
+    /// Of those, the ones injected under another uploader's address than
+    /// the source's (the relay had trimmed the source's connections).
+    injected_under_other: u64,
+    /// And the ones injected while the relay had no uploader (under the
+    /// source's address).
+    injected_without_uploader: u64,
     /// The machine's softirq time during the flood, and during the quiet
     /// window of the same length just before it, ns.
     softirq_flood_ns: u64,
@@ -219,17 +230,38 @@ fn flood(socket: &UdpSocket, relay: SocketAddrV4, forger: &Forger) -> u64 {
     })
 }
 
+/// The relay's uploaders (the addresses it downloads from), the one it has
+/// held longest first, as the relay thread last saw them.
+type Uploaders = Arc<Mutex<Vec<SocketAddrV4>>>;
+
 /// Floods the relay with forged BLOCKs as xdp_frames injected into the
 /// swarm's end of the veth (`SteeringProgram::inject`), one frame a run,
-/// each claiming a new batch: they reach the relay's XDP program as a NIC
-/// driver's frames would, without veth's copy of a socket's skb. Returns
-/// how many were sent.
-fn inject_flood(from: SocketAddrV4, forger: &Forger) -> u64 {
+/// each claiming a new batch, under the address of one of the relay's
+/// `uploaders` (`source` while it is one, else the one held longest):
+/// they reach the relay's XDP program as a NIC driver's frames would,
+/// without veth's copy of a socket's skb. Returns how many were sent, how
+/// many of them under another uploader than `source`, and how many while
+/// the relay had no uploader (under `source`).
+fn inject_flood(source: SocketAddrV4, uploaders: &Uploaders, forger: &Forger) -> (u64, u64, u64) {
     let mut injector = SteeringProgram::load(RELAY_PORT).expect("load the injecting program");
     let ifindex = nix::net::if_::if_nametoindex(PEER_IF).expect("the swarm's veth end");
     let mut buf = [0u8; MAX_DATAGRAM];
     let mut frame = [0u8; MAX_DATAGRAM + HEADERS_LEN];
-    paced(|first, count| {
+    let mut under_other = 0;
+    let mut without_uploader = 0;
+    let sent = paced(|first, count| {
+        let from = {
+            let now = uploaders.lock().unwrap_or_else(|e| e.into_inner());
+            if now.contains(&source) {
+                source
+            } else if let Some(&oldest) = now.first() {
+                under_other += count;
+                oldest
+            } else {
+                without_uploader += count;
+                source
+            }
+        };
         for n in first..first + count {
             let len = forger.datagram(n, &mut buf);
             let headers = UdpHeaders {
@@ -245,27 +277,36 @@ fn inject_flood(from: SocketAddrV4, forger: &Forger) -> u64 {
                 .inject(ifindex, &frame[..frame_len], 1)
                 .expect("inject a frame");
         }
-    })
+    });
+    (sent, under_other, without_uploader)
 }
 
 /// The stranger: floods the relay with forgeries (measuring the machine's
 /// softirq time over the flood and over the quiet window before it), then
-/// injects as many under the address of `uploader` (the source, which the
-/// relay downloads from) without the block tag the relay gave it, then
+/// injects as many under the address of one of the relay's `uploaders`
+/// (the source while it is one) without the block tag the relay gave it, then
 /// sends a PING from its socket; reports the flood and whether the PONG
 /// came back (after the RETRY that validates the stranger's address).
-fn stranger(tag: StreamTag, quiet_from: Mark, uploader: SocketAddrV4) -> (Flood, bool) {
+fn stranger(
+    tag: StreamTag,
+    quiet_from: Mark,
+    source: SocketAddrV4,
+    uploaders: &Uploaders,
+) -> (Flood, bool) {
     let socket = UdpSocket::bind((SWARM_IP, 0)).expect("stranger socket");
     let relay = SocketAddrV4::new(RELAY_IP, RELAY_PORT);
     let forger = Forger::new(tag);
     let before = mark();
     let sent = flood(&socket, relay, &forger);
     let after = mark();
-    let injected = inject_flood(uploader, &forger);
+    let (injected, injected_under_other, injected_without_uploader) =
+        inject_flood(source, uploaders, &forger);
     let end = mark();
     let flood = Flood {
         sent,
         injected,
+        injected_under_other,
+        injected_without_uploader,
         softirq_flood_ns: after.0.saturating_sub(before.0),
         softirq_quiet_ns: before.0.saturating_sub(quiet_from.0),
         windows_s: [quiet_from.1, before.1, after.1, end.1],
@@ -300,12 +341,14 @@ fn stranger(tag: StreamTag, quiet_from: Mark, uploader: SocketAddrV4) -> (Flood,
 
 /// The swarm namespace: tracker and source at once; the peers when the
 /// relay says it is up; `VANISHING` of them vanish at `VANISH_AT` (their
-/// addresses go to `vanished_tx`).
+/// addresses go to `vanished_tx`). The stranger reads the relay's
+/// `uploaders`.
 fn run_swarm(
     key: SourceKey,
     tracker_tx: mpsc::Sender<SocketAddr>,
     relay_up: mpsc::Receiver<()>,
     vanished_tx: mpsc::Sender<SocketAddrV4>,
+    uploaders: Uploaders,
 ) -> SwarmResult {
     let stream = key.stream_id();
     let tag = StreamTag::of_key(&stream.to_bytes());
@@ -338,7 +381,7 @@ fn run_swarm(
     shard
         .run_until(started + FORGE_AT, &stop)
         .expect("swarm runs");
-    let forger = thread::spawn(move || stranger(tag, quiet_from, source));
+    let forger = thread::spawn(move || stranger(tag, quiet_from, source, &uploaders));
     shard
         .run_until(started + VANISH_AT, &stop)
         .expect("swarm runs");
@@ -380,6 +423,8 @@ struct RelayResult {
     subscribers: usize,
     clubs_served: usize,
     relay_forged: u64,
+    /// The relay's own dropped connections, by reason (non-zero ones).
+    relay_drops: Vec<(&'static str, u64)>,
     /// BLOCKs the XDP program's sender gate dropped.
     gate_dropped: u64,
     /// Of those, BLOCKs under an uploader's address without its tag.
@@ -396,7 +441,14 @@ struct RelayResult {
     last_subscribed: HashSet<SocketAddrV4>,
 }
 
-fn run_relay(stream: StreamId, tracker: SocketAddr, until: Instant) -> RelayResult {
+/// Runs the AF_XDP relay until `until`, keeping `uploaders` up to date
+/// every 10 ms.
+fn run_relay(
+    stream: StreamId,
+    tracker: SocketAddr,
+    until: Instant,
+    uploaders: &Uploaders,
+) -> RelayResult {
     let _run_stats = clubcast::relay::steer::RunStatsGuard::enable().expect("BPF run statistics");
     let socket = UdpSocket::bind((RELAY_IP, RELAY_PORT)).expect("relay socket");
     let local = socket.local_addr().expect("local address");
@@ -420,14 +472,43 @@ fn run_relay(stream: StreamId, tracker: SocketAddr, until: Instant) -> RelayResu
     // Most subscribers seen at once, and the clubs they covered then.
     let mut best = (0usize, 0usize);
     let mut ever = HashSet::new();
+    // Since when the relay has downloaded from each of its uploaders.
+    let mut held_since: BTreeMap<SocketAddrV4, Instant> = BTreeMap::new();
+    let mut sampled = Instant::now();
     let stop = AtomicBool::new(false);
     while Instant::now() < until {
         driver
-            .run_until(Instant::now() + Duration::from_millis(500), &stop)
+            .run_until(Instant::now() + Duration::from_millis(10), &stop)
             .expect("relay runs");
-        if let Some(c) = driver.node(id).and_then(RelayNode::control) {
-            best = best.max((c.subscribers(), c.clubs_served()));
-            ever.extend(c.subscriber_addrs());
+        let Some(node) = driver.node(id) else {
+            continue;
+        };
+        let now = Instant::now();
+        let downloads: HashSet<SocketAddrV4> = node
+            .peer()
+            .connections()
+            .downloads
+            .iter()
+            .filter_map(|d| match d.from {
+                SocketAddr::V4(a) => Some(a),
+                SocketAddr::V6(_) => None,
+            })
+            .collect();
+        held_since.retain(|a, _| downloads.contains(a));
+        for a in downloads {
+            held_since.entry(a).or_insert(now);
+        }
+        let mut by_age: Vec<(Instant, SocketAddrV4)> =
+            held_since.iter().map(|(a, t)| (*t, *a)).collect();
+        by_age.sort();
+        *uploaders.lock().unwrap_or_else(|e| e.into_inner()) =
+            by_age.into_iter().map(|(_, a)| a).collect();
+        if now >= sampled + Duration::from_millis(500) {
+            sampled = now;
+            if let Some(c) = node.control() {
+                best = best.max((c.subscribers(), c.clubs_served()));
+                ever.extend(c.subscriber_addrs());
+            }
         }
     }
     let node = driver.remove(id).expect("the relay node");
@@ -444,6 +525,12 @@ fn run_relay(stream: StreamId, tracker: SocketAddr, until: Instant) -> RelayResu
         subscribers: best.0,
         clubs_served: best.1,
         relay_forged: peer.forged_rejected,
+        relay_drops: peer
+            .named()
+            .into_iter()
+            .filter(|(name, _, n)| name.starts_with("drops_") && *n > 0)
+            .map(|(name, _, n)| (name, n))
+            .collect(),
         gate_dropped: steer.dropped(),
         gate_wrong_tag: steer.dropped_wrong_tag,
         xdp,
@@ -472,15 +559,17 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         let (tracker_tx, tracker_rx) = mpsc::channel();
         let (up_tx, up_rx) = mpsc::channel();
         let (vanished_tx, vanished_rx) = mpsc::channel();
+        let uploaders = Uploaders::default();
+        let seen_by_stranger = Arc::clone(&uploaders);
         let (swarm_ns, swarm) = start_namespace(PEER_IF, move || {
             bring_up(PEER_IF, [SWARM_IP]);
             // Threads started here stay in this namespace.
-            thread::spawn(move || run_swarm(key, tracker_tx, up_rx, vanished_tx))
+            thread::spawn(move || run_swarm(key, tracker_tx, up_rx, vanished_tx, seen_by_stranger))
         });
         let tracker = tracker_rx.recv().expect("the tracker's address");
         let until = Instant::now() + Duration::from_secs(PEER_SECONDS + 2);
         let relay = thread::scope(|s| {
-            let relay = s.spawn(|| run_relay(stream, tracker, until));
+            let relay = s.spawn(|| run_relay(stream, tracker, until, &uploaders));
             // The relay's control socket is bound within a moment.
             thread::sleep(Duration::from_millis(300));
             let _ = up_tx.send(());
@@ -501,7 +590,7 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         .map(|r| r.stats)
         .expect("one worker report");
     eprintln!(
-        "relay: subscribers {} clubs {} unique {} uplinked {} kernel pushes {} worker rx {} forwarded {} tx {} forged {} dup {} uplink dropped {} tx-ring-full {} no-free-frame {}",
+        "relay: subscribers {} clubs {} unique {} uplinked {} kernel pushes {} worker rx {} forwarded {} tx {} forged {} dup {} uplink dropped {} tx-ring-full {} no-free-frame {}; its connections dropped {:?}",
         relay.subscribers,
         relay.clubs_served,
         relay.relay_unique,
@@ -514,7 +603,8 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         w.forward.duplicates,
         w.forward.uplink_dropped,
         w.tx_ring_full,
-        w.forward.no_free_buffer
+        w.forward.no_free_buffer,
+        relay.relay_drops
     );
     let worst = swarm.peers.iter().map(|p| p.3).fold(1.0f64, f64::min);
     let least_played = swarm.peers.iter().map(|p| p.1).min().unwrap_or(0);
@@ -530,10 +620,12 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
     let softirq_ns =
         f.softirq_flood_ns.saturating_sub(f.softirq_quiet_ns) as f64 / f.sent.max(1) as f64;
     eprintln!(
-        "flood: {} forged BLOCKs in {FLOOD_SECS} s; the gate dropped {} ({} under the source's address without its tag); steering program: {} runs, mean {xdp_ns:.0} ns a run (kernel BPF stats); machine softirq {} ms during the flood against {} ms in the quiet {FLOOD_SECS} s before: {softirq_ns:.0} ns more per forged datagram; then {} injected as xdp_frames\nflood windows (CLOCK_MONOTONIC s): quiet {:.6} {:.6} flood {:.6} {:.6} injected {:.6} {:.6}",
+        "flood: {} forged BLOCKs in {FLOOD_SECS} s; the gate dropped {} ({} under an uploader's address without its tag; of the injected, {} under another uploader than the source, {} while the relay had none); steering program: {} runs, mean {xdp_ns:.0} ns a run (kernel BPF stats); machine softirq {} ms during the flood against {} ms in the quiet {FLOOD_SECS} s before: {softirq_ns:.0} ns more per forged datagram; then {} injected as xdp_frames\nflood windows (CLOCK_MONOTONIC s): quiet {:.6} {:.6} flood {:.6} {:.6} injected {:.6} {:.6}",
         f.sent,
         relay.gate_dropped,
         relay.gate_wrong_tag,
+        f.injected_under_other,
+        f.injected_without_uploader,
         relay.xdp.runs,
         f.softirq_flood_ns / 1_000_000,
         f.softirq_quiet_ns / 1_000_000,
@@ -580,9 +672,18 @@ fn af_xdp_relay_serves_forty_peers_in_twelve_clubs() {
         relay.gate_dropped,
         f.sent + f.injected
     );
+    // The relay had an uploader nearly all the time; the frames injected
+    // under one's address all lack its tag (its changes reach the stranger
+    // up to 10 ms late, so a few land after it was dropped).
+    let under_uploader = f.injected - f.injected_without_uploader;
     assert!(
-        relay.gate_wrong_tag * 10 >= f.injected * 9,
-        "the injected flood under the source's address: {} dropped for a wrong tag",
+        under_uploader * 10 >= f.injected * 9,
+        "the relay had no uploader for {} of the injected flood",
+        f.injected_without_uploader
+    );
+    assert!(
+        relay.gate_wrong_tag * 10 >= under_uploader * 9,
+        "the flood injected under an uploader's address: {} of {under_uploader} dropped for a wrong tag",
         relay.gate_wrong_tag
     );
     assert!(relay.xdp.runs >= relay.gate_dropped, "{:?}", relay.xdp);
