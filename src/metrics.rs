@@ -154,6 +154,9 @@ pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     for (name, help, value) in s.named() {
         out.counter(&format!("clubcast_peer_{name}_total"), help, value);
     }
+    for (name, help, value) in peer.verifier_stats().named() {
+        out.counter(&format!("clubcast_peer_verifier_{name}_total"), help, value);
+    }
     let p = peer.playout_stats();
     out.counter(
         "clubcast_peer_played_on_time_total",

@@ -7,6 +7,7 @@ mod keygen;
 #[path = "support/process.rs"]
 mod process;
 
+use clubcast::auth::VerifierStats;
 use clubcast::io::udp::UdpStats;
 use clubcast::roles::{PeerStats, TrackerStats};
 use process::{free_port, Kid};
@@ -43,6 +44,24 @@ fn value(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Checks a verifier's counters, exported under `prefix` in `text`: each
+/// is there, it passed at least the `delivered` blocks, checked fewer
+/// signatures than it passed blocks (one a batch) but some, and rejected
+/// none.
+fn verifier_worked(text: &str, prefix: &str, delivered: Option<f64>) {
+    let verifier = |name: &str| value(text, &format!("{prefix}_{name}_total"));
+    for (name, _, _) in VerifierStats::default().named() {
+        assert!(verifier(name).is_some(), "no {prefix}_{name}_total: {text}");
+    }
+    assert!(verifier("passed") >= delivered, "{text}");
+    let checked = verifier("signatures_checked");
+    assert!(
+        checked > Some(0.0) && checked < verifier("passed"),
+        "{text}"
+    );
+    assert_eq!(verifier("rejected"), Some(0.0), "{text}");
 }
 
 /// A tracker and a source of a synthetic 500 kbit/s stream on loopback,
@@ -225,6 +244,12 @@ fn source_and_peer_serve_prometheus_metrics() {
     ] {
         assert!(names.contains(&name), "no {name}");
     }
+    // What its verifier did: every block it played passed.
+    verifier_worked(
+        &peer,
+        "clubcast_peer_verifier",
+        value(&peer, "clubcast_peer_played_on_time_total"),
+    );
     // The socket driver's counters too, traffic and errors alike.
     for (name, _, _) in UdpStats::default().named() {
         let metric = format!("clubcast_udp_{name}_total");
@@ -329,6 +354,12 @@ fn kernel_udp_relay_exports_its_forwarding_core() {
     assert_eq!(
         value(&relay, "clubcast_relay_inline_forged_total"),
         Some(0.0)
+    );
+    // Its core's verifier passed every block it forwarded.
+    verifier_worked(
+        &relay,
+        "clubcast_relay_inline_verifier",
+        value(&relay, forwarded),
     );
     // Uploads the fan-out tables leave out, and publications that found a
     // worker gone, are counted too (none here).

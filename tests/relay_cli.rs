@@ -328,6 +328,24 @@ fn relay_command_on_af_xdp_serves_peers_in_other_namespaces() {
         0.0,
         "{metrics}"
     );
+    // And what the workers' verifiers did: they passed every block they
+    // forwarded, checked each batch's signature once, rejected none.
+    let verifier = |name: &str| metric(&format!("clubcast_relay_worker_verifier_{name}_total"));
+    for (name, _, _) in clubcast::auth::VerifierStats::default().named() {
+        assert!(
+            verifier(name) >= 0.0,
+            "no worker verifier {name}: {metrics}"
+        );
+    }
+    assert!(
+        verifier("passed") >= metric("clubcast_relay_worker_blocks_forwarded_total"),
+        "{metrics}"
+    );
+    assert!(
+        verifier("signatures_checked") > 0.0 && verifier("signatures_checked") < verifier("passed"),
+        "{metrics}"
+    );
+    assert_eq!(verifier("rejected"), 0.0, "{metrics}");
     let p99 = metric("clubcast_relay_worker_latency_seconds{quantile=\"0.99\"}");
     assert!(p99 > 0.0 && p99 < 1.0, "{metrics}");
     let peers_ok: Vec<bool> = peers.into_iter().map(Kid::wait).collect();

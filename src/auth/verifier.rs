@@ -24,6 +24,7 @@ use super::sigbatch::{self, SignedStatement, MAX_SIGNATURES};
 use super::statement::BatchStatement;
 use super::tree::{batch_root, fill_nodes, leaf_cv, parent, Cv, NodeId, Path, CHUNK_LEN, MAX_PATH};
 use super::{AuthError, MAX_BATCH_BLOCKS};
+use crate::counters::counters;
 use crate::wire::{BatchSignature, Block, StreamTag};
 
 /// Default number of batches kept verified (256 blocks of 16-block batches
@@ -88,26 +89,28 @@ impl ForwardProof {
     }
 }
 
-/// Counters, for metrics and benches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct VerifierStats {
-    /// Blocks that passed (duplicates included).
-    pub passed: u64,
-    /// Blocks that passed but had been delivered before.
-    pub duplicates: u64,
-    /// Blocks rejected.
-    pub rejected: u64,
-    /// ed25519 signature verifications performed.
-    pub signatures_checked: u64,
-    /// Batch signatures taken without a check, from blocks another verifier
-    /// of this process passed ([`Trust::Verified`]).
-    pub signatures_trusted: u64,
-    /// Complete batches checked with one contiguous hash.
-    pub batches_hashed: u64,
-    /// Calls that checked several signatures at once
-    /// ([`BatchVerifier::check_signatures_ahead`]); their signatures count
-    /// in `signatures_checked`.
-    pub signature_batches: u64,
+counters! {
+    /// What a verifier did: the blocks it passed and rejected, and the
+    /// work that took (signature checks, whole-batch hashes).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct VerifierStats {
+        /// Blocks the verifier passed (duplicates included).
+        passed as "passed",
+        /// Blocks the verifier passed that it had delivered before.
+        duplicates as "duplicates",
+        /// Blocks the verifier rejected.
+        rejected as "rejected",
+        /// ed25519 signature verifications the verifier performed.
+        signatures_checked as "signatures_checked",
+        /// Batch signatures the verifier took without a check, from blocks
+        /// another verifier of this process passed.
+        signatures_trusted as "signatures_trusted",
+        /// Complete batches the verifier checked with one contiguous hash.
+        batches_hashed as "batches_hashed",
+        /// Calls that checked several signatures at once (their signatures
+        /// count in signatures_checked).
+        signature_batches as "signature_batches",
+    }
 }
 
 #[derive(Clone)]

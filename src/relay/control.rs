@@ -203,6 +203,11 @@ impl ControlPlane {
         self.inline.as_ref().map(|c| c.fwd.stats())
     }
 
+    /// The inline forwarding core's verifier counters, if it runs inline.
+    pub fn inline_verifier_stats(&self) -> Option<crate::auth::VerifierStats> {
+        self.inline.as_ref().map(|c| c.fwd.verifier_stats())
+    }
+
     /// The relay's state machine.
     pub fn peer(&self) -> &Peer {
         &self.peer

@@ -255,28 +255,36 @@ impl XdpDataPlane {
         self.steering.run_stats()
     }
 
-    /// The workers' counters, summed, as they last shared them (every few
-    /// thousand loops).
-    pub fn worker_stats(&self) -> WorkerStats {
-        let mut sum = WorkerStats::default();
+    /// `init` with every worker's share, as it last shared it (every few
+    /// thousand loops), folded in by `add`.
+    fn summed<T>(&self, init: T, add: impl Fn(&mut T, &WorkerShare)) -> T {
+        let mut sum = init;
         for share in &self.shares {
             if let Ok(share) = share.lock() {
-                sum.add(&share.stats);
+                add(&mut sum, &share);
             }
         }
         sum
     }
 
+    /// The workers' counters, summed, as they last shared them.
+    pub fn worker_stats(&self) -> WorkerStats {
+        self.summed(WorkerStats::default(), |sum, s| sum.add(&s.stats))
+    }
+
+    /// The workers' verifiers' counters, summed, as they last shared them.
+    pub fn worker_verifier_stats(&self) -> crate::auth::VerifierStats {
+        self.summed(crate::auth::VerifierStats::default(), |sum, s| {
+            sum.add(&s.verifier)
+        })
+    }
+
     /// The workers' ingress-to-submit latency (ns), merged, as they last
     /// shared it.
     pub fn worker_latency(&self) -> Histogram<u64> {
-        let mut sum = WorkerShare::new().latency;
-        for share in &self.shares {
-            if let Ok(share) = share.lock() {
-                let _ = sum.add(&share.latency);
-            }
-        }
-        sum
+        self.summed(WorkerShare::new().latency, |sum, s| {
+            let _ = sum.add(&s.latency);
+        })
     }
 
     /// The bind mode the sockets ended up in.

@@ -165,11 +165,13 @@ pub struct LatencySummary {
 }
 
 /// What a worker shares with its readers every few thousand loops: its
-/// counters and its latency histogram.
+/// counters, its verifier's and its latency histogram.
 #[derive(Debug, Clone)]
 pub struct WorkerShare {
     /// The counters.
     pub stats: WorkerStats,
+    /// What its forwarding core's verifier did.
+    pub verifier: crate::auth::VerifierStats,
     /// Ingress-to-submit latency of forwarded blocks, in nanoseconds.
     pub latency: Histogram<u64>,
 }
@@ -179,6 +181,7 @@ impl WorkerShare {
     pub fn new() -> Self {
         WorkerShare {
             stats: WorkerStats::default(),
+            verifier: crate::auth::VerifierStats::default(),
             latency: latency_histogram(),
         }
     }
@@ -350,11 +353,13 @@ impl Worker {
         self
     }
 
-    /// Copies the counters and the latency histogram into the share given
+    /// Copies the counters (its verifier's too) and the latency histogram
+    /// into the share given
     /// by [`Worker::with_share`] now, unless a reader holds it.
     pub fn share(&self) {
         if let Some(Ok(mut shared)) = self.shared.as_ref().map(|s| s.try_lock()) {
             shared.stats = self.stats();
+            shared.verifier = self.verifier_stats();
             shared.latency.reset();
             let _ = shared.latency.add(self.latency());
         }
