@@ -70,6 +70,12 @@
 //!    that sent its copies (in copy mode the kick transmits them, and on
 //!    veth the far end's tc drop runs inside it too).
 //!
+//! Before the phases it times one ed25519 check of a batch statement on
+//! this host (median of 201, printed and as `{"ed25519_verify_us":..}`):
+//! the first block of each batch waits for that check before its copies
+//! go out, so it sets a floor under the half-load p99 that hosts differ
+//! on (38 us to 62 us so far).
+//!
 //! `egress_pps` in the JSON is the copies that reached the subscribers' end
 //! of the veth, the same measurement for every backend; the relay-side
 //! count is printed beside it. With `--sink tc` (the default) a tc ingress
@@ -119,7 +125,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use clubcast::auth::signer::HopFields;
-use clubcast::auth::{BatchSigner, ProofPlan, SourceKey, StreamId};
+use clubcast::auth::{BatchSigner, BatchStatement, ProofPlan, SourceKey, StreamId};
 use clubcast::forward::BlockForwarder;
 use clubcast::io::packet::forward_batch;
 use clubcast::io::udp_batch::UdpBatchIo;
@@ -1195,6 +1201,14 @@ fn main() -> ExitCode {
         args.peers / args.clubs,
     );
 
+    let verify_us = ed25519_verify_us();
+    println!(
+        "ed25519 verify on this host: {verify_us:.1} us (median of {VERIFY_TIMINGS}); the first \
+         block of each batch waits for it before its copies go out, so with 1 block in \
+         {BATCH_BLOCKS} paying it the half-load p99 is at least about it plus the copies' p50"
+    );
+    println!("{{\"ed25519_verify_us\":{verify_us:.1}}}");
+
     // Everything runs on a thread of its own namespace; it all goes away
     // when the thread ends.
     let bench = thread::spawn(move || run_all(&args, &pool));
@@ -1230,6 +1244,38 @@ fn main() -> ExitCode {
         }
     );
     ExitCode::SUCCESS
+}
+
+/// How many signature checks [`ed25519_verify_us`] times.
+const VERIFY_TIMINGS: usize = 201;
+
+/// The median time of one ed25519 check of a batch statement on this
+/// host, in microseconds: the check the first block of each batch waits
+/// for in the relay, and the part of its latency no batching removes.
+fn ed25519_verify_us() -> f64 {
+    let key = SourceKey::from_seed(&[0x5e; 32]);
+    let stream = key.stream_id();
+    let statement = BatchStatement {
+        stream_key: stream.to_bytes(),
+        batch: 1,
+        first_seq: BATCH_BLOCKS,
+        count: BATCH_BLOCKS as u16,
+        timestamp_us: 0,
+        root: [0x7a; 32],
+    }
+    .to_bytes();
+    let signature = key.sign(&statement);
+    let mut times: Vec<f64> = (0..VERIFY_TIMINGS)
+        .map(|_| {
+            let t = Instant::now();
+            let ok = stream.verify(std::hint::black_box(&statement), &signature);
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            assert!(ok, "a statement this bench signed verifies");
+            us
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[VERIFY_TIMINGS / 2]
 }
 
 /// Builds the topology and runs the three phases.
