@@ -50,6 +50,18 @@ impl Exposition {
         self.metric("counter", name, help, value as f64);
     }
 
+    /// Every counter of a struct declared with `counters!` (its `named()`),
+    /// each as `{prefix}_{name}_total` with its help text.
+    pub fn counters<'a>(
+        &mut self,
+        prefix: &str,
+        named: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
+    ) {
+        for (name, help, value) in named {
+            self.counter(&format!("{prefix}_{name}_total"), help, value);
+        }
+    }
+
     /// A gauge (a value that goes up and down).
     pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
         self.metric("gauge", name, help, value);
@@ -129,9 +141,7 @@ const STARTUP_BUCKETS_S: &[f64] = &[0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0];
 
 /// Writes a socket driver's counters as `clubcast_udp_*` metrics.
 pub fn udp_metrics(s: &UdpStats, out: &mut Exposition) {
-    for (name, help, value) in s.named() {
-        out.counter(&format!("clubcast_udp_{name}_total"), help, value);
-    }
+    out.counters("clubcast_udp", s.named());
 }
 
 /// Writes the tracker's counters as `clubcast_tracker_*` metrics, with the
@@ -142,21 +152,15 @@ pub fn tracker_metrics<R: rand::Rng>(tracker: &Tracker<R>, out: &mut Exposition)
         "peers listed",
         tracker.peer_count() as f64,
     );
-    for (name, help, value) in tracker.stats().named() {
-        out.counter(&format!("clubcast_tracker_{name}_total"), help, value);
-    }
+    out.counters("clubcast_tracker", tracker.stats().named());
 }
 
 /// Writes `peer`'s counters and figures as `clubcast_peer_*` metrics.
 pub fn peer_metrics(peer: &Peer, out: &mut Exposition) {
     let s = peer.stats();
     // Every counter of the peer, named where it is declared (`PeerStats`).
-    for (name, help, value) in s.named() {
-        out.counter(&format!("clubcast_peer_{name}_total"), help, value);
-    }
-    for (name, help, value) in peer.verifier_stats().named() {
-        out.counter(&format!("clubcast_peer_verifier_{name}_total"), help, value);
-    }
+    out.counters("clubcast_peer", s.named());
+    out.counters("clubcast_peer_verifier", peer.verifier_stats().named());
     let p = peer.playout_stats();
     out.counter(
         "clubcast_peer_played_on_time_total",

@@ -40,7 +40,7 @@
 #[path = "support/netns.rs"]
 mod netns;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc, Mutex};
@@ -472,8 +472,8 @@ fn run_relay(
     // Most subscribers seen at once, and the clubs they covered then.
     let mut best = (0usize, 0usize);
     let mut ever = HashSet::new();
-    // Since when the relay has downloaded from each of its uploaders.
-    let mut held_since: BTreeMap<SocketAddrV4, Instant> = BTreeMap::new();
+    // The relay's uploaders in the order it took them on.
+    let mut held: Vec<SocketAddrV4> = Vec::new();
     let mut sampled = Instant::now();
     let stop = AtomicBool::new(false);
     while Instant::now() < until {
@@ -484,7 +484,7 @@ fn run_relay(
             continue;
         };
         let now = Instant::now();
-        let downloads: HashSet<SocketAddrV4> = node
+        let downloads: BTreeSet<SocketAddrV4> = node
             .peer()
             .connections()
             .downloads
@@ -494,15 +494,16 @@ fn run_relay(
                 SocketAddr::V6(_) => None,
             })
             .collect();
-        held_since.retain(|a, _| downloads.contains(a));
+        held.retain(|a| downloads.contains(a));
         for a in downloads {
-            held_since.entry(a).or_insert(now);
+            if !held.contains(&a) {
+                held.push(a);
+            }
         }
-        let mut by_age: Vec<(Instant, SocketAddrV4)> =
-            held_since.iter().map(|(a, t)| (*t, *a)).collect();
-        by_age.sort();
-        *uploaders.lock().unwrap_or_else(|e| e.into_inner()) =
-            by_age.into_iter().map(|(_, a)| a).collect();
+        uploaders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone_from(&held);
         if now >= sampled + Duration::from_millis(500) {
             sampled = now;
             if let Some(c) = node.control() {

@@ -428,32 +428,21 @@ fn relay_metrics(node: &RelayNode, plane: Option<&XdpDataPlane>, e: &mut Exposit
         cs.blocks_wrong_tag,
     );
     if let Some(f) = c.inline_stats() {
-        for (name, help, value) in f.named() {
-            e.counter(&format!("clubcast_relay_inline_{name}_total"), help, value);
-        }
+        e.counters("clubcast_relay_inline", f.named());
     }
     if let Some(v) = c.inline_verifier_stats() {
-        for (name, help, value) in v.named() {
-            e.counter(
-                &format!("clubcast_relay_inline_verifier_{name}_total"),
-                help,
-                value,
-            );
-        }
+        e.counters("clubcast_relay_inline_verifier", v.named());
     }
     if let Some(plane) = plane {
         let w = plane.worker_stats();
-        let named = w.named().into_iter().chain(w.forward.named());
-        for (name, help, value) in named {
-            e.counter(&format!("clubcast_relay_worker_{name}_total"), help, value);
-        }
-        for (name, help, value) in plane.worker_verifier_stats().named() {
-            e.counter(
-                &format!("clubcast_relay_worker_verifier_{name}_total"),
-                help,
-                value,
-            );
-        }
+        e.counters(
+            "clubcast_relay_worker",
+            w.named().into_iter().chain(w.forward.named()),
+        );
+        e.counters(
+            "clubcast_relay_worker_verifier",
+            plane.worker_verifier_stats().named(),
+        );
         e.latency_summary(
             "clubcast_relay_worker_latency_seconds",
             "ingress to TX submit of forwarded blocks, per worker batch",

@@ -354,8 +354,8 @@ impl Worker {
     }
 
     /// Copies the counters (its verifier's too) and the latency histogram
-    /// into the share given
-    /// by [`Worker::with_share`] now, unless a reader holds it.
+    /// into the share given by [`Worker::with_share`] now, unless a reader
+    /// holds it.
     pub fn share(&self) {
         if let Some(Ok(mut shared)) = self.shared.as_ref().map(|s| s.try_lock()) {
             shared.stats = self.stats();
